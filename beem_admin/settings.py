@@ -1,0 +1,288 @@
+"""Beem Admin Suite settings, driven by environment variables.
+
+With nothing set, the project runs embedded: SQLite, Celery in eager mode, a local-memory
+cache, DEBUG on. Every variable is documented in README.md ("Configuration").
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}.")
+
+
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Outside debug Beem refuses to start without a "
+            "secret key: set DJANGO_SECRET_KEY to a long random string (for example the output "
+            "of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
+        )
+    SECRET_KEY = "insecure-development-key-only-for-DEBUG"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS is not set. Outside debug Beem refuses to start without it: "
+            "set it to the comma-separated host names this server answers for, e.g. "
+            "'beem.example.com'."
+        )
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# The public base URL that Entra ID reaches (used for Tenant URL and Token Endpoint shown to
+# admins). Empty: derived from the incoming request.
+BEEM_PUBLIC_URL = os.environ.get("BEEM_PUBLIC_URL", "").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "oauth2_provider",
+    "django_scim",
+    "axes",
+    "members",
+    "directory_sync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "beem_admin.urls"
+WSGI_APPLICATION = "beem_admin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "members.context_processors.organization",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL (or anything dj-database-url knows) from DATABASE_URL; SQLite otherwise.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite is the embedded default; WAL and a busy timeout keep the dev server and an eager
+    # Celery task from tripping over each other's locks.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "members:member_list"
+LOGOUT_REDIRECT_URL = "login"
+
+# django-axes: lock an account+IP after repeated failed logins (brute force protection).
+AXES_FAILURE_LIMIT = env_int("BEEM_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("BEEM_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ENABLED = env_bool("BEEM_LOGIN_RATE_LIMIT", True)
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("ar", _("Arabic"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.environ.get("BEEM_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+
+# Request bodies: SCIM documents are small; anything over this limit is refused early (413).
+BEEM_MAX_BODY_BYTES = env_int("BEEM_MAX_BODY_BYTES", 1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = BEEM_MAX_BODY_BYTES
+
+# Security outside debug.
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# OAuth2 (django-oauth-toolkit): Entra ID uses the client credentials grant.
+BEEM_TOKEN_LIFETIME_SECONDS = env_int("BEEM_TOKEN_LIFETIME_SECONDS", 3600)
+if not 3600 <= BEEM_TOKEN_LIFETIME_SECONDS <= 21600:
+    raise ImproperlyConfigured(
+        "BEEM_TOKEN_LIFETIME_SECONDS must be between 3600 and 21600 (Entra ID's accepted range)."
+    )
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": BEEM_TOKEN_LIFETIME_SECONDS,
+    "SCOPES": {"scim": _("Provision users and groups through SCIM")},
+    "DEFAULT_SCOPES": ["scim"],
+    "PKCE_REQUIRED": False,
+}
+
+# django-scim2. Our adapters, filter parsers and auth check live in directory_sync.scim.
+SCIM_SERVICE_PROVIDER = {
+    "NETLOC": os.environ.get("BEEM_SCIM_NETLOC", "localhost"),
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "OAuth2 client credentials grant; send the token as a Bearer token.",
+            "primary": True,
+        }
+    ],
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="beem-scim"',
+}
+
+# Celery. No broker configured: tasks run eagerly in-process (the embedded default).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A job is acknowledged only after it ran; a worker killed mid-job gets it redelivered.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing must not hang a SCIM request when Redis is down: the outbox sweep catches up.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("BEEM_BROKER_VISIBILITY_TIMEOUT", 600),
+    "max_retries": 1,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+}
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BEAT_SCHEDULE = {
+    "redispatch-pending-events": {
+        "task": "directory_sync.redispatch_pending_events",
+        "schedule": timedelta(seconds=env_int("BEEM_REDISPATCH_INTERVAL_SECONDS", 60)),
+    },
+    "close-idle-runs": {
+        "task": "directory_sync.close_idle_runs",
+        "schedule": timedelta(minutes=1),
+    },
+    "purge-old-logs": {
+        "task": "directory_sync.purge_old_logs",
+        "schedule": crontab(hour=3, minute=17),
+    },
+    "worker-heartbeat": {
+        "task": "directory_sync.worker_heartbeat",
+        "schedule": timedelta(seconds=30),
+    },
+}
+
+# Directory sync behaviour.
+BEEM_REQUEST_LOG_RETENTION_DAYS = env_int("BEEM_REQUEST_LOG_RETENTION_DAYS", 30)
+BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
+# Events still pending after this many seconds are re-dispatched by the sweep.
+BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)
+
+LOG_LEVEL = os.environ.get("BEEM_LOG_LEVEL", "INFO")
+LOG_FORMAT = os.environ.get("BEEM_LOG_FORMAT", "text" if DEBUG else "json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # django-scim2 logs request bodies at DEBUG; never let them out.
+        "django_scim": {"level": "WARNING"},
+        "oauthlib": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,378 @@
+"""Writes to the members domain. The only code that changes members' rows.
+
+Every service is keyword-only, owns its transaction, and is safe to call again with the same
+arguments (it converges instead of duplicating).
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from .models import (
+    Administrator,
+    AuditEntry,
+    Department,
+    DepartmentMembership,
+    Group,
+    GroupMembership,
+    Member,
+    Organization,
+    Resource,
+)
+from .phones import InvalidPhoneNumber, phone_to_e164
+
+
+class MemberError(ValueError):
+    """A member write was refused; ``field`` names the offending attribute."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class DeletionRule:
+    """What happens to a deleted member's resources."""
+
+    # Resources become unassigned and are listed for reassignment.
+    UNASSIGN = "unassign"
+    # Resources go to the member's manager (unassigned when there is none).
+    TO_MANAGER = "to_manager"
+
+
+MEMBER_FIELDS = (
+    "display_name",
+    "given_name",
+    "family_name",
+    "phone",
+    "email",
+    "job_title",
+    "country",
+    "employee_number",
+)
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def audit_record(
+    *,
+    organization: Organization,
+    action: str,
+    actor=None,
+    actor_label: str | None = None,
+    detail: dict | None = None,
+) -> AuditEntry:
+    label = actor_label or (f"admin:{actor.get_username()}" if actor is not None else "system")
+    return AuditEntry.objects.create(
+        organization=organization,
+        actor=actor,
+        actor_label=label,
+        action=action,
+        detail=detail or {},
+    )
+
+
+# --- organizations and administrators ---------------------------------------------------
+
+
+def organization_get_or_create(*, slug: str, name: str) -> Organization:
+    organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
+    return organization
+
+
+def administrator_ensure(
+    *, organization: Organization, username: str, password: str, email: str = ""
+) -> Administrator:
+    """Create (or reset the password of) a staff user administering ``organization``."""
+    User = get_user_model()
+    with transaction.atomic():
+        user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
+        user.is_staff = True
+        user.set_password(password)
+        user.save()
+        admin, _ = Administrator.objects.update_or_create(
+            user=user, defaults={"organization": organization}
+        )
+    return admin
+
+
+# --- members -----------------------------------------------------------------------------
+
+
+def _normalise_member_fields(fields: dict, *, default_country: str | None) -> dict:
+    clean = {}
+    for key, value in fields.items():
+        if key not in MEMBER_FIELDS and key not in (
+            "manager",
+            "directory_managed",
+            "status",
+            "department_display",
+        ):
+            raise MemberError(f"Unknown member field {key!r}.", field=key)
+        if key in ("manager", "directory_managed", "status", "department_display"):
+            clean[key] = value
+            continue
+        value = (value or "").strip() if isinstance(value, str) or value is None else value
+        if key == "phone":
+            if value:
+                try:
+                    value = phone_to_e164(value, default_country=default_country)
+                except InvalidPhoneNumber as exc:
+                    raise MemberError(str(exc), field="phone")
+            else:
+                value = None
+        elif key == "email":
+            if value:
+                value = value.lower()
+                try:
+                    validate_email(value)
+                except DjangoValidationError:
+                    raise MemberError(f"'{value}' is not a valid email address.", field="email")
+            else:
+                value = None
+        clean[key] = value
+    return clean
+
+
+def _check_unique(*, organization: Organization, fields: dict, exclude_pk: int | None) -> None:
+    others = Member.objects.filter(organization=organization)
+    if exclude_pk is not None:
+        others = others.exclude(pk=exclude_pk)
+    phone = fields.get("phone")
+    if phone and others.filter(phone=phone).exists():
+        raise MemberError(f"Another member already has the mobile number {phone}.", field="phone")
+    email = fields.get("email")
+    if email and others.annotate(e=Lower("email")).filter(e=email).exists():
+        raise MemberError(f"Another member already has the email {email}.", field="email")
+
+
+def member_create(
+    *, organization: Organization, default_country: str | None = None, **fields
+) -> Member:
+    """Create a member; phone is normalised to E.164, email lower-cased, both unique."""
+    clean = _normalise_member_fields(fields, default_country=default_country)
+    if not clean.get("phone") and not clean.get("email"):
+        raise MemberError("A member needs a mobile number or an email address.", field="phone")
+    _check_unique(organization=organization, fields=clean, exclude_pk=None)
+    try:
+        with transaction.atomic():
+            return Member.objects.create(organization=organization, **clean)
+    except IntegrityError:
+        # A concurrent writer took the phone or email between the check and the insert.
+        _check_unique(organization=organization, fields=clean, exclude_pk=None)
+        raise
+
+
+def _current_value(member: Member, key: str):
+    return member.manager_id if key == "manager" else getattr(member, key)
+
+
+def _comparable(key: str, value):
+    if key == "manager":
+        return value.pk if value is not None else None
+    return value
+
+
+def member_update(
+    *, member: Member, default_country: str | None = None, **fields
+) -> tuple[Member, list[str]]:
+    """Update the given fields; returns the member and the names of fields that changed."""
+    clean = _normalise_member_fields(fields, default_country=default_country)
+    changed = [k for k, v in clean.items() if _current_value(member, k) != _comparable(k, v)]
+    if not changed:
+        return member, []
+    _check_unique(
+        organization=member.organization,
+        fields={k: clean[k] for k in changed},
+        exclude_pk=member.pk,
+    )
+    for key in changed:
+        setattr(member, key, clean[key])
+    if not member.phone and not member.email:
+        raise MemberError("A member needs a mobile number or an email address.", field="phone")
+    with transaction.atomic():
+        member.save(update_fields=[*changed, "updated_at"])
+    return member, changed
+
+
+@dataclass(frozen=True)
+class MemberDeletion:
+    member_id: int
+    member_name: str
+    resources_unassigned: int
+    resources_to_manager: int
+
+
+def member_delete(
+    *, member: Member, rule: str = DeletionRule.UNASSIGN, actor_label: str = "system"
+) -> MemberDeletion:
+    """Delete a member without ever destroying what they own.
+
+    Resources move to the manager (``TO_MANAGER`` with a manager) or become unassigned and are
+    listed for reassignment. ``Resource.owner`` is PROTECT, so a path that forgot this fails.
+    """
+    with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        name = member.full_name or str(member)
+        owned = Resource.objects.filter(owner=member)
+        to_manager = 0
+        if rule == DeletionRule.TO_MANAGER and member.manager_id:
+            to_manager = owned.update(
+                owner_id=member.manager_id, previous_owner_name=name, updated_at=timezone.now()
+            )
+        unassigned = Resource.objects.filter(owner=member).update(
+            owner=None,
+            previous_owner_name=name,
+            unassigned_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        member_id = member.pk
+        if unassigned or to_manager:
+            audit_record(
+                organization=member.organization,
+                action="member.resources_moved",
+                actor_label=actor_label,
+                detail={"member": name, "unassigned": unassigned, "to_manager": to_manager},
+            )
+        member.delete()
+    return MemberDeletion(member_id, name, unassigned, to_manager)
+
+
+# --- departments -------------------------------------------------------------------------
+
+
+def department_get_or_create(
+    *, organization: Organization, name: str, parent: Department | None = None
+) -> Department:
+    name = name.strip()
+    if not name:
+        raise MemberError("A department needs a name.", field="department")
+    try:
+        with transaction.atomic():
+            return Department.objects.get_or_create(
+                organization=organization, parent=parent, name=name
+            )[0]
+    except IntegrityError:
+        # Created concurrently under the same parent: the unique constraint makes us converge.
+        return Department.objects.get(organization=organization, parent=parent, name=name)
+
+
+def department_path_ensure(*, organization: Organization, path: Sequence[str]) -> Department:
+    """Create the missing part of ``path`` (root first) and return its leaf."""
+    parts = [p.strip() for p in path if p and p.strip()]
+    if not parts:
+        raise MemberError("The department path is empty.", field="department")
+    parent = None
+    for part in parts:
+        parent = department_get_or_create(organization=organization, name=part, parent=parent)
+    return parent
+
+
+def member_departments_set(
+    *, member: Member, departments: Sequence[Department], primary: Department | None = None
+) -> bool:
+    """Make ``member``'s departments exactly ``departments``; returns whether anything changed."""
+    wanted = {d.pk for d in departments}
+    primary_id = primary.pk if primary else (departments[0].pk if departments else None)
+    with transaction.atomic():
+        current = {
+            link.department_id: link
+            for link in DepartmentMembership.objects.select_for_update().filter(member=member)
+        }
+        changed = False
+        stale = [pk for pk in current if pk not in wanted]
+        if stale:
+            DepartmentMembership.objects.filter(member=member, department_id__in=stale).delete()
+            changed = True
+        # Clear the old primary first: at most one primary per member (constraint).
+        DepartmentMembership.objects.filter(member=member, is_primary=True).exclude(
+            department_id=primary_id
+        ).update(is_primary=False)
+        for pk in wanted:
+            link = current.get(pk)
+            if link is None:
+                DepartmentMembership.objects.create(
+                    member=member, department_id=pk, is_primary=(pk == primary_id)
+                )
+                changed = True
+            elif link.is_primary != (pk == primary_id):
+                DepartmentMembership.objects.filter(pk=link.pk).update(
+                    is_primary=(pk == primary_id)
+                )
+                changed = True
+    return changed
+
+
+# --- groups ------------------------------------------------------------------------------
+
+
+def group_create(
+    *, organization: Organization, name: str, directory_managed: bool = False
+) -> Group:
+    return Group.objects.create(
+        organization=organization, name=name.strip(), directory_managed=directory_managed
+    )
+
+
+def group_rename(*, group: Group, name: str) -> Group:
+    if group.name != name:
+        group.name = name
+        group.save(update_fields=["name", "updated_at"])
+    return group
+
+
+def group_members_set(*, group: Group, member_ids: Iterable[int]) -> tuple[int, int]:
+    """Make the group's members exactly ``member_ids`` by set difference; (added, removed)."""
+    wanted = set(member_ids)
+    with transaction.atomic():
+        Group.objects.select_for_update().filter(pk=group.pk).first()
+        current = set(
+            GroupMembership.objects.filter(group=group).values_list("member_id", flat=True)
+        )
+        to_add = wanted - current
+        to_remove = current - wanted
+        if to_remove:
+            GroupMembership.objects.filter(group=group, member_id__in=to_remove).delete()
+        GroupMembership.objects.bulk_create(
+            [GroupMembership(group=group, member_id=pk) for pk in to_add],
+            ignore_conflicts=True,
+        )
+    return len(to_add), len(to_remove)
+
+
+def group_delete(*, group: Group) -> None:
+    group.delete()
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+def resource_create(
+    *, organization: Organization, kind: str, name: str, owner: Member | None
+) -> Resource:
+    return Resource.objects.create(organization=organization, kind=kind, name=name, owner=owner)
+
+
+def resource_reassign(*, resource: Resource, owner: Member, actor=None) -> Resource:
+    """Give an (unassigned) resource to a member of the same organization."""
+    if owner.organization_id != resource.organization_id:
+        raise MemberError("The new owner belongs to another organization.", field="owner")
+    with transaction.atomic():
+        resource = Resource.objects.select_for_update().get(pk=resource.pk)
+        previous = resource.owner.full_name if resource.owner_id else resource.previous_owner_name
+        resource.owner = owner
+        resource.unassigned_at = None
+        resource.save(update_fields=["owner", "unassigned_at", "updated_at"])
+        audit_record(
+            organization=resource.organization,
+            action="resource.reassigned",
+            actor=actor,
+            detail={"resource": resource.name, "from": previous, "to": owner.full_name},
+        )
+    return resource
