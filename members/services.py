@@ -201,6 +201,67 @@ def member_update(
     return member, changed
 
 
+# Fields Entra ID owns for a directory-managed member: read-only in the admin suite while the
+# organization's sync is active, or Entra would overwrite the admin's edit on its next cycle.
+DIRECTORY_OWNED_FIELDS = frozenset({*MEMBER_FIELDS, "manager", "departments"})
+
+
+def member_edit(
+    *,
+    member: Member,
+    actor=None,
+    locked_fields: frozenset[str] | set[str] = frozenset(),
+    default_country: str | None = None,
+    departments: Sequence[Department] | None = None,
+    **fields,
+) -> tuple[Member, list[str]]:
+    """An administrator's edit of a member, audited as ``member.edited``.
+
+    ``locked_fields`` are refused outright (the caller computes them, e.g. the directory-owned
+    fields while sync is active): a disabled form input is not a security boundary.
+    ``departments`` (when given) become the member's departments; the current primary stays
+    primary when kept. Returns the member and the names of the fields that changed.
+    """
+    given = set(fields) | ({"departments"} if departments is not None else set())
+    refused = sorted(given & set(locked_fields))
+    if refused:
+        raise MemberError(
+            f"These fields are managed by directory sync: {', '.join(refused)}.",
+            field=refused[0],
+        )
+    if departments is not None:
+        for department in departments:
+            if department.organization_id != member.organization_id:
+                raise MemberError(
+                    "The department belongs to another organization.", field="departments"
+                )
+    manager = fields.get("manager")
+    if manager is not None:
+        if manager.organization_id != member.organization_id:
+            raise MemberError("The manager belongs to another organization.", field="manager")
+        if manager.pk == member.pk:
+            raise MemberError("A member cannot be their own manager.", field="manager")
+    with transaction.atomic():
+        member, changed = member_update(member=member, default_country=default_country, **fields)
+        if departments is not None:
+            current_primary = (
+                DepartmentMembership.objects.filter(member=member, is_primary=True)
+                .values_list("department_id", flat=True)
+                .first()
+            )
+            primary = next((d for d in departments if d.pk == current_primary), None)
+            if member_departments_set(member=member, departments=departments, primary=primary):
+                changed.append("departments")
+        if changed:
+            audit_record(
+                organization=member.organization,
+                action="member.edited",
+                actor=actor,
+                detail={"member_id": member.pk, "member": member.full_name, "fields": changed},
+            )
+    return member, changed
+
+
 @dataclass(frozen=True)
 class MemberDeletion:
     member_id: int
