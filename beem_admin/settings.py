@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized bodies get 413 before sessions, auth or SCIM parsing do any work.
+    "directory_sync.scim.limits.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -199,7 +201,22 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": BEEM_TOKEN_LIFETIME_SECONDS,
     "SCOPES": {"scim": _("Provision users and groups through SCIM")},
     "DEFAULT_SCOPES": ["scim"],
-    "PKCE_REQUIRED": False,
+    # Only the client credentials grant is used (Entra ID); PKCE concerns the authorization
+    # code grant, so requiring it costs nothing and keeps `check --deploy` clean.
+    "PKCE_REQUIRED": True,
+    # RFC 9700 (OAuth 2.0 Security BCP): refuse the legacy grants and transports we never use,
+    # and store access/refresh tokens as SHA-256 checksums instead of plaintext, so a database
+    # leak gives no usable bearer token. Look tokens up through oauthlib (verify_request) or by
+    # `token_checksum`, never by the `token` column.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 
 # django-scim2. Our adapters, filter parsers and auth check live in directory_sync.scim.
