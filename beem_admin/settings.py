@@ -281,6 +281,10 @@ BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
 # Events still pending after this many seconds are re-dispatched by the sweep.
 BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)
 
+# Benchmarks only (bench/run.py): mounts /bench/ping, a bare JSON view used as the ceiling of
+# the stack. Off by default; never needed in production.
+BEEM_BENCH_ENDPOINT = env_bool("BEEM_BENCH_ENDPOINT", False)
+
 LOG_LEVEL = os.environ.get("BEEM_LOG_LEVEL", "INFO")
 LOG_FORMAT = os.environ.get("BEEM_LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -12,3 +13,8 @@ urlpatterns = [
     path("members/", include("members.urls")),
     path("settings/directory-syncs/", include("directory_sync.urls")),
 ]
+
+if settings.BEEM_BENCH_ENDPOINT:
+    from bench.views import ping
+
+    urlpatterns.append(path("bench/ping", ping, name="bench_ping"))

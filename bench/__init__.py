@@ -1,0 +1,1 @@
+"""The Entra-scale benchmark harness (``bench/run.py``); see README "Benchmarks"."""
