@@ -82,6 +82,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later log line of the request carries its id (README "Operations").
+    "beem_admin.middleware.RequestIdMiddleware",
+    # Before host checks and the HTTPS redirect, which would hide the state from a load balancer.
+    "directory_sync.health.HealthzMiddleware",
+    "directory_sync.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies get 413 before sessions, auth or SCIM parsing do any work.
     "directory_sync.scim.limits.RequestBodyLimitMiddleware",
@@ -291,14 +296,29 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
+        },
+# Operations (README "Operations"): /healthz and /metrics.
+# /metrics answers only with `Authorization: Bearer <token>` when set; empty: open.
+BEEM_METRICS_TOKEN = os.environ.get("BEEM_METRICS_TOKEN", "")
+BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS = env_int("BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS", 1)
+# /healthz reports "degraded" when no worker recorded a heartbeat for this long.
+BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 120)
+# The worker imports this module at start so its worker_ready heartbeat receiver is connected.
+CELERY_IMPORTS = ["directory_sync.health"]
+# Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -307,3 +327,12 @@ LOGGING = {
         "oauthlib": {"level": "WARNING"},
     },
 }
+    "filters": {
+        "request_id": {"()": "beem_admin.logging.RequestIdFilter"},
+        # Masks tokens, secrets, emails and phone numbers in every emitted line.
+        "redact": {"()": "beem_admin.logging.RedactingFilter"},
+    },
+        # Replace Django's own handlers for these (set up before ours, without the request id
+        # and redaction filters); runserver's request lines include SCIM filter values.
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
