@@ -1,0 +1,516 @@
+"""Operator maintenance: sync status overview, reconcile, and purging old logs.
+
+Called by ``manage.py directory_sync`` (status, reconcile, purge) and by the nightly beat task
+``directory_sync.purge_old_logs`` (``logs_purge``). Reads return plain data the command renders;
+writes (``reconcile_fix``, ``logs_purge``) own their transactions like every service.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from members.models import Group, GroupMembership, Member, Organization
+from members.phones import phone_or_none
+from members.services import audit_record
+
+from .models import (
+    ChangeEvent,
+    DirectoryMembership,
+    DirectoryRecord,
+    ProvisioningRun,
+    RequestLog,
+    SyncSettings,
+)
+from .outbox import change_event_append
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+OPERATOR = "operator"
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def sync_status_overview(*, organizations: Iterable[Organization]) -> list[dict]:
+    """One row per organization: sync status, last contact, current run, event backlog.
+
+    Ages are whole seconds; timestamps ISO 8601 (UTC). Read-only.
+    """
+    now = timezone.now()
+    rows = []
+    for organization in organizations:
+        sync = SyncSettings.objects.filter(organization=organization).first()
+        events = ChangeEvent.objects.filter(organization=organization)
+        backlog = events.filter(status=ChangeEvent.Status.PENDING).aggregate(
+            n=Count("id"), oldest=Min("created_at")
+        )
+        failed = events.filter(status=ChangeEvent.Status.FAILED).count()
+        run = (
+            ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        current_run = None
+        if run is not None:
+            by_status = dict(
+                ChangeEvent.objects.filter(run=run)
+                .values_list("status")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+            current_run = {
+                "id": run.pk,
+                "started_at": _iso(run.started_at),
+                "last_activity_at": _iso(run.last_activity_at),
+                "requests": run.requests_received,
+                "events": {s.value: by_status.get(s.value, 0) for s in ChangeEvent.Status},
+            }
+        rows.append(
+            {
+                "organization": {
+                    "id": organization.pk,
+                    "slug": organization.slug,
+                    "name": organization.name,
+                },
+                "status": sync.status if sync else SyncSettings.Status.NOT_CONFIGURED.value,
+                "last_test_connection_at": _iso(sync.last_test_connection_at if sync else None),
+                "last_request_at": _iso(sync.last_request_at if sync else None),
+                "current_run": current_run,
+                "pending_events": backlog["n"],
+                "failed_events": failed,
+                "oldest_pending_age_seconds": (
+                    int((now - backlog["oldest"]).total_seconds()) if backlog["oldest"] else None
+                ),
+            }
+        )
+    return rows
+
+
+# --- reconcile ---------------------------------------------------------------------------
+
+
+class Kind:
+    MISSING_MEMBER = "missing_member"
+    MISSING_GROUP = "missing_group"
+    STALE_FIELD = "stale_field"
+    DUPLICATE = "duplicate"
+    ORPHAN = "orphan"
+
+
+# Kinds whose record a re-applied change event can repair. Duplicates need a person's
+# judgement (review items / merge), orphans have no record to apply.
+FIXABLE = {Kind.MISSING_MEMBER, Kind.MISSING_GROUP, Kind.STALE_FIELD}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way a directory record and the Beem side disagree."""
+
+    organization_id: int
+    organization_slug: str
+    kind: str
+    resource_type: str
+    # Our SCIM id of the record ("" for an orphan, which has none).
+    scim_id: str
+    # userName or group displayName of the record; the member's or group's name for orphans.
+    label: str
+    member_id: int | None
+    group_id: int | None
+    detail: str
+    # A change event for this record is already waiting: the job may still fix it.
+    pending_event: bool = False
+    record_id: int | None = field(default=None, compare=False)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("record_id")
+        return data
+
+
+def _doc_email(document: dict) -> str | None:
+    emails = document.get("emails") or []
+    chosen = next((e for e in emails if e.get("type") == "work"), None) or next(
+        (e for e in emails if e.get("primary")), None
+    )
+    value = (chosen or {}).get("value")
+    return value.strip().lower() if isinstance(value, str) and value.strip() else None
+
+
+def _doc_phone(document: dict) -> str | None:
+    phones = document.get("phoneNumbers") or []
+    chosen = next((p for p in phones if p.get("type") == "mobile"), None)
+    value = (chosen or {}).get("value")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _doc_country(document: dict) -> str | None:
+    addresses = document.get("addresses") or []
+    chosen = next((a for a in addresses if a.get("type") == "work"), None)
+    return (chosen or {}).get("country")
+
+
+def _fallback_differences(
+    record: DirectoryRecord,
+    member: Member,
+    *,
+    default_country: str | None,
+    member_id_by_scim_id: dict,
+) -> list[str]:
+    """Conservative field comparison, used when the sync engine offers none.
+
+    Only attributes present in the document are compared (an absent one may legitimately
+    leave an existing member's value alone) and departments are not compared.
+    """
+    document = record.document or {}
+    name = document.get("name") or {}
+    enterprise = document.get(ENTERPRISE) or {}
+    expected: dict[str, object] = {}
+    if "displayName" in document:
+        expected["display_name"] = document.get("displayName") or ""
+    if "givenName" in name:
+        expected["given_name"] = name.get("givenName") or ""
+    if "familyName" in name:
+        expected["family_name"] = name.get("familyName") or ""
+    if "title" in document:
+        expected["job_title"] = document.get("title") or ""
+    if _doc_country(document) is not None:
+        expected["country"] = _doc_country(document) or ""
+    if "employeeNumber" in enterprise:
+        expected["employee_number"] = enterprise.get("employeeNumber") or ""
+    email = _doc_email(document)
+    if email:
+        expected["email"] = email
+    phone = phone_or_none(_doc_phone(document), default_country=default_country)
+    if phone:
+        expected["phone"] = phone
+    differences = [
+        f"{key}: member has {getattr(member, key)!r}, directory has {value!r}"
+        for key, value in expected.items()
+        if (getattr(member, key) or "") != value
+    ]
+    if record.manager_scim_id is not None:
+        wanted = member_id_by_scim_id.get(record.manager_scim_id)
+        if wanted is not None and member.manager_id != wanted:
+            differences.append("manager: member's manager differs from the directory's")
+    if not member.directory_managed:
+        differences.append("directory_managed: member is not marked as managed by the sync")
+    return differences
+
+
+def _engine_differences():
+    """The sync engine's comparison when it offers one (``apply.record_member_differences``)."""
+    from . import apply
+
+    return getattr(apply, "record_member_differences", None)
+
+
+def _person_keys(document: dict, *, default_country: str | None) -> list[tuple[str, str]]:
+    keys = []
+    email = _doc_email(document)
+    if email:
+        keys.append(("email", email))
+    phone = phone_or_none(_doc_phone(document), default_country=default_country)
+    if phone:
+        keys.append(("phone", phone))
+    return keys
+
+
+def reconcile_differences(*, organization: Organization | None = None) -> list[Difference]:
+    """Compare every directory record with its member or group. Read-only.
+
+    Reports: a live record without its member/group (``missing_*``); a member or group that
+    does not match its record, or a directory-deleted/inactive user whose member still exists
+    (``stale_field``); another member or directory user with the same email or mobile
+    (``duplicate``); a directory-managed member or group with no record (``orphan``).
+    """
+    organizations = (
+        [organization] if organization is not None else Organization.objects.order_by("id")
+    )
+    engine = _engine_differences()
+    out: list[Difference] = []
+    for org in organizations:
+        out.extend(_reconcile_organization(org, engine=engine))
+    return out
+
+
+def _reconcile_organization(organization: Organization, *, engine) -> list[Difference]:
+    sync = SyncSettings.objects.filter(organization=organization).first()
+    default_country = sync.default_phone_country if sync else None
+    records = list(
+        DirectoryRecord.objects.filter(organization=organization)
+        .select_related("member", "group")
+        .order_by("resource_type", "id")
+    )
+    pending_record_ids = set(
+        ChangeEvent.objects.filter(
+            organization=organization, status=ChangeEvent.Status.PENDING, record__isnull=False
+        ).values_list("record_id", flat=True)
+    )
+    member_id_by_scim_id = {
+        r.scim_id: r.member_id
+        for r in records
+        if r.resource_type == DirectoryRecord.ResourceType.USER and r.member_id
+    }
+    out: list[Difference] = []
+
+    def add(kind: str, record: DirectoryRecord | None, detail: str, **extra) -> None:
+        if record is not None:
+            extra.setdefault("resource_type", record.resource_type)
+            extra.setdefault("scim_id", str(record.scim_id))
+            extra.setdefault("label", record.user_name or record.display_name or "")
+            extra.setdefault("member_id", record.member_id)
+            extra.setdefault("group_id", record.group_id)
+            extra.setdefault("pending_event", record.pk in pending_record_ids)
+            extra.setdefault("record_id", record.pk)
+        out.append(
+            Difference(
+                organization_id=organization.pk,
+                organization_slug=organization.slug,
+                kind=kind,
+                detail=detail,
+                **extra,
+            )
+        )
+
+    users = [r for r in records if r.resource_type == DirectoryRecord.ResourceType.USER]
+    groups = [r for r in records if r.resource_type == DirectoryRecord.ResourceType.GROUP]
+
+    for record in users:
+        if record.deleted_at is not None:
+            if record.member_id:
+                add(Kind.STALE_FIELD, record, "deleted in the directory; the member still exists")
+            continue
+        if not record.active:
+            if record.member_id:
+                add(Kind.STALE_FIELD, record, "inactive in the directory; the member still exists")
+            continue
+        if record.member is None:
+            add(Kind.MISSING_MEMBER, record, "active directory user has no member")
+            continue
+        if engine is not None:
+            differences = engine(record)
+        else:
+            differences = _fallback_differences(
+                record,
+                record.member,
+                default_country=default_country,
+                member_id_by_scim_id=member_id_by_scim_id,
+            )
+        for difference in differences:
+            add(Kind.STALE_FIELD, record, str(difference))
+
+    _user_duplicates(organization, users, default_country=default_country, add=add)
+
+    for record in groups:
+        if record.deleted_at is not None:
+            if record.group_id:
+                add(Kind.STALE_FIELD, record, "deleted in the directory; the group still exists")
+            continue
+        if record.group is None:
+            add(Kind.MISSING_GROUP, record, "directory group has no Beem group")
+            continue
+        wanted_name = (record.document or {}).get("displayName") or record.display_name
+        if wanted_name and record.group.name != wanted_name:
+            add(
+                Kind.STALE_FIELD,
+                record,
+                f"name: group has {record.group.name!r}, directory has {wanted_name!r}",
+            )
+        wanted = set(
+            DirectoryMembership.objects.filter(
+                group_record=record,
+                user_record__deleted_at__isnull=True,
+                user_record__active=True,
+                user_record__member__isnull=False,
+            ).values_list("user_record__member_id", flat=True)
+        )
+        current = set(
+            GroupMembership.objects.filter(group=record.group).values_list("member_id", flat=True)
+        )
+        if wanted != current:
+            add(
+                Kind.STALE_FIELD,
+                record,
+                f"members: {len(wanted - current)} missing, {len(current - wanted)} extra",
+            )
+
+    for member in Member.objects.filter(
+        organization=organization, directory_managed=True, directory_record__isnull=True
+    ).order_by("id"):
+        add(
+            Kind.ORPHAN,
+            None,
+            "directory-managed member has no directory record",
+            resource_type=DirectoryRecord.ResourceType.USER,
+            scim_id="",
+            label=member.full_name or str(member),
+            member_id=member.pk,
+            group_id=None,
+        )
+    for group in Group.objects.filter(
+        organization=organization, directory_managed=True, directory_record__isnull=True
+    ).order_by("id"):
+        add(
+            Kind.ORPHAN,
+            None,
+            "directory-managed group has no directory record",
+            resource_type=DirectoryRecord.ResourceType.GROUP,
+            scim_id="",
+            label=group.name,
+            member_id=None,
+            group_id=group.pk,
+        )
+    return out
+
+
+def _user_duplicates(organization, users, *, default_country, add) -> None:
+    """Two live directory users with one email/mobile, or a user whose email/mobile belongs
+    to a member other than its own (the product doc's phone-vs-email mismatch duplicate)."""
+    live = [r for r in users if r.deleted_at is None and r.active]
+    members_by_key: dict[tuple[str, str], int] = {}
+    for member_id, email, phone in Member.objects.filter(organization=organization).values_list(
+        "id", "email", "phone"
+    ):
+        if email:
+            members_by_key[("email", email.lower())] = member_id
+        if phone:
+            members_by_key[("phone", phone)] = member_id
+    records_by_key: dict[tuple[str, str], list[DirectoryRecord]] = defaultdict(list)
+    for record in live:
+        keys = _person_keys(record.document or {}, default_country=default_country)
+        for key in keys:
+            records_by_key[key].append(record)
+            other = members_by_key.get(key)
+            if other is not None and record.member_id and other != record.member_id:
+                add(
+                    Kind.DUPLICATE,
+                    record,
+                    f"{key[0]} also belongs to member {other}, not to the linked member",
+                )
+    for key, sharing in records_by_key.items():
+        if len(sharing) > 1:
+            for record in sharing:
+                others = ", ".join(str(r.scim_id) for r in sharing if r is not record)
+                add(Kind.DUPLICATE, record, f"{key[0]} shared with directory user(s) {others}")
+
+
+def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERATOR) -> int:
+    """Re-queue the records behind fixable differences; returns how many records.
+
+    Appends one change event per record through the outbox, at the record's current version
+    and without touching the record: the apply job converges the member to the stored
+    document (design.md §3, jobs converge). Records that already have a pending event are
+    skipped; that event will converge them.
+    """
+    record_ids = sorted(
+        {
+            d.record_id
+            for d in differences
+            if d.kind in FIXABLE and d.record_id is not None and not d.pending_event
+        }
+    )
+    requeued = 0
+    by_organization: dict[int, int] = defaultdict(int)
+    for record_id in record_ids:
+        with transaction.atomic():
+            record = (
+                DirectoryRecord.objects.select_for_update()
+                .select_related("organization")
+                .filter(pk=record_id)
+                .first()
+            )
+            if record is None:
+                continue
+            kind = (
+                ChangeEvent.Kind.DELETED
+                if record.deleted_at is not None
+                else (
+                    ChangeEvent.Kind.MEMBERS_CHANGED
+                    if record.resource_type == DirectoryRecord.ResourceType.GROUP
+                    and record.group_id
+                    else ChangeEvent.Kind.UPDATED
+                )
+            )
+            change_event_append(record=record, kind=kind, request_id="reconcile")
+        requeued += 1
+        by_organization[record.organization_id] += 1
+    for organization_id, count in by_organization.items():
+        audit_record(
+            organization=Organization.objects.get(pk=organization_id),
+            action="sync.reconcile_requeued",
+            actor_label=actor_label,
+            detail={"records": count},
+        )
+    return requeued
+
+
+# --- purge -------------------------------------------------------------------------------
+
+PURGE_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    cutoff: datetime
+    request_logs: int
+    change_events: int
+    runs: int
+    dry_run: bool
+
+
+def _purgeable(cutoff: datetime) -> tuple[QuerySet, QuerySet, QuerySet]:
+    logs = RequestLog.objects.filter(created_at__lt=cutoff)
+    # Failed and pending events are never purged: they still need an operator or a job.
+    events = ChangeEvent.objects.filter(
+        status__in=[ChangeEvent.Status.APPLIED, ChangeEvent.Status.SKIPPED]
+    ).filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+    runs = ProvisioningRun.objects.filter(ended_at__isnull=False, ended_at__lt=cutoff)
+    return logs, events, runs
+
+
+def _delete_in_batches(queryset: QuerySet) -> int:
+    # Small batches keep each DELETE's locks short while Entra keeps writing.
+    total = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:PURGE_BATCH])
+        if not ids:
+            return total
+        with transaction.atomic():
+            queryset.model.objects.filter(pk__in=ids).delete()
+        total += len(ids)
+
+
+def logs_purge(
+    *, retention_days: int | None = None, now: datetime | None = None, dry_run: bool = False
+) -> PurgeCounts:
+    """Delete SCIM request logs and finished (applied/skipped) change events older than the
+    retention (``BEEM_REQUEST_LOG_RETENTION_DAYS``), then ended runs left with neither.
+
+    With ``dry_run`` nothing is deleted and the counts are what would be.
+    """
+    days = settings.BEEM_REQUEST_LOG_RETENTION_DAYS if retention_days is None else retention_days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    logs, events, runs = _purgeable(cutoff)
+    if dry_run:
+        # Runs counted as they will be after logs and events go: those with nothing newer left.
+        kept_logs = RequestLog.objects.filter(created_at__gte=cutoff)
+        kept_events = ChangeEvent.objects.exclude(pk__in=events.values("pk"))
+        empty_runs = runs.exclude(pk__in=kept_logs.filter(run__isnull=False).values("run_id"))
+        empty_runs = empty_runs.exclude(
+            pk__in=kept_events.filter(run__isnull=False).values("run_id")
+        )
+        return PurgeCounts(cutoff, logs.count(), events.count(), empty_runs.count(), True)
+    deleted_logs = _delete_in_batches(logs)
+    deleted_events = _delete_in_batches(events)
+    empty_runs = runs.filter(events__isnull=True, requests__isnull=True)
+    deleted_runs = _delete_in_batches(empty_runs)
+    return PurgeCounts(cutoff, deleted_logs, deleted_events, deleted_runs, False)
