@@ -236,6 +236,9 @@ SCIM_SERVICE_PROVIDER = {
         }
     ],
     "WWW_AUTHENTICATE_HEADER": 'Bearer realm="beem-scim"',
+    # Token → application → organization → active sync; the stock check wants request.user,
+    # which a client credentials token never has (design.md §5).
+    "AUTH_CHECK_MIDDLEWARE": "directory_sync.scim.auth.SCIMAuthCheckMiddleware",
 }
 
 # Celery. No broker configured: tasks run eagerly in-process (the embedded default).
@@ -282,6 +285,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # Directory sync behaviour.
 BEEM_REQUEST_LOG_RETENTION_DAYS = env_int("BEEM_REQUEST_LOG_RETENTION_DAYS", 30)
+# Which SCIM requests the request log keeps: all, writes (writes and errors), errors, off.
+BEEM_REQUEST_LOG = os.environ.get("BEEM_REQUEST_LOG", "all").strip().lower() or "all"
+if BEEM_REQUEST_LOG not in ("all", "writes", "errors", "off"):
+    raise ImproperlyConfigured(
+        f"BEEM_REQUEST_LOG must be one of all, writes, errors, off; got {BEEM_REQUEST_LOG!r}."
+    )
 BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
 # Events still pending after this many seconds are re-dispatched by the sweep.
 BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)

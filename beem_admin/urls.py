@@ -4,6 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from directory_sync.scim.auth import SyncRevokeTokenView, SyncTokenView
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="members:member_list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -12,6 +14,10 @@ urlpatterns = [
     path("django-admin/", admin.site.urls),
     path("members/", include("members.urls")),
     path("settings/directory-syncs/", include("directory_sync.urls")),
+    # OAuth2 for Entra ID: only the token (and revocation) endpoints, none of
+    # django-oauth-toolkit's application management pages.
+    path("o/token/", SyncTokenView.as_view(), name="oauth2_token"),
+    path("o/revoke_token/", SyncRevokeTokenView.as_view(), name="oauth2_revoke_token"),
 ]
 
 if settings.BEEM_BENCH_ENDPOINT:

@@ -1,0 +1,179 @@
+"""Provisioning runs: one Entra ID cycle (or Test Connection) each.
+
+Entra starts every cycle, and every Test Connection, with
+``GET /Users?filter=userName eq "<random GUID>"`` — a lookup that matches nobody. That probe
+closes the organization's current run and opens a new one (trigger "probe") and records the
+Test Connection time. Without a probe, a request arriving after ``BEEM_RUN_IDLE_MINUTES`` of
+silence opens a new run (trigger "activity"); the beat task closes runs idle that long.
+
+Request counts are batched per process (at most one UPDATE per run per
+``BEEM_RUN_COUNT_FLUSH_SECONDS``, default 1 s) so a burst of Entra calls does not queue on one
+row lock; a process that stops loses at most that last second of counts.
+"""
+
+import atexit
+import logging
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Greatest
+from django.http import HttpRequest
+from django.utils import timezone
+
+from members.models import Organization
+
+from .models import DirectoryRecord, ProvisioningRun, SyncSettings
+
+logger = logging.getLogger(__name__)
+
+_PROBE_FILTER = re.compile(r'^\s*userName\s+eq\s+"([^"]*)"\s*$', re.IGNORECASE)
+DEFAULT_FLUSH_SECONDS = 1.0
+
+# run id -> [requests not yet written, latest activity]
+_pending: dict[int, list] = {}
+_pending_lock = threading.Lock()
+_last_flush = time.monotonic()
+
+
+def _idle_gap() -> timedelta:
+    return timedelta(minutes=settings.BEEM_RUN_IDLE_MINUTES)
+
+
+def probe_value(request: HttpRequest) -> str | None:
+    """The GUID of an Entra probe (``GET .../Users?filter=userName eq "<GUID>"``), else None."""
+    if request.method != "GET" or not request.path.rstrip("/").endswith("/Users"):
+        return None
+    filters = parse_qs(request.META.get("QUERY_STRING", "")).get("filter")
+    if not filters:
+        return None
+    match = _PROBE_FILTER.match(filters[0])
+    if match is None:
+        return None
+    try:
+        uuid.UUID(match.group(1))
+    except ValueError:
+        return None
+    return match.group(1)
+
+
+def run_current(*, organization: Organization) -> ProvisioningRun | None:
+    """The organization's open run (not ended), if any."""
+    return (
+        ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def _last_activity(run: ProvisioningRun) -> datetime:
+    pending = _pending.get(run.pk)
+    if pending is not None and pending[1] > run.last_activity_at:
+        return pending[1]
+    return run.last_activity_at
+
+
+def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> ProvisioningRun:
+    organization = sync_settings.organization
+    with transaction.atomic():
+        # Serialises run opening per organization across web processes.
+        SyncSettings.objects.select_for_update().filter(pk=sync_settings.pk).first()
+        current = run_current(organization=organization)
+        if trigger == ProvisioningRun.Trigger.ACTIVITY and current is not None:
+            if now - _last_activity(current) <= _idle_gap():
+                # Another process opened a run while we waited for the lock.
+                return current
+        open_runs = ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
+        if trigger == ProvisioningRun.Trigger.PROBE:
+            # The probe is the first call of a new cycle: what came before is over now.
+            open_runs.update(ended_at=now)
+            SyncSettings.objects.filter(pk=sync_settings.pk).update(last_test_connection_at=now)
+        else:
+            # An idle run ended with its last request.
+            open_runs.update(ended_at=F("last_activity_at"))
+        return ProvisioningRun.objects.create(organization=organization, trigger=trigger)
+
+
+def run_for_request(*, sync_settings: SyncSettings, request: HttpRequest) -> ProvisioningRun:
+    """The run an authenticated SCIM request belongs to (opening one if needed); counts it."""
+    organization = sync_settings.organization
+    now = timezone.now()
+    probe = probe_value(request)
+    if (
+        probe is not None
+        and not DirectoryRecord.objects.filter(
+            organization=organization,
+            resource_type=DirectoryRecord.ResourceType.USER,
+            user_name_key=probe.casefold(),
+            deleted_at__isnull=True,
+        ).exists()
+    ):
+        run = _run_open(sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now)
+    else:
+        run = run_current(organization=organization)
+        if run is None or now - _last_activity(run) > _idle_gap():
+            run = _run_open(
+                sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.ACTIVITY, now=now
+            )
+    _count(run=run, now=now)
+    return run
+
+
+def _count(*, run: ProvisioningRun, now: datetime) -> None:
+    with _pending_lock:
+        entry = _pending.setdefault(run.pk, [0, now])
+        entry[0] += 1
+        entry[1] = max(entry[1], now)
+    flush_every = float(getattr(settings, "BEEM_RUN_COUNT_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+    if time.monotonic() - _last_flush >= flush_every:
+        runs_counts_flush()
+
+
+def runs_counts_flush() -> int:
+    """Write this process's batched request counts; returns how many runs were updated."""
+    global _pending, _last_flush
+    with _pending_lock:
+        batch, _pending = _pending, {}
+        _last_flush = time.monotonic()
+    for run_id, (count, last_seen) in batch.items():
+        ProvisioningRun.objects.filter(pk=run_id).update(
+            requests_received=F("requests_received") + count,
+            last_activity_at=Greatest(
+                F("last_activity_at"), Value(last_seen, output_field=DateTimeField())
+            ),
+        )
+    return len(batch)
+
+
+def runs_pending_discard() -> None:
+    """Drop unwritten counts (tests: run ids are reused after a rolled-back test)."""
+    global _last_flush
+    with _pending_lock:
+        _pending.clear()
+        _last_flush = time.monotonic()
+
+
+def runs_close_idle(*, now: datetime | None = None) -> int:
+    """End every run idle longer than BEEM_RUN_IDLE_MINUTES (beat task); returns how many."""
+    runs_counts_flush()
+    now = now or timezone.now()
+    return ProvisioningRun.objects.filter(
+        ended_at__isnull=True, last_activity_at__lt=now - _idle_gap()
+    ).update(ended_at=F("last_activity_at"))
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # A gunicorn worker that is recycled writes its last counts; if the database is gone
+    # there is nothing useful left to do with them.
+    try:
+        if _pending:
+            runs_counts_flush()
+    except Exception:  # noqa: BLE001 - interpreter shutdown, best effort
+        logger.debug("could not write the last provisioning run counts at exit")

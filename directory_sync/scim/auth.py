@@ -1,0 +1,279 @@
+"""Who may call the SCIM endpoint: the token endpoint's rules and the SCIM auth check.
+
+Entra ID authenticates with the OAuth2 client credentials grant (django-oauth-toolkit issues
+the token at ``/o/token/``) and sends ``Authorization: Bearer <token>`` on every SCIM call.
+django-scim2's stock check wants an authenticated ``request.user``, which a client credentials
+token never has (design.md §5), so ``SCIMAuthCheckMiddleware`` replaces it
+(``SCIM_SERVICE_PROVIDER["AUTH_CHECK_MIDDLEWARE"]``) and checks token → application →
+organization → sync status instead.
+"""
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_application_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import RevokeTokenView, TokenView
+
+from members.models import Organization
+
+from ..models import SyncSettings
+from . import request_log
+
+logger = logging.getLogger(__name__)
+
+SCIM_CONTENT_TYPE = "application/scim+json"
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+REALM = 'Bearer realm="beem-scim"'
+# Auth lookups are cached per process for at most this long, so stopping sync, rotating the
+# credentials or revoking a token takes effect on every web process within a second, while
+# Entra's bursts do not pay a query per request.
+DEFAULT_AUTH_CACHE_SECONDS = 1.0
+# last_request_at is informational ("Entra last called at ..."): one write per organization
+# every few seconds per process, never one per request.
+LAST_REQUEST_WRITE_SECONDS = 5.0
+_CACHE_MAX_ENTRIES = 10_000
+
+
+# --- token endpoint ----------------------------------------------------------------------
+
+
+class SyncOAuth2Validator(OAuth2Validator):
+    """Only Entra sync clients, and only the client credentials grant, get tokens here."""
+
+    def authenticate_client(self, request, *args, **kwargs):
+        # Basic header or client_id/client_secret form fields: Entra uses either.
+        if not super().authenticate_client(request, *args, **kwargs):
+            return False
+        # An OAuth application that is not some organization's Entra sync client (for example
+        # one created by hand in the Django admin) must not reach the SCIM endpoint.
+        return SyncSettings.objects.filter(oauth_application=request.client).exists()
+
+    def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
+        if grant_type != "client_credentials":
+            return False
+        return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+
+
+class SyncTokenView(TokenView):
+    """``POST /o/token/`` for Entra ID: ``expires_in`` follows BEEM_TOKEN_LIFETIME_SECONDS."""
+
+    validator_class = SyncOAuth2Validator
+    _cores: dict[int, object] = {}
+
+    @classmethod
+    def get_oauthlib_core(cls):
+        # django-oauth-toolkit builds its server once per view class with the lifetime it saw
+        # first; key the cache by the configured lifetime so a changed setting applies.
+        lifetime = settings.BEEM_TOKEN_LIFETIME_SECONDS
+        core = cls._cores.get(lifetime)
+        if core is None:
+            kwargs = {**oauth2_settings.server_kwargs, "token_expires_in": lifetime}
+            server = cls.get_server_class()(cls.get_validator_class()(), **kwargs)
+            core = cls.get_oauthlib_backend_class()(server)
+            cls._cores[lifetime] = core
+        return core
+
+
+class SyncRevokeTokenView(RevokeTokenView):
+    """``POST /o/revoke_token/`` (RFC 7009), for the same clients as the token endpoint."""
+
+    validator_class = SyncOAuth2Validator
+
+
+# --- SCIM auth check ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """What a token stands for, as cached per process."""
+
+    expires: datetime
+    sync_settings: SyncSettings | None
+
+
+_cache: dict[str, tuple[float, _Grant | None]] = {}
+_cache_lock = threading.Lock()
+_last_request_written: dict[int, float] = {}
+
+
+def auth_cache_clear(**_kwargs) -> None:
+    """Forget cached token lookups of this process (other processes expire theirs in ~1 s)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def process_state_reset() -> None:
+    """Forget every per-process memo (tests call this between cases)."""
+    auth_cache_clear()
+    _last_request_written.clear()
+
+
+# A change made by this process is visible to its next request at once; other processes see
+# it when their entry expires.
+for _model in (SyncSettings, get_access_token_model(), get_application_model()):
+    post_save.connect(auth_cache_clear, sender=_model, dispatch_uid=f"scim-auth-{_model}-save")
+    post_delete.connect(auth_cache_clear, sender=_model, dispatch_uid=f"scim-auth-{_model}-del")
+
+
+def _token_grant(token: str) -> _Grant | None:
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    ttl = float(getattr(settings, "BEEM_SCIM_AUTH_CACHE_SECONDS", DEFAULT_AUTH_CACHE_SECONDS))
+    now = time.monotonic()
+    cached = _cache.get(checksum)
+    if cached is not None and now - cached[0] < ttl:
+        return cached[1]
+    # One query: token → application → sync settings → organization.
+    access_token = (
+        get_access_token_model()
+        .objects.select_related("application__sync_settings__organization")
+        .filter(token_checksum=checksum)
+        .first()
+    )
+    grant = None
+    if access_token is not None:
+        application = access_token.application
+        sync_settings = getattr(application, "sync_settings", None) if application else None
+        grant = _Grant(expires=access_token.expires, sync_settings=sync_settings)
+    if ttl > 0:
+        with _cache_lock:
+            if len(_cache) >= _CACHE_MAX_ENTRIES:
+                _cache.clear()
+            _cache[checksum] = (now, grant)
+    return grant
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _sep, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
+
+
+class AuthFailure(Exception):
+    def __init__(self, detail: str, *, invalid_token: bool):
+        super().__init__(detail)
+        self.detail = detail
+        self.invalid_token = invalid_token
+
+
+def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
+    """The active sync settings the request's Bearer token grants, or :class:`AuthFailure`."""
+    token = _bearer_token(request)
+    if token is None:
+        # RFC 6750 §3.1: a request without credentials gets no error code.
+        raise AuthFailure(
+            "Authentication required: send 'Authorization: Bearer <token>' with a token "
+            "from the Token Endpoint.",
+            invalid_token=False,
+        )
+    grant = _token_grant(token)
+    if grant is None:
+        raise AuthFailure("The access token is invalid or was revoked.", invalid_token=True)
+    if grant.expires <= timezone.now():
+        raise AuthFailure("The access token has expired.", invalid_token=True)
+    sync_settings = grant.sync_settings
+    organization_id = _as_id(organization_id)
+    # The same answer whether the organization in the URL exists or not.
+    if sync_settings is None or sync_settings.organization_id != organization_id:
+        raise AuthFailure("The access token is not valid for this Tenant URL.", invalid_token=True)
+    if sync_settings.status != SyncSettings.Status.ACTIVE:
+        raise AuthFailure(
+            "Sync with Entra ID is not active for this organization in Beem; an administrator "
+            "must activate it.",
+            invalid_token=True,
+        )
+    return sync_settings
+
+
+def unauthorized_response(failure: AuthFailure) -> HttpResponse:
+    body = {"schemas": [SCIM_ERROR_SCHEMA], "status": "401", "detail": failure.detail}
+    response = HttpResponse(json.dumps(body), status=401, content_type=SCIM_CONTENT_TYPE)
+    challenge = REALM
+    if failure.invalid_token:
+        challenge += ', error="invalid_token"'
+    response["WWW-Authenticate"] = challenge
+    return response
+
+
+def _touch_last_request(sync_settings: SyncSettings) -> None:
+    now = time.monotonic()
+    last = _last_request_written.get(sync_settings.pk)
+    if last is not None and now - last < LAST_REQUEST_WRITE_SECONDS:
+        return
+    _last_request_written[sync_settings.pk] = now
+    # .update(): no post_save, so this does not invalidate the auth cache.
+    SyncSettings.objects.filter(pk=sync_settings.pk).update(last_request_at=timezone.now())
+
+
+class SCIMAuthCheckMiddleware:
+    """django-scim2 wraps ``SCIMView.dispatch`` with this (``AUTH_CHECK_MIDDLEWARE``).
+
+    A request passes only with a valid, unexpired, unrevoked token of the application bound
+    to the sync settings of the organization in the URL, while that sync is active. It then
+    carries ``scim_organization``, ``scim_sync_settings``, ``scim_run`` and ``request_id``.
+    Every request (401s included, when the URL names an existing organization) is written to
+    the request log.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        from .. import runs
+
+        started = time.perf_counter()
+        if not getattr(request, "request_id", None):
+            request.request_id = uuid.uuid4().hex
+        organization_id = kwargs.get("organization_id")
+        organization = None
+        run = None
+        try:
+            sync_settings = authenticate(request=request, organization_id=organization_id)
+        except AuthFailure as failure:
+            response = unauthorized_response(failure)
+            organization = _organization_or_none(organization_id)
+        else:
+            organization = sync_settings.organization
+            run = runs.run_for_request(sync_settings=sync_settings, request=request)
+            request.scim_organization = organization
+            request.scim_sync_settings = sync_settings
+            request.scim_run = run
+            _touch_last_request(sync_settings)
+            response = self.get_response(request, *args, **kwargs)
+        if organization is not None:
+            request_log.request_log_write(
+                organization=organization,
+                run=run,
+                request=request,
+                response=response,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        return response
+
+
+def _as_id(value) -> int | None:
+    """The URL's organization id as a database id, or None (never a database error)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def _organization_or_none(organization_id) -> Organization | None:
+    number = _as_id(organization_id)
+    return Organization.objects.filter(pk=number).first() if number else None

@@ -1,0 +1,245 @@
+"""The per-organization SCIM request log, with secrets and personal data masked.
+
+An administrator must be able to see what Entra ID sent and what Beem answered (operation
+names, paths, schemas, ids, statuses, error details) without the log becoming a second copy of
+the directory: values of userName, user displayName, name.*, emails, phoneNumbers, addresses
+and employeeNumber are replaced by ``***`` — in bodies, in PATCH operation values and in
+filter strings — and secrets (client_secret, password, access_token, ...) likewise. The
+``Authorization`` header is never read here.
+
+``BEEM_REQUEST_LOG`` chooses what is written: ``all`` (default), ``writes`` (POST, PUT,
+PATCH, DELETE and every error response), ``errors`` (responses with status >= 400) or
+``off``. Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted by the purge
+(``directory_sync.services.request_logs_purge``).
+"""
+
+import json
+import logging
+import re
+import uuid
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+
+from members.models import Organization
+
+from ..models import ProvisioningRun, RequestLog
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+MAX_BODY_CHARS = 16 * 1024
+LOG_MODES = ("all", "writes", "errors", "off")
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+SECRET_KEYS = frozenset(
+    {"client_secret", "password", "access_token", "refresh_token", "token", "secret"}
+)
+# Attributes (lower-cased, without URN prefix or sub-attribute) whose values identify a person.
+PERSONAL_ATTRIBUTES = frozenset(
+    {
+        "username",
+        "displayname",
+        "nickname",
+        "name",
+        "givenname",
+        "familyname",
+        "middlename",
+        "formatted",
+        "emails",
+        "phonenumbers",
+        "addresses",
+        "employeenumber",
+        "ims",
+        "photos",
+        "profileurl",
+        "display",
+    }
+)
+# Inside a masked multi-valued attribute these stay readable (they describe, not identify).
+KEEP_INSIDE_MASKED = frozenset({"type", "primary"})
+# Free text (error details) may quote what was sent: scrub email addresses and phone numbers.
+_EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+")
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# Filter values: every quoted string except the `type eq "work"` literal of a value filter and
+# values that are UUIDs (ids, objectIds, Entra's probe GUID), which identify nobody by themselves.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_TYPE_LITERAL = re.compile(r"type\s+eq\s+$", re.IGNORECASE)
+# Malformed JSON: a quoted string followed by ':' is a key.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')
+
+
+def attribute_of(key: str) -> str:
+    """``urn:...:User:employeeNumber`` → ``employeenumber``; ``name.givenName`` → ``name``;
+    ``emails[type eq "work"].value`` → ``emails``."""
+    text = key.strip()
+    if text.lower().startswith("urn:"):
+        head = text.split("[", 1)[0]
+        text = head.rsplit(":", 1)[-1] + text[len(head) :]
+    return re.split(r"[.\[]", text, maxsplit=1)[0].lower()
+
+
+def _blank(value):
+    if isinstance(value, str):
+        return MASK
+    if isinstance(value, list):
+        return [_blank(item) for item in value]
+    if isinstance(value, dict):
+        return {k: (v if k.lower() in KEEP_INSIDE_MASKED else _blank(v)) for k, v in value.items()}
+    return value
+
+
+def _scrub_text(text: str) -> str:
+    return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+
+
+def _is_personal(key: str, *, group: bool) -> bool:
+    attribute = attribute_of(key)
+    if attribute == "displayname" and group:
+        return False  # a group's name is what the admin needs to recognise it
+    return attribute in PERSONAL_ATTRIBUTES
+
+
+def _mask_operation(operation, *, group: bool):
+    if not isinstance(operation, dict):
+        return _mask(operation, group=group)
+    masked = {}
+    path = next((v for k, v in operation.items() if k.lower() == "path"), None)
+    for key, value in operation.items():
+        if key.lower() != "value":
+            masked[key] = value
+        elif isinstance(path, str) and path.strip():
+            if _is_personal(path, group=group) or attribute_of(path) in SECRET_KEYS:
+                masked[key] = _blank(value)
+            else:
+                masked[key] = _mask(value, group=group)
+        else:
+            # Path-less operation: the value's keys are attribute paths (possibly dotted/URN).
+            masked[key] = _mask(value, group=group)
+    return masked
+
+
+def _mask(value, *, group: bool):
+    if isinstance(value, list):
+        return [_mask(item, group=group) for item in value]
+    if not isinstance(value, dict):
+        return value
+    schemas = value.get("schemas")
+    if isinstance(schemas, list) and GROUP_SCHEMA in schemas:
+        group = True
+    masked = {}
+    for key, item in value.items():
+        lowered = key.lower()
+        if lowered in SECRET_KEYS:
+            masked[key] = MASK
+        elif lowered == "operations" and isinstance(item, list):
+            masked[key] = [_mask_operation(op, group=group) for op in item]
+        elif _is_personal(key, group=group):
+            masked[key] = _blank(item)
+        elif lowered == "detail" and isinstance(item, str):
+            masked[key] = _scrub_text(item)
+        else:
+            masked[key] = _mask(item, group=group)
+    return masked
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_BODY_CHARS:
+        return text
+    return text[:MAX_BODY_CHARS] + f"… [truncated, {len(text)} characters in all]"
+
+
+def mask_body(raw: bytes | str, *, group: bool = False) -> str:
+    """A request or response body as it may be stored: JSON with personal data and secrets
+    masked; anything unparseable keeps only its keys (quoted strings before ':')."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not raw.strip():
+        return ""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        masked_text = _JSON_STRING.sub(lambda m: m.group(0) if m.group(1) else f'"{MASK}"', raw)
+        return _truncate(_scrub_text(masked_text))
+    return _truncate(json.dumps(_mask(document, group=group), ensure_ascii=False))
+
+
+def mask_filter(text: str) -> str:
+    def replace(match: re.Match) -> str:
+        value = match.group(1)
+        if _TYPE_LITERAL.search(text[: match.start()]):
+            return match.group(0)
+        try:
+            uuid.UUID(value)
+            return match.group(0)
+        except ValueError:
+            return f'"{MASK}"'
+
+    return _QUOTED.sub(replace, text)
+
+
+def mask_query(query_string: str) -> str:
+    """The query string, decoded for reading, with filter values masked."""
+    parts = []
+    for key, value in parse_qsl(query_string, keep_blank_values=True):
+        if key.lower() in SECRET_KEYS:
+            value = MASK
+        elif key.lower() == "filter":
+            value = mask_filter(value)
+        parts.append(f"{key}={value}")
+    return _truncate("&".join(parts))
+
+
+def should_log(*, method: str, status: int) -> bool:
+    mode = getattr(settings, "BEEM_REQUEST_LOG", "all")
+    if mode == "off":
+        return False
+    if mode == "errors":
+        return status >= 400
+    if mode == "writes":
+        return method in WRITE_METHODS or status >= 400
+    return True
+
+
+def _request_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except Exception:  # noqa: BLE001 - a stream already consumed; log without the body
+        return b""
+
+
+def request_log_write(
+    *,
+    organization: Organization,
+    run: ProvisioningRun | None,
+    request: HttpRequest,
+    response: HttpResponse,
+    duration_ms: float,
+) -> RequestLog | None:
+    """Store one SCIM request (masked) if BEEM_REQUEST_LOG asks for it.
+
+    Never raises: a log that cannot be written must not turn Entra's call into an error.
+    """
+    if not should_log(method=request.method, status=response.status_code):
+        return None
+    try:
+        group = "/Groups" in request.path
+        response_body = b"" if getattr(response, "streaming", False) else response.content
+        return RequestLog.objects.create(
+            organization=organization,
+            run=run,
+            request_id=str(getattr(request, "request_id", ""))[:64],
+            method=request.method[:10],
+            path=request.path[:500],
+            query=mask_query(request.META.get("QUERY_STRING", "")),
+            status=response.status_code,
+            duration_ms=round(duration_ms, 3),
+            request_body=mask_body(_request_body(request), group=group),
+            response_body=mask_body(response_body, group=group),
+        )
+    except (DatabaseError, ValueError, TypeError):
+        logger.exception("could not write the SCIM request log")
+        return None
