@@ -1,5 +1,37 @@
-from django.urls import path  # noqa: F401
+"""Basic Settings → Directory Syncs → Sync with Entra ID (mounted at /settings/directory-syncs/)."""
+
+from django.urls import path
+
+from . import views
 
 app_name = "directory_sync"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.sync_list, name="sync_list"),
+    path("entra/", views.sync_status, name="sync_status"),
+    path("entra/status.json", views.sync_status_json, name="sync_status_json"),
+    path("entra/setup/", views.sync_settings_form, name="sync_settings_form"),
+    path("entra/connect/", views.sync_entra, name="sync_entra"),
+    path("entra/connect/rotate/", views.credentials_rotate, name="credentials_rotate"),
+    path("entra/stop/", views.sync_stop, name="sync_stop"),
+    path("entra/reactivate/", views.sync_reactivate, name="sync_reactivate"),
+    path("entra/runs/", views.run_list, name="run_list"),
+    path("entra/runs/<int:pk>/", views.run_detail, name="run_detail"),
+    path("entra/review/", views.review_list, name="review_list"),
+    path(
+        "entra/review/<int:pk>/department/",
+        views.review_department_choose,
+        name="review_department_choose",
+    ),
+    path(
+        "entra/review/<int:pk>/duplicate/",
+        views.review_duplicate_resolve,
+        name="review_duplicate_resolve",
+    ),
+    path(
+        "entra/review/resources/<int:pk>/reassign/",
+        views.resource_reassign,
+        name="resource_reassign",
+    ),
+    path("entra/audit/", views.audit_list, name="audit_list"),
+]

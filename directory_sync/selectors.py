@@ -1,0 +1,242 @@
+"""Reads for the "Sync with Entra ID" admin pages, always scoped to one organization."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from members.models import AuditEntry, Member, Organization, Resource
+
+from .models import ChangeEvent, ProvisioningRun, RequestLog, ReviewItem, SyncSettings
+
+
+class SyncState:
+    """What the admin sees as the sync's status (derived, not stored)."""
+
+    NOT_CONFIGURED = "not_configured"
+    WAITING = "waiting_for_test_connection"
+    CONNECTED = "connected"
+    STOPPED = "stopped"
+
+    LABELS = {
+        NOT_CONFIGURED: _("Not configured"),
+        WAITING: _("Waiting for Entra ID's Test Connection"),
+        CONNECTED: _("Connected"),
+        STOPPED: _("Stopped"),
+    }
+    BADGES = {NOT_CONFIGURED: "", WAITING: "warn", CONNECTED: "ok", STOPPED: "err"}
+
+
+def sync_settings_find(*, organization: Organization) -> SyncSettings | None:
+    """The organization's settings row, or None when sync was never set up (reads never write)."""
+    return (
+        SyncSettings.objects.select_related("oauth_application")
+        .filter(organization=organization)
+        .first()
+    )
+
+
+def sync_state(*, sync_settings: SyncSettings | None) -> str:
+    """Derive the status shown to admins.
+
+    "Connected" needs a Test Connection (Entra's probe) after the latest activation: after a
+    reactivation Entra stays quarantined until the admin runs Test Connection again, so an older
+    probe must not count.
+    """
+    if sync_settings is None or sync_settings.status == SyncSettings.Status.NOT_CONFIGURED:
+        return SyncState.NOT_CONFIGURED
+    if sync_settings.status == SyncSettings.Status.STOPPED:
+        return SyncState.STOPPED
+    tested = sync_settings.last_test_connection_at
+    activated = sync_settings.activated_at
+    if tested is None or (activated is not None and tested < activated):
+        return SyncState.WAITING
+    return SyncState.CONNECTED
+
+
+@dataclass(frozen=True)
+class MemberIdentityCounts:
+    """How existing members were created, so the admin picks the matching identifier."""
+
+    total: int
+    with_phone: int
+    with_email: int
+    phone_only: int
+    email_only: int
+
+
+def member_identity_counts(*, organization: Organization) -> MemberIdentityCounts:
+    counts = Member.objects.filter(organization=organization).aggregate(
+        total=Count("id"),
+        with_phone=Count("id", filter=Q(phone__isnull=False) & ~Q(phone="")),
+        with_email=Count("id", filter=Q(email__isnull=False) & ~Q(email="")),
+        phone_only=Count(
+            "id",
+            filter=Q(phone__isnull=False) & ~Q(phone="") & (Q(email__isnull=True) | Q(email="")),
+        ),
+        email_only=Count(
+            "id",
+            filter=Q(email__isnull=False) & ~Q(email="") & (Q(phone__isnull=True) | Q(phone="")),
+        ),
+    )
+    return MemberIdentityCounts(**counts)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run: ProvisioningRun | None
+    pending: int
+    applied: int
+    failed: int
+    skipped: int
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.applied + self.failed + self.skipped
+
+
+def _event_counts(qs: QuerySet[ChangeEvent]) -> dict[str, int]:
+    S = ChangeEvent.Status
+    return qs.aggregate(
+        pending=Count("id", filter=Q(status=S.PENDING)),
+        applied=Count("id", filter=Q(status=S.APPLIED)),
+        failed=Count("id", filter=Q(status=S.FAILED)),
+        skipped=Count("id", filter=Q(status=S.SKIPPED)),
+    )
+
+
+def run_progress(*, organization: Organization) -> RunProgress:
+    """Progress of the most recent run (the current one while Entra is still sending)."""
+    run = ProvisioningRun.objects.filter(organization=organization).first()
+    if run is None:
+        return RunProgress(run=None, pending=0, applied=0, failed=0, skipped=0)
+    return RunProgress(run=run, **_event_counts(ChangeEvent.objects.filter(run=run)))
+
+
+def pending_event_count(*, organization: Organization) -> int:
+    return ChangeEvent.objects.filter(
+        organization=organization, status=ChangeEvent.Status.PENDING
+    ).count()
+
+
+def run_list(*, organization: Organization) -> QuerySet[ProvisioningRun]:
+    S = ChangeEvent.Status
+    return (
+        ProvisioningRun.objects.filter(organization=organization)
+        .annotate(
+            event_count=Count("events", distinct=True),
+            applied_count=Count("events", filter=Q(events__status=S.APPLIED), distinct=True),
+            failed_count=Count("events", filter=Q(events__status=S.FAILED), distinct=True),
+            pending_count=Count("events", filter=Q(events__status=S.PENDING), distinct=True),
+        )
+        .order_by("-started_at", "-id")
+    )
+
+
+def run_get(*, organization: Organization, pk: int) -> ProvisioningRun:
+    """Raises ProvisioningRun.DoesNotExist for another organization's run."""
+    return ProvisioningRun.objects.get(organization=organization, pk=pk)
+
+
+def run_event_counts(*, run: ProvisioningRun) -> dict[str, int]:
+    return _event_counts(ChangeEvent.objects.filter(run=run))
+
+
+def run_event_list(
+    *, run: ProvisioningRun, status: str = "", outcome: str = "", text: str = ""
+) -> QuerySet[ChangeEvent]:
+    """A run's change events, oldest first, filtered by status, outcome and free text."""
+    qs = ChangeEvent.objects.filter(run=run, organization_id=run.organization_id)
+    if status:
+        qs = qs.filter(status=status)
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    text = text.strip()
+    if text:
+        qs = qs.filter(Q(label__icontains=text) | Q(reason__icontains=text) | Q(request_id=text))
+    return qs.order_by("id")
+
+
+def run_request_list(*, run: ProvisioningRun) -> QuerySet[RequestLog]:
+    """The SCIM requests of a run, as logged (already masked at write time)."""
+    return RequestLog.objects.filter(run=run, organization_id=run.organization_id).order_by(
+        "created_at", "id"
+    )
+
+
+def review_item_list(*, organization: Organization) -> QuerySet[ReviewItem]:
+    """Open items, plus resolved department holds (their pick can be changed later)."""
+    return (
+        ReviewItem.objects.filter(organization=organization)
+        .filter(
+            Q(status=ReviewItem.Status.OPEN)
+            | Q(kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT, record__isnull=False)
+        )
+        .select_related("record", "member", "other_member", "chosen_department", "resolved_by")
+        .prefetch_related("candidates__parent")
+        .order_by("status", "-created_at", "-id")
+    )
+
+
+def review_item_get(*, organization: Organization, pk: int) -> ReviewItem:
+    return ReviewItem.objects.select_related("record", "member", "other_member").get(
+        organization=organization, pk=pk
+    )
+
+
+def open_review_count(*, organization: Organization) -> int:
+    return ReviewItem.objects.filter(
+        organization=organization, status=ReviewItem.Status.OPEN
+    ).count()
+
+
+def unassigned_resource_list(*, organization: Organization) -> QuerySet[Resource]:
+    return Resource.objects.filter(organization=organization, owner__isnull=True).order_by(
+        "-unassigned_at", "id"
+    )
+
+
+def resource_unassigned_get(*, organization: Organization, pk: int) -> Resource:
+    return Resource.objects.get(organization=organization, pk=pk)
+
+
+def member_choices(*, organization: Organization) -> QuerySet[Member]:
+    return Member.objects.filter(organization=organization).order_by("display_name", "id")
+
+
+def audit_entry_list(*, organization: Organization) -> QuerySet[AuditEntry]:
+    return AuditEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class ChangesWhileStopped:
+    """Beem-side changes made while sync was stopped; Entra may overwrite or duplicate them."""
+
+    since: datetime | None
+    members: list[Member]
+    audit_entries: list[AuditEntry]
+
+    @property
+    def empty(self) -> bool:
+        return not self.members and not self.audit_entries
+
+
+def changes_while_stopped(
+    *, organization: Organization, sync_settings: SyncSettings | None, limit: int = 200
+) -> ChangesWhileStopped:
+    since = sync_settings.stopped_at if sync_settings else None
+    if since is None:
+        return ChangesWhileStopped(since=None, members=[], audit_entries=[])
+    members = list(
+        Member.objects.filter(organization=organization, updated_at__gt=since)
+        .filter(Q(directory_managed=True) | Q(created_at__gt=since))
+        .order_by("-updated_at", "-id")[:limit]
+    )
+    entries = list(
+        AuditEntry.objects.filter(organization=organization, created_at__gt=since)
+        # The stop itself is recorded a moment after stopped_at; it is not a change to review.
+        .exclude(action="sync.stopped")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return ChangesWhileStopped(since=since, members=members, audit_entries=entries)

@@ -1,0 +1,481 @@
+"""The "Sync with Entra ID" admin pages (Basic Settings → Directory Syncs → Sync with Entra ID).
+
+Views do HTTP only: check the administrator (``members.permissions``), validate a form, call
+one service or selector, render. Every read is scoped to ``request.organization``; another
+organization's id answers 404 exactly like a missing one.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from members import services as member_services
+from members.models import Resource
+from members.permissions import administrator_required
+from members.services import MemberError
+
+from . import selectors
+from . import services as sync_services
+from .forms import (
+    ConfirmForm,
+    DepartmentChoiceForm,
+    DuplicateResolveForm,
+    EventFilterForm,
+    ResourceReassignForm,
+    SyncSettingsForm,
+)
+from .models import ProvisioningRun, ReviewItem, SyncSettings
+from .services import IssuedCredentials, SyncSettingsError
+
+# The plaintext client secret travels to the "Set up in Entra ID" page through the session
+# exactly once: the page pops it, so a reload (or anyone later) never sees it again.
+ISSUED_SECRET_SESSION_KEY = "directory_sync.issued_credentials"
+ENTRA_PORTAL_URL = "https://entra.microsoft.com/"
+EVENTS_PER_PAGE = 50
+REQUESTS_PER_PAGE = 50
+RUNS_PER_PAGE = 25
+AUDIT_PER_PAGE = 50
+
+
+def _context(request: HttpRequest, tab: str, **extra) -> dict:
+    sync_settings = selectors.sync_settings_find(organization=request.organization)
+    state = selectors.sync_state(sync_settings=sync_settings)
+    return {
+        "tab": tab,
+        "sync_settings": sync_settings,
+        "state": state,
+        "state_label": selectors.SyncState.LABELS[state],
+        "state_badge": selectors.SyncState.BADGES[state],
+        "open_review_count": selectors.open_review_count(organization=request.organization),
+        **extra,
+    }
+
+
+def _page(request: HttpRequest, items, per_page: int, param: str = "page"):
+    return Paginator(items, per_page).get_page(request.GET.get(param))
+
+
+def _actor_kwargs(request: HttpRequest) -> dict:
+    return {"actor": request.user, "actor_label": f"admin:{request.user.get_username()}"}
+
+
+def _form_error_from(form, exc: SyncSettingsError) -> None:
+    """Put a service's refusal on the form field it names (never a 500)."""
+    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+# --- Directory Syncs and status ------------------------------------------------------------
+
+
+@require_GET
+@administrator_required
+def sync_list(request: HttpRequest) -> HttpResponse:
+    """Basic Settings → Directory Syncs: the directory syncs Beem offers, with their status."""
+    return render(request, "directory_sync/sync_list.html", _context(request, "list"))
+
+
+@require_GET
+@administrator_required
+def sync_status(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    ctx = _context(
+        request,
+        "status",
+        progress=selectors.run_progress(organization=organization),
+        pending_total=selectors.pending_event_count(organization=organization),
+    )
+    return render(request, "directory_sync/sync_status.html", ctx)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+@require_GET
+@never_cache
+@administrator_required
+def sync_status_json(request: HttpRequest) -> JsonResponse:
+    """Polled by the status and reactivate pages to update without a reload."""
+    organization = request.organization
+    sync_settings = selectors.sync_settings_find(organization=organization)
+    state = selectors.sync_state(sync_settings=sync_settings)
+    progress = selectors.run_progress(organization=organization)
+    run = progress.run
+    return JsonResponse(
+        {
+            "state": state,
+            "state_label": str(selectors.SyncState.LABELS[state]),
+            "last_test_connection_at": _iso(
+                sync_settings.last_test_connection_at if sync_settings else None
+            ),
+            "last_request_at": _iso(sync_settings.last_request_at if sync_settings else None),
+            "activated_at": _iso(sync_settings.activated_at if sync_settings else None),
+            "pending_total": selectors.pending_event_count(organization=organization),
+            "open_review_count": selectors.open_review_count(organization=organization),
+            "run": None
+            if run is None
+            else {
+                "id": run.pk,
+                "started_at": _iso(run.started_at),
+                "ended_at": _iso(run.ended_at),
+                "requests_received": run.requests_received,
+                "pending": progress.pending,
+                "applied": progress.applied,
+                "failed": progress.failed,
+                "skipped": progress.skipped,
+            },
+        }
+    )
+
+
+# --- Set up in Beem ------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def sync_settings_form(request: HttpRequest) -> HttpResponse:
+    """ "Set up in Beem"; Save and Activate validates, saves, issues credentials, activates."""
+    organization = request.organization
+    current = selectors.sync_settings_find(organization=organization)
+    if request.method == "POST":
+        form = SyncSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                _save_and_activate(request, form.cleaned_data)
+            except SyncSettingsError as exc:
+                _form_error_from(form, exc)
+            else:
+                was_active = current is not None and current.is_active
+                messages.success(
+                    request,
+                    _("Settings saved.")
+                    if was_active
+                    else _("Sync with Entra ID is active. Now set it up in Entra ID."),
+                )
+                return redirect("directory_sync:sync_entra")
+    else:
+        form = SyncSettingsForm(initial=SyncSettingsForm.initial_from(current))
+    ctx = _context(
+        request,
+        "setup",
+        form=form,
+        counts=selectors.member_identity_counts(organization=organization),
+    )
+    return render(request, "directory_sync/sync_settings_form.html", ctx, status=200)
+
+
+def _save_and_activate(request: HttpRequest, data: dict) -> None:
+    organization = request.organization
+    actor = _actor_kwargs(request)
+    sync_settings = sync_services.sync_settings_update(organization=organization, **actor, **data)
+    # A stopped sync is restarted from the Reactivate page (with its checklist), not here.
+    if sync_settings.status == SyncSettings.Status.NOT_CONFIGURED:
+        _remember_issued(request, sync_services.sync_activate(organization=organization, **actor))
+
+
+def _remember_issued(request: HttpRequest, issued: IssuedCredentials | None) -> None:
+    if issued is None:
+        return
+    request.session[ISSUED_SECRET_SESSION_KEY] = {
+        "client_id": issued.client_id,
+        "client_secret": issued.client_secret,
+    }
+
+
+# --- Set up in Entra ID --------------------------------------------------------------------
+
+ATTRIBUTE_MAPPING_USERS = [
+    ("userName", "userPrincipalName"),
+    ("active", 'Switch([IsSoftDeleted], , "False", "True", "True", "False")'),
+    ("displayName", "displayName"),
+    ('emails[type eq "work"].value', "mail"),
+    ('phoneNumbers[type eq "mobile"].value', "mobile"),
+    ("name.givenName", "givenName"),
+    ("name.familyName", "surname"),
+    ("title", "jobTitle"),
+    ('addresses[type eq "work"].country', "country"),
+    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "employeeid"),
+    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "manager"),
+    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "department"),
+    ("externalId", "objectId"),
+]
+ATTRIBUTE_MAPPING_GROUPS = [("displayName", "displayName"), ("members", "members")]
+
+
+@require_GET
+@never_cache
+@administrator_required
+def sync_entra(request: HttpRequest) -> HttpResponse:
+    """ "Set up in Entra ID": what to paste into Entra's provisioning page."""
+    organization = request.organization
+    ctx = _context(request, "entra")
+    sync_settings = ctx["sync_settings"]
+    if sync_settings is None or sync_settings.oauth_application_id is None:
+        messages.info(request, _("Complete Set up in Beem and click Save and Activate first."))
+        return redirect("directory_sync:sync_settings_form")
+    issued = request.session.pop(ISSUED_SECRET_SESSION_KEY, None)
+    ctx.update(
+        tenant_url=sync_services.tenant_url(organization=organization, request=request),
+        token_endpoint=sync_services.token_endpoint_url(request=request),
+        client_id=sync_settings.oauth_application.client_id,
+        client_secret=issued["client_secret"] if issued else None,
+        entra_portal_url=ENTRA_PORTAL_URL,
+        mapping_users=ATTRIBUTE_MAPPING_USERS,
+        mapping_groups=ATTRIBUTE_MAPPING_GROUPS,
+    )
+    return render(request, "directory_sync/sync_entra.html", ctx)
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def credentials_rotate(request: HttpRequest) -> HttpResponse:
+    """Issue a new client secret after an explicit confirmation; the old one stops working."""
+    form = ConfirmForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        issued = sync_services.credentials_issue(
+            organization=request.organization, **_actor_kwargs(request)
+        )
+        _remember_issued(request, issued)
+        messages.success(
+            request,
+            _("A new client secret was created. Paste it into Entra ID now: it is shown once."),
+        )
+        return redirect("directory_sync:sync_entra")
+    return render(
+        request, "directory_sync/credentials_rotate.html", _context(request, "entra", form=form)
+    )
+
+
+# --- Stop and reactivate -------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def sync_stop(request: HttpRequest) -> HttpResponse:
+    ctx = _context(request, "status")
+    if ctx["state"] in (selectors.SyncState.NOT_CONFIGURED, selectors.SyncState.STOPPED):
+        messages.info(request, _("Sync with Entra ID is not active."))
+        return redirect("directory_sync:sync_status")
+    form = ConfirmForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        sync_services.sync_stop(organization=request.organization, **_actor_kwargs(request))
+        messages.success(request, _("Sync with Entra ID is stopped."))
+        return redirect("directory_sync:sync_status")
+    ctx["form"] = form
+    return render(request, "directory_sync/sync_stop.html", ctx)
+
+
+@require_http_methods(["GET", "POST"])
+@administrator_required
+def sync_reactivate(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    ctx = _context(request, "status")
+    if request.method == "POST":
+        if ctx["state"] != selectors.SyncState.STOPPED:
+            return redirect("directory_sync:sync_reactivate")
+        form = ConfirmForm(request.POST)
+        if form.is_valid():
+            issued = sync_services.sync_activate(
+                organization=organization, **_actor_kwargs(request)
+            )
+            _remember_issued(request, issued)
+            messages.success(
+                request,
+                _(
+                    "Sync with Entra ID is active again. Run Test Connection in Entra ID; "
+                    "this page shows when it arrives."
+                ),
+            )
+            return redirect("directory_sync:sync_reactivate")
+    else:
+        form = ConfirmForm()
+    ctx.update(
+        form=form,
+        changes=selectors.changes_while_stopped(
+            organization=organization, sync_settings=ctx["sync_settings"]
+        ),
+    )
+    return render(request, "directory_sync/sync_reactivate.html", ctx)
+
+
+# --- Runs ----------------------------------------------------------------------------------
+
+
+@require_GET
+@administrator_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = selectors.run_list(organization=request.organization)
+    ctx = _context(request, "runs", page=_page(request, runs, RUNS_PER_PAGE))
+    return render(request, "directory_sync/run_list.html", ctx)
+
+
+@require_GET
+@administrator_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        run = selectors.run_get(organization=request.organization, pk=pk)
+    except ProvisioningRun.DoesNotExist:
+        raise Http404
+    filters = EventFilterForm(request.GET or None)
+    data = filters.cleaned_data if filters.is_valid() else {}
+    events = selectors.run_event_list(
+        run=run,
+        status=data.get("status", ""),
+        outcome=data.get("outcome", ""),
+        text=data.get("q", ""),
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    request_query = request.GET.copy()
+    request_query.pop("rpage", None)
+    ctx = _context(
+        request,
+        "runs",
+        run=run,
+        counts=selectors.run_event_counts(run=run),
+        filters=filters,
+        events=_page(request, events, EVENTS_PER_PAGE),
+        requests=_page(request, selectors.run_request_list(run=run), REQUESTS_PER_PAGE, "rpage"),
+        query=query.urlencode(),
+        request_query=request_query.urlencode(),
+    )
+    return render(request, "directory_sync/run_detail.html", ctx)
+
+
+# --- Review --------------------------------------------------------------------------------
+
+
+@require_GET
+@administrator_required
+def review_list(request: HttpRequest) -> HttpResponse:
+    organization = request.organization
+    items = list(selectors.review_item_list(organization=organization))
+    for item in items:
+        if item.kind == ReviewItem.Kind.DUPLICATE_DEPARTMENT:
+            item.form = DepartmentChoiceForm(
+                candidates=item.candidates.all(),
+                initial={"department": item.chosen_department_id},
+                prefix=f"item{item.pk}",
+            )
+        else:
+            item.form = DuplicateResolveForm(prefix=f"item{item.pk}")
+    resources = list(selectors.unassigned_resource_list(organization=organization))
+    ctx = _context(
+        request,
+        "review",
+        department_items=[i for i in items if i.kind == ReviewItem.Kind.DUPLICATE_DEPARTMENT],
+        duplicate_items=[i for i in items if i.kind == ReviewItem.Kind.POSSIBLE_DUPLICATE],
+        resources=resources,
+        # One member list for every row's select (read once, not once per resource).
+        owner_choices=list(selectors.member_choices(organization=organization))
+        if resources
+        else [],
+    )
+    return render(request, "directory_sync/review_list.html", ctx)
+
+
+def _review_item_or_404(request: HttpRequest, pk: int, kind: str) -> ReviewItem:
+    try:
+        item = selectors.review_item_get(organization=request.organization, pk=pk)
+    except ReviewItem.DoesNotExist:
+        raise Http404
+    if item.kind != kind:
+        raise Http404
+    return item
+
+
+def _service_error_message(request: HttpRequest, exc: Exception) -> None:
+    text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    messages.error(request, text)
+
+
+@require_POST
+@administrator_required
+def review_department_choose(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _review_item_or_404(request, pk, ReviewItem.Kind.DUPLICATE_DEPARTMENT)
+    form = DepartmentChoiceForm(request.POST, candidates=item.candidates.all(), prefix=f"item{pk}")
+    if form.is_valid():
+        from . import review as review_services  # the sync engine's module (issue 4)
+
+        try:
+            review_services.review_department_choose(
+                item=item, department=form.cleaned_data["department"], actor=request.user
+            )
+        except (ValidationError, ValueError) as exc:
+            _service_error_message(request, exc)
+        else:
+            messages.success(
+                request,
+                _("%(member)s will be placed in %(department)s.")
+                % {
+                    "member": item.member or item.record or item.directory_value,
+                    "department": form.cleaned_data["department"],
+                },
+            )
+    else:
+        messages.error(request, _("Pick one of the matching departments."))
+    return redirect("directory_sync:review_list")
+
+
+@require_POST
+@administrator_required
+def review_duplicate_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    item = _review_item_or_404(request, pk, ReviewItem.Kind.POSSIBLE_DUPLICATE)
+    form = DuplicateResolveForm(request.POST, prefix=f"item{pk}")
+    if form.is_valid():
+        from . import review as review_services
+
+        try:
+            review_services.review_duplicate_resolve(
+                item=item, action=form.cleaned_data["action"], actor=request.user
+            )
+        except (ValidationError, ValueError) as exc:
+            _service_error_message(request, exc)
+        else:
+            messages.success(request, _("The possible duplicate is resolved."))
+    else:
+        messages.error(request, _("Choose link, keep both or merge."))
+    return redirect("directory_sync:review_list")
+
+
+@require_POST
+@administrator_required
+def resource_reassign(request: HttpRequest, pk: int) -> HttpResponse:
+    organization = request.organization
+    try:
+        resource = selectors.resource_unassigned_get(organization=organization, pk=pk)
+    except Resource.DoesNotExist:
+        raise Http404
+    form = ResourceReassignForm(request.POST, organization=organization)
+    if form.is_valid():
+        try:
+            member_services.resource_reassign(
+                resource=resource, owner=form.cleaned_data["owner"], actor=request.user
+            )
+        except MemberError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                _("%(resource)s now belongs to %(owner)s.")
+                % {"resource": resource.name, "owner": form.cleaned_data["owner"]},
+            )
+    else:
+        messages.error(request, _("Choose a member of your organization."))
+    return redirect("directory_sync:review_list")
+
+
+# --- Audit log -----------------------------------------------------------------------------
+
+
+@require_GET
+@administrator_required
+def audit_list(request: HttpRequest) -> HttpResponse:
+    entries = selectors.audit_entry_list(organization=request.organization)
+    ctx = _context(request, "audit", page=_page(request, entries, AUDIT_PER_PAGE))
+    return render(request, "directory_sync/audit_list.html", ctx)

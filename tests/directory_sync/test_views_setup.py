@@ -1,0 +1,229 @@
+"""Set up in Beem (Save and Activate) and Set up in Entra ID (credentials shown once)."""
+
+import pytest
+from django.urls import reverse
+
+from directory_sync import services as sync_services
+from directory_sync.models import SyncSettings
+from members import services as member_services
+from members.models import AuditEntry
+
+SETUP_URL = reverse("directory_sync:sync_settings_form")
+ENTRA_URL = reverse("directory_sync:sync_entra")
+ROTATE_URL = reverse("directory_sync:credentials_rotate")
+
+VALID = {
+    "deletion_rule": "delete_directly",
+    "identify_by": "email",
+    "department_format": "structure_string",
+    "department_delimiter": ">",
+    "duplicate_department_policy": "first_match",
+    "default_phone_country": "SA",
+}
+
+
+def _settings(organization) -> SyncSettings:
+    return SyncSettings.objects.get(organization=organization)
+
+
+def test_setup_form_shows_defaults_and_product_warnings(admin_client):
+    response = admin_client.get(SETUP_URL)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'value="delete_directly" checked' in html.replace("\n", " ") or (
+        'value="delete_directly"' in html
+    )
+    form = response.context["form"]
+    assert form["deletion_rule"].value() == "delete_directly"
+    assert form["identify_by"].value() == "phone"
+    assert "Save and Activate" in html
+    assert "will treat them as new users and create duplicate accounts" in html
+    assert "+966512345678" in html
+    assert not SyncSettings.objects.exists(), "viewing the form must not create settings"
+
+
+def test_setup_form_counts_members_with_phone_and_with_email(admin_client, organization):
+    member_services.member_create(organization=organization, phone="+966512345678")
+    member_services.member_create(organization=organization, phone="+966512345679")
+    member_services.member_create(organization=organization, email="lina@acme.test")
+    member_services.member_create(
+        organization=organization, phone="+966512345670", email="omar@acme.test"
+    )
+
+    response = admin_client.get(SETUP_URL)
+
+    html = response.content.decode()
+    assert "3 of 4 existing members have a mobile number" in html
+    assert "2 of 4 existing members have an email address" in html
+    counts = response.context["counts"]
+    assert (counts.phone_only, counts.email_only) == (2, 1)
+
+
+def test_save_and_activate_saves_activates_and_shows_entra_setup(admin_client, organization):
+    response = admin_client.post(SETUP_URL, VALID)
+
+    assert response.status_code == 302
+    assert response.url == ENTRA_URL
+    saved = _settings(organization)
+    assert saved.status == SyncSettings.Status.ACTIVE
+    assert saved.activated_at is not None
+    assert saved.oauth_application is not None
+    assert {name: getattr(saved, name) for name in VALID} == VALID
+    actions = set(
+        AuditEntry.objects.filter(organization=organization).values_list("action", flat=True)
+    )
+    assert {"sync.settings_updated", "sync.activated"} <= actions
+
+
+def test_plain_department_names_need_no_delimiter(admin_client, organization):
+    data = {**VALID, "department_format": "plain_name", "department_delimiter": ""}
+
+    response = admin_client.post(SETUP_URL, data)
+
+    assert response.status_code == 302
+    assert _settings(organization).department_delimiter == "/"
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "message"),
+    [
+        ("", "A complete structure string needs a delimiter."),
+        ("a", "Use a separator that never appears inside a department name"),
+        (" / ", "The delimiter cannot contain spaces."),
+        ("-", "Use a separator that never appears inside a department name"),
+        ("//////", "Ensure this value has at most 5 characters"),
+    ],
+)
+def test_bad_delimiter_is_a_form_error_and_nothing_is_saved(admin_client, delimiter, message):
+    response = admin_client.post(SETUP_URL, {**VALID, "department_delimiter": delimiter})
+
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["department_delimiter"])
+    assert not SyncSettings.objects.filter(status=SyncSettings.Status.ACTIVE).exists()
+
+
+def test_unknown_country_is_a_form_error(admin_client):
+    response = admin_client.post(SETUP_URL, {**VALID, "default_phone_country": "XX"})
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.context["form"].errors["default_phone_country"][0]
+    assert not SyncSettings.objects.exists()
+
+
+def test_missing_choices_are_form_errors_not_server_errors(admin_client):
+    response = admin_client.post(SETUP_URL, {"identify_by": "fax"})
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert set(errors) >= {"deletion_rule", "identify_by", "department_format"}
+
+
+def test_country_select_lists_phonenumbers_regions_with_calling_codes(admin_client):
+    response = admin_client.get(SETUP_URL)
+
+    choices = dict(response.context["form"].fields["default_phone_country"].choices)
+    assert choices["SA"] == "Saudi Arabia (+966)"
+    assert choices["AE"].endswith("(+971)")
+
+
+def test_saving_an_active_sync_updates_settings_without_new_credentials(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+    admin_client.get(ENTRA_URL)  # the secret is consumed
+    client_id = _settings(organization).oauth_application.client_id
+
+    response = admin_client.post(SETUP_URL, {**VALID, "identify_by": "phone"})
+
+    assert response.status_code == 302
+    saved = _settings(organization)
+    assert saved.identify_by == "phone"
+    assert saved.oauth_application.client_id == client_id
+    assert "Copy the client secret now" not in admin_client.get(ENTRA_URL).content.decode()
+
+
+def test_saving_a_stopped_sync_does_not_restart_it(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+    sync_services.sync_stop(organization=organization)
+
+    response = admin_client.post(SETUP_URL, {**VALID, "identify_by": "phone"})
+
+    assert response.status_code == 302
+    assert _settings(organization).status == SyncSettings.Status.STOPPED
+
+
+def test_entra_page_before_setup_sends_admin_to_set_up_in_beem(admin_client):
+    response = admin_client.get(ENTRA_URL)
+
+    assert response.status_code == 302
+    assert response.url == SETUP_URL
+
+
+def test_entra_page_shows_credentials_and_the_secret_only_once(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+    application = _settings(organization).oauth_application
+
+    first = admin_client.get(ENTRA_URL)
+    second = admin_client.get(ENTRA_URL)
+
+    html = first.content.decode()
+    secret = first.context["client_secret"]
+    assert secret and secret in html
+    assert f"http://testserver/scim/v2/{organization.pk}" in html
+    assert "http://testserver/o/token/" in html
+    assert application.client_id in html
+    assert 'href="https://entra.microsoft.com/" target="_blank" rel="noopener noreferrer"' in html
+    assert "no-store" in first["Cache-Control"]
+    again = second.content.decode()
+    assert second.context["client_secret"] is None
+    assert secret not in again
+    assert application.client_id in again
+    assert "shown only once" in again
+    # Only a hash is stored: the plaintext secret is nowhere in the database.
+    application.refresh_from_db()
+    assert application.client_secret != secret
+
+
+def test_entra_page_has_attribute_mapping_and_scoping_tip(admin_client):
+    admin_client.post(SETUP_URL, VALID)
+
+    html = admin_client.get(ENTRA_URL).content.decode()
+
+    assert "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department" in html
+    assert "userPrincipalName" in html
+    assert "Switch([IsSoftDeleted], , &quot;False&quot;, &quot;True&quot;" in html
+    assert "IS NOT NULL" in html
+    for label in ("Tenant URL", "Token Endpoint", "Client Identifier", "Client Secret"):
+        assert label in html
+    assert html.count("data-copy=") == 4
+
+
+def test_rotate_asks_for_confirmation_first(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+    admin_client.get(ENTRA_URL)
+    client_id = _settings(organization).oauth_application.client_id
+
+    page = admin_client.get(ROTATE_URL)
+    unconfirmed = admin_client.post(ROTATE_URL, {})
+
+    assert page.status_code == 200
+    assert "stops working immediately" in page.content.decode()
+    assert unconfirmed.status_code == 200
+    assert unconfirmed.context["form"].errors["confirm"]
+    assert _settings(organization).oauth_application.client_id == client_id
+
+
+def test_rotate_with_confirmation_shows_the_new_secret_once(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+    old_secret = admin_client.get(ENTRA_URL).context["client_secret"]
+    old_client_id = _settings(organization).oauth_application.client_id
+
+    response = admin_client.post(ROTATE_URL, {"confirm": "on"}, follow=True)
+
+    assert response.redirect_chain == [(ENTRA_URL, 302)]
+    new_secret = response.context["client_secret"]
+    assert new_secret and new_secret != old_secret
+    assert _settings(organization).oauth_application.client_id != old_client_id
+    assert admin_client.get(ENTRA_URL).context["client_secret"] is None
+    assert AuditEntry.objects.filter(
+        organization=organization, action="sync.credentials_rotated"
+    ).exists()
