@@ -1,10 +1,81 @@
-"""Celery tasks: thin wrappers that take ids, re-fetch and call one service."""
+"""Celery tasks: thin wrappers that take ids, re-fetch and call one service.
 
-from celery import shared_task
+Task names are explicit; ``CELERY_BEAT_SCHEDULE`` in settings refers to them.
+"""
+
+import logging
+
+from celery import Task, shared_task
+from django.db import IntegrityError, InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
+
+# Worth another try: deadlocks, lock and statement timeouts, serialization failures and lost
+# connections (OperationalError, InterfaceError), and unique races between two jobs creating
+# the same row (IntegrityError; the retry sees the winner's row and converges).
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
+MAX_RETRIES = 8
 
 
-@shared_task(name="directory_sync.apply_change_event", acks_late=True)
+class ApplyChangeEventTask(Task):
+    """Fails the event with a readable reason when the job gives up, so none stays pending."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from .apply import change_event_fail
+
+        event_id = kwargs.get("event_id", args[0] if args else None)
+        if event_id is None:
+            return
+        if isinstance(exc, TRANSIENT_ERRORS):
+            reason = f"Gave up after {self.request.retries} retries: {exc}"
+        else:
+            reason = f"Unexpected error ({exc.__class__.__name__}): {exc}"
+        try:
+            change_event_fail(event_id=event_id, reason=reason)
+        except Exception:  # noqa: BLE001 - the database itself is gone; the sweep re-runs it
+            logger.exception("could not record the failure of change event %s", event_id)
+
+
+@shared_task(
+    base=ApplyChangeEventTask,
+    name="directory_sync.apply_change_event",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
 def apply_change_event(event_id: int) -> None:
     from .apply import change_event_apply
 
     change_event_apply(event_id=event_id)
+
+
+@shared_task(name="directory_sync.redispatch_pending_events")
+def redispatch_pending_events() -> int:
+    from .dispatch import change_events_redispatch
+
+    return change_events_redispatch().dispatched
+
+
+@shared_task(name="directory_sync.close_idle_runs")
+def close_idle_runs() -> int:
+    from .runs import runs_close_idle
+
+    return runs_close_idle()
+
+
+@shared_task(name="directory_sync.purge_old_logs")
+def purge_old_logs() -> None:
+    from .maintenance import logs_purge
+
+    logs_purge()
+
+
+@shared_task(bind=True, name="directory_sync.worker_heartbeat")
+def worker_heartbeat(self) -> None:
+    from .health import worker_heartbeat_record
+
+    worker_heartbeat_record(hostname=self.request.hostname)
