@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from .models import Department, DepartmentMembership, Group, Member, Organization, Resource
+from .phones import phone_or_none
 
 
 def _member_search_q(search: str) -> Q:
@@ -107,6 +108,21 @@ def member_find_by_email(*, organization: Organization, email: str) -> Member | 
     return Member.objects.filter(organization=organization, email__iexact=email).first()
 
 
+def member_find(
+    *, organization: Organization, identifier: str, default_country: str | None = None
+) -> list[Member]:
+    """Members whose email, mobile number or employee number is ``identifier`` (at most 2, so
+    the caller can tell "none", "one" and "ambiguous" apart)."""
+    text = identifier.strip()
+    if not text:
+        return []
+    q = Q(email=text.lower()) | Q(employee_number=text)
+    phone = phone_or_none(text, default_country=default_country)
+    if phone:
+        q |= Q(phone=phone)
+    return list(Member.objects.filter(q, organization=organization).order_by("id")[:2])
+
+
 def department_path(department: Department) -> list[Department]:
     """Root-first list of the department's ancestors and itself."""
     chain = []
@@ -152,6 +168,12 @@ def group_list(*, organization: Organization) -> QuerySet[Group]:
         .annotate(member_count=Count("memberships"))
         .order_by("name", "id")
     )
+
+
+def group_member_list(*, group: Group) -> QuerySet[Member]:
+    return Member.objects.filter(
+        organization_id=group.organization_id, group_links__group=group
+    ).order_by("display_name", "id")
 
 
 def resource_unassigned_list(*, organization: Organization) -> QuerySet[Resource]:

@@ -1,0 +1,213 @@
+"""The admin suite's members pages. HTTP only: every read is a selector, every write a service,
+and every query is scoped to ``request.organization`` (set by ``administrator_required``)."""
+
+import base64
+import binascii
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from directory_sync.models import SyncSettings
+
+from . import selectors, services
+from .forms import MemberForm, MemberSearchForm, ResourceReassignForm
+from .models import Group, Member, Resource
+from .permissions import administrator_required
+
+MEMBERS_PER_PAGE = 50
+ROWS_PER_PAGE = 50
+
+
+def _encode_cursor(cursor: tuple[str, int] | None) -> str:
+    if cursor is None:
+        return ""
+    raw = json.dumps([cursor[0], cursor[1]], ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str | None) -> tuple[str, int] | None:
+    """A malformed cursor (hand-edited URL) just means "first page"."""
+    if not text:
+        return None
+    try:
+        name, pk = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if not isinstance(name, str) or not isinstance(pk, int):
+        return None
+    return name, pk
+
+
+def _sync_settings(organization) -> SyncSettings | None:
+    return SyncSettings.objects.filter(organization=organization).first()
+
+
+def _locked_fields(member: Member, sync_settings: SyncSettings | None) -> frozenset[str]:
+    """Directory-owned fields are read-only while sync is active for a synced member."""
+    if member.directory_managed and sync_settings is not None and sync_settings.is_active:
+        return services.DIRECTORY_OWNED_FIELDS
+    return frozenset()
+
+
+def _member_or_404(request: HttpRequest, pk: int) -> Member:
+    try:
+        return selectors.member_get(organization=request.organization, pk=pk)
+    except Member.DoesNotExist:
+        raise Http404(_("No such member."))
+
+
+def _departments_shown(member: Member) -> list[dict]:
+    """Each department as the profile shows it: its full path, or only its own name when the
+    member's departments come from a complete structure string ("current department only")."""
+    current_only = member.department_display == Member.DepartmentDisplay.CURRENT_ONLY
+    shown = []
+    for link in sorted(member.department_links.all(), key=lambda link: not link.is_primary):
+        path = selectors.department_path(link.department)
+        label = path[-1].name if current_only else " / ".join(d.name for d in path)
+        shown.append({"label": label, "is_primary": link.is_primary})
+    return shown
+
+
+@administrator_required
+def member_list(request: HttpRequest) -> HttpResponse:
+    search_form = MemberSearchForm(request.GET)
+    search = search_form.cleaned_data["q"] if search_form.is_valid() else ""
+    page = selectors.member_page(
+        organization=request.organization,
+        search=search,
+        after=_decode_cursor(request.GET.get("after")),
+        before=_decode_cursor(request.GET.get("before")),
+        size=MEMBERS_PER_PAGE,
+    )
+    return render(
+        request,
+        "members/member_list.html",
+        {
+            "search_form": search_form,
+            "search": search,
+            "members": page.members,
+            "next_cursor": _encode_cursor(page.next_after),
+            "previous_cursor": _encode_cursor(page.previous_before),
+        },
+    )
+
+
+@administrator_required
+def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    member = _member_or_404(request, pk)
+    sync_settings = _sync_settings(request.organization)
+    return render(
+        request,
+        "members/member_detail.html",
+        {
+            "member": member,
+            "departments": _departments_shown(member),
+            "groups": [link.group for link in member.group_links.all()],
+            "resources": list(member.resources.all()),
+            "sync_active": bool(sync_settings and sync_settings.is_active),
+            "locked": bool(_locked_fields(member, sync_settings)),
+        },
+    )
+
+
+@administrator_required
+@require_http_methods(["GET", "POST"])
+def member_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    member = _member_or_404(request, pk)
+    sync_settings = _sync_settings(request.organization)
+    locked = _locked_fields(member, sync_settings)
+    default_country = (sync_settings.default_phone_country or None) if sync_settings else None
+    form = MemberForm(
+        request.POST if request.method == "POST" else None,
+        member=member,
+        locked_fields=locked,
+        default_country=default_country,
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            member, changed = services.member_edit(
+                member=member,
+                actor=request.user,
+                locked_fields=locked,
+                default_country=default_country,
+                **form.service_arguments(),
+            )
+        except services.MemberError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            if changed:
+                messages.success(request, _("The member was saved."))
+            else:
+                messages.info(request, _("Nothing changed."))
+            return redirect("members:member_detail", pk=member.pk)
+    return render(
+        request,
+        "members/member_form.html",
+        {"member": member, "form": form, "locked": bool(locked)},
+    )
+
+
+@administrator_required
+def department_list(request: HttpRequest) -> HttpResponse:
+    tree = selectors.department_tree(organization=request.organization)
+    return render(request, "members/department_list.html", {"tree": tree})
+
+
+@administrator_required
+def group_list(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(selectors.group_list(organization=request.organization), ROWS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "members/group_list.html", {"page": page})
+
+
+@administrator_required
+def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    group = get_object_or_404(Group, organization=request.organization, pk=pk)
+    paginator = Paginator(selectors.group_member_list(group=group), ROWS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "members/group_detail.html", {"group": group, "page": page})
+
+
+@administrator_required
+def resource_list(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(selectors.resource_list(organization=request.organization), ROWS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "members/resource_list.html", {"page": page})
+
+
+@administrator_required
+def resource_unassigned_list(request: HttpRequest) -> HttpResponse:
+    paginator = Paginator(
+        selectors.resource_unassigned_list(organization=request.organization), ROWS_PER_PAGE
+    )
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "members/resource_unassigned_list.html", {"page": page})
+
+
+@administrator_required
+@require_POST
+def resource_reassign(request: HttpRequest, pk: int) -> HttpResponse:
+    resource = get_object_or_404(Resource, organization=request.organization, pk=pk)
+    form = ResourceReassignForm(request.POST, organization=request.organization)
+    if form.is_valid():
+        try:
+            services.resource_reassign(
+                resource=resource, owner=form.cleaned_data["owner"], actor=request.user
+            )
+        except services.MemberError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                _("%(resource)s now belongs to %(owner)s.")
+                % {"resource": resource.name, "owner": form.cleaned_data["owner"]},
+            )
+    else:
+        for error in form.errors.get("owner", []):
+            messages.error(request, f"{resource.name}: {error}")
+    return redirect("members:resource_unassigned_list")
