@@ -96,6 +96,13 @@ class SCIMClient:
 
 
 @pytest.fixture(autouse=True)
+def _fast_secret_hashing(settings):
+    """Client secrets are hashed like passwords (PBKDF2, ~0.5 s per issue and per token
+    request); a cheap hasher keeps SCIM tests fast without changing what is checked."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _scim_process_state():
     """Per-process memos (auth cache, batched run counts) must not leak between tests."""
     auth.process_state_reset()
