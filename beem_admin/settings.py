@@ -239,6 +239,15 @@ SCIM_SERVICE_PROVIDER = {
     # Token → application → organization → active sync; the stock check wants request.user,
     # which a client credentials token never has (design.md §5).
     "AUTH_CHECK_MIDDLEWARE": "directory_sync.scim.auth.SCIMAuthCheckMiddleware",
+    # Our adapters over DirectoryRecord, discovery documents and Tenant URL locations.
+    "USER_MODEL_GETTER": "directory_sync.scim.adapters.directory_record_model",
+    "GROUP_MODEL": "directory_sync.models.DirectoryRecord",
+    "USER_ADAPTER": "directory_sync.scim.adapters.UserAdapter",
+    "GROUP_ADAPTER": "directory_sync.scim.adapters.GroupAdapter",
+    "BASE_LOCATION_GETTER": "directory_sync.scim.adapters.base_location",
+    "SCHEMAS_GETTER": "directory_sync.scim.discovery.schemas_getter",
+    # Largest page a list/filter answers (advertised as filter.maxResults).
+    "MAX_RESULTS": env_int("BEEM_SCIM_MAX_RESULTS", 200),
 }
 
 # Celery. No broker configured: tasks run eagerly in-process (the embedded default).

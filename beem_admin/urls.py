@@ -18,6 +18,8 @@ urlpatterns = [
     # django-oauth-toolkit's application management pages.
     path("o/token/", SyncTokenView.as_view(), name="oauth2_token"),
     path("o/revoke_token/", SyncRevokeTokenView.as_view(), name="oauth2_revoke_token"),
+    # SCIM 2.0 for Entra ID; the Tenant URL is /scim/v2/<organization id>.
+    path("scim/v2/<int:organization_id>/", include("directory_sync.scim.urls")),
 ]
 
 if settings.BEEM_BENCH_ENDPOINT:

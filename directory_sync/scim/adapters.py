@@ -1,0 +1,311 @@
+"""django-scim2 adapters over ``DirectoryRecord``: SCIM in, record services out.
+
+As in Zulip's SCIM integration, an adapter only translates: ``from_dict`` and
+``handle_operations`` turn a SCIM payload into a pending change (Entra quirks are normalised in
+``documents``/``patch``), ``save``/``delete`` apply it through ``directory_sync.records`` (the
+only writers), and ``to_dict`` renders the stored document with ``id`` and ``meta``. Record
+service exceptions become SCIM errors here.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from django_scim.adapters import SCIMMixin
+
+from .. import records
+from ..models import DirectoryRecord, SyncSettings
+from . import errors, queries
+from .documents import (
+    ENTERPRISE_SCHEMA,
+    group_document_from_payload,
+    group_mirror,
+    manager_id,
+    user_document_from_payload,
+    user_mirror,
+    validate_group_document,
+    validate_user_document,
+)
+from .patch import (
+    group_document_apply,
+    group_patch_plan,
+    operations_from_body,
+    user_patch_apply,
+)
+
+
+def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
+    """The Tenant URL of the request's organization, e.g. https://host/scim/v2/42.
+
+    django-scim2's BASE_LOCATION_GETTER. ``BEEM_PUBLIC_URL`` wins over the request's host so
+    locations stay right behind a proxy.
+    """
+    organization = getattr(request, "scim_organization", None)
+    organization_id = (
+        organization.pk
+        if organization is not None
+        else request.resolver_match.kwargs["organization_id"]
+    )
+    path = reverse("scim:root", kwargs={"organization_id": organization_id}).rstrip("/")
+    origin = settings.BEEM_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+    return origin + path
+
+
+def directory_record_model() -> type[DirectoryRecord]:
+    """django-scim2's USER_MODEL_GETTER (users and groups are both directory records)."""
+    return DirectoryRecord
+
+
+def _sync_settings(request: Any) -> SyncSettings | None:
+    found = getattr(request, "scim_sync_settings", None)
+    if found is None:
+        found = SyncSettings.objects.filter(organization=request.scim_organization).first()
+    return found
+
+
+def _write_context(request: Any) -> dict:
+    return {
+        "organization": request.scim_organization,
+        "run": getattr(request, "scim_run", None),
+        "request_id": getattr(request, "request_id", "") or "",
+    }
+
+
+def _conflict(exc: records.RecordConflict, resource_type: str) -> errors.ScimError:
+    return errors.uniqueness(
+        f"A {resource_type.lower()} with {exc.attribute} {exc.value!r} already exists in this "
+        "directory."
+    )
+
+
+class DirectoryRecordAdapter(SCIMMixin):
+    """Common part of the user and group adapters."""
+
+    resource_type = ""
+    endpoint = ""
+    id_field = "scim_id"
+
+    def __init__(self, obj: DirectoryRecord | None, request: Any = None):
+        super().__init__(obj, request=request)
+        self.pending_document: dict | None = None
+        self.pending_members: list[str] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return base_location(self.request)
+
+    @property
+    def path(self) -> str:
+        return f"{self.endpoint}/{self.id}"
+
+    @property
+    def location(self) -> str:
+        return f"{self.base_url}{self.path}"
+
+    @property
+    def meta(self) -> dict:
+        return {
+            "resourceType": self.resource_type,
+            "created": self.obj.created_at.isoformat(),
+            "lastModified": self.obj.updated_at.isoformat(),
+            "location": self.location,
+            "version": f'W/"{self.obj.version}"',
+        }
+
+    def _body(self) -> dict:
+        document = dict(self.obj.document)
+        schemas = document.pop("schemas")
+        return {"schemas": schemas, "id": self.id, **document}
+
+    def delete(self) -> None:
+        try:
+            records.record_delete(
+                resource_type=self.resource_type, scim_id=self.id, **_write_context(self.request)
+            )
+        except records.RecordNotFound:
+            raise errors.not_found(self.resource_type, self.id)
+
+
+class UserAdapter(DirectoryRecordAdapter):
+    resource_type = DirectoryRecord.ResourceType.USER
+    endpoint = "/Users"
+    url_name = "scim:users"
+
+    def to_dict(self) -> dict:
+        body = self._body()
+        manager = manager_id(self.obj.document)
+        if manager:
+            extension = dict(body[ENTERPRISE_SCHEMA])
+            extension["manager"] = {
+                "value": manager,
+                "$ref": f"{self.base_url}{self.endpoint}/{manager}",
+            }
+            body[ENTERPRISE_SCHEMA] = extension
+        body["meta"] = self.meta
+        return body
+
+    def validate_dict(self, d: Any) -> None:
+        self.pending_document = user_document_from_payload(d)
+        self._validate(self.pending_document, previous=None)
+
+    def from_dict(self, d: Any) -> None:
+        if self.pending_document is None:
+            self.validate_dict(d)
+
+    def _validate(self, document: dict, *, previous: dict | None) -> None:
+        validate_user_document(document, sync_settings=_sync_settings(self.request))
+        manager = manager_id(document)
+        if manager and manager != (manager_id(previous) if previous else None):
+            if manager == (self.id if self.obj is not None and self.obj.pk else None):
+                raise errors.invalid_value("A user cannot be their own manager.")
+            if not queries.user_exists(
+                organization=self.request.scim_organization, scim_id=manager
+            ):
+                raise errors.invalid_value(
+                    f"{ENTERPRISE_SCHEMA}:manager {manager!r} is not a user of this directory."
+                )
+
+    def save(self) -> None:
+        """Create (no record yet) or replace (PUT) from the pending document."""
+        document = self.pending_document
+        context = _write_context(self.request)
+        try:
+            if self.obj is None or self.obj.pk is None:
+                self.obj = records.record_create(
+                    resource_type=self.resource_type,
+                    document=document,
+                    mirror=user_mirror(document),
+                    **context,
+                )
+            else:
+                self.obj = records.record_update(
+                    resource_type=self.resource_type,
+                    scim_id=self.id,
+                    change=lambda record: (document, user_mirror(document)),
+                    **context,
+                ).record
+        except records.RecordConflict as exc:
+            raise _conflict(exc, self.resource_type)
+        except records.RecordNotFound:
+            raise errors.not_found(self.resource_type, self.id)
+
+    def handle_operations(self, operations: Any) -> None:
+        operations = operations_from_body({"Operations": operations})
+
+        def change(record: DirectoryRecord) -> tuple[dict, dict]:
+            document = user_patch_apply(record.document, operations)
+            self._validate(document, previous=record.document)
+            return document, user_mirror(document)
+
+        try:
+            self.obj = records.record_update(
+                resource_type=self.resource_type,
+                scim_id=self.id,
+                change=change,
+                **_write_context(self.request),
+            ).record
+        except records.RecordConflict as exc:
+            raise _conflict(exc, self.resource_type)
+        except records.RecordNotFound:
+            raise errors.not_found(self.resource_type, self.id)
+
+
+class GroupAdapter(DirectoryRecordAdapter):
+    resource_type = DirectoryRecord.ResourceType.GROUP
+    endpoint = "/Groups"
+    url_name = "scim:groups"
+
+    def __init__(
+        self,
+        obj: DirectoryRecord | None,
+        request: Any = None,
+        members: list[tuple[str, str]] | None = None,
+    ):
+        super().__init__(obj, request=request)
+        self.members = members
+
+    def to_dict(self) -> dict:
+        body = self._body()
+        members = self.members
+        if members is None and self.obj is not None:
+            members = queries.group_members(group_ids=[self.obj.pk])[self.obj.pk]
+        if members:
+            body["members"] = [
+                {
+                    "value": scim_id,
+                    "$ref": f"{self.base_url}/Users/{scim_id}",
+                    "type": "User",
+                }
+                for scim_id, _display in members
+            ]
+        body["meta"] = self.meta
+        return body
+
+    def validate_dict(self, d: Any) -> None:
+        self.pending_document, self.pending_members = group_document_from_payload(d)
+        validate_group_document(self.pending_document)
+
+    def from_dict(self, d: Any) -> None:
+        if self.pending_document is None:
+            self.validate_dict(d)
+
+    def save(self) -> None:
+        document, members = self.pending_document, self.pending_members
+        context = _write_context(self.request)
+        try:
+            if self.obj is None or self.obj.pk is None:
+                self.obj = records.record_create(
+                    resource_type=self.resource_type,
+                    document=document,
+                    mirror=group_mirror(document),
+                    member_ids=members or (),
+                    **context,
+                )
+            else:
+                # PUT replaces the whole resource: members absent means no members (RFC 7644
+                # §3.5.1).
+                self.obj = records.record_update(
+                    resource_type=self.resource_type,
+                    scim_id=self.id,
+                    change=lambda record: (document, group_mirror(document)),
+                    member_changes=[records.MemberChange("replace", tuple(members or ()))],
+                    **context,
+                ).record
+        except records.RecordConflict as exc:
+            raise _conflict(exc, self.resource_type)
+        except records.UnknownMembers as exc:
+            raise _unknown_members(exc)
+        except records.RecordNotFound:
+            raise errors.not_found(self.resource_type, self.id)
+        self.members = None
+
+    def handle_operations(self, operations: Any) -> None:
+        operations = operations_from_body({"Operations": operations})
+        plan = group_patch_plan(operations)
+        change = None
+        if plan.changes:
+
+            def change(record: DirectoryRecord) -> tuple[dict, dict]:
+                document = group_document_apply(record.document, plan.changes)
+                validate_group_document(document)
+                return document, group_mirror(document)
+
+        try:
+            self.obj = records.record_update(
+                resource_type=self.resource_type,
+                scim_id=self.id,
+                change=change,
+                member_changes=[records.MemberChange(m.op, m.ids) for m in plan.member_ops],
+                **_write_context(self.request),
+            ).record
+        except records.RecordConflict as exc:
+            raise _conflict(exc, self.resource_type)
+        except records.UnknownMembers as exc:
+            raise _unknown_members(exc)
+        except records.RecordNotFound:
+            raise errors.not_found(self.resource_type, self.id)
+
+
+def _unknown_members(exc: records.UnknownMembers) -> errors.ScimError:
+    listed = ", ".join(exc.ids[:5]) + (" …" if len(exc.ids) > 5 else "")
+    return errors.invalid_value(f"These members are not users of this directory: {listed}.")

@@ -1,0 +1,102 @@
+"""SCIM error responses (RFC 7644 §3.12), in one place.
+
+Every error raised by the SCIM layer is a ``ScimError`` (a django-scim2 ``SCIMException``, so its
+view dispatch renders it as a SCIM error body). ``scimType`` values are the RFC's; ``detail``
+must tell an Entra administrator reading the provisioning log what to fix.
+"""
+
+from typing import Any
+
+from django_scim import exceptions as django_scim_exceptions
+from pydantic import ValidationError
+from scim2_models import SCIMException as Scim2ModelsError
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+class ScimError(django_scim_exceptions.SCIMException):
+    """A SCIM error answer: HTTP status, optional scimType and a readable detail."""
+
+    def __init__(self, detail: str, *, status: int = 400, scim_type: str | None = None):
+        super().__init__(str(detail), status=status, scim_type=scim_type)
+        # SCIMException keeps the kwarg only when truthy; make the class default explicit.
+        self.status = status
+        self.scim_type = scim_type
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "schemas": [ERROR_SCHEMA],
+            "detail": self.detail,
+            # RFC 7644 §3.12: "status" is the HTTP status code as a string.
+            "status": str(self.status),
+        }
+        if self.scim_type:
+            body["scimType"] = self.scim_type
+        return body
+
+
+def invalid_value(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="invalidValue")
+
+
+def invalid_syntax(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="invalidSyntax")
+
+
+def invalid_filter(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="invalidFilter")
+
+
+def invalid_path(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="invalidPath")
+
+
+def no_target(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="noTarget")
+
+
+def mutability(detail: str) -> ScimError:
+    return ScimError(detail, scim_type="mutability")
+
+
+def uniqueness(detail: str) -> ScimError:
+    return ScimError(detail, status=409, scim_type="uniqueness")
+
+
+def not_found(resource_type: str, scim_id: str) -> ScimError:
+    return ScimError(f"{resource_type} {scim_id} not found.", status=404)
+
+
+def not_implemented(detail: str) -> ScimError:
+    return ScimError(detail, status=501)
+
+
+def method_not_allowed(method: str, path: str) -> ScimError:
+    return ScimError(f"{method} is not supported on {path}.", status=405)
+
+
+def payload_too_large(limit: int) -> ScimError:
+    return ScimError(f"The request body is larger than {limit} bytes.", status=413)
+
+
+def from_scim2_models(exc: Scim2ModelsError) -> ScimError:
+    """Translate an error raised by the scim2-models PATCH engine."""
+    return ScimError(exc.detail, status=exc.status or 400, scim_type=exc.scim_type or None)
+
+
+def from_validation_error(exc: ValidationError) -> ScimError:
+    """Translate a pydantic validation error of a SCIM payload into ``invalidValue``.
+
+    scim2-models raises its own SCIM errors as pydantic errors carrying ``scim_type`` in
+    their context; the first one wins. Plain type errors (a number where a string belongs, a
+    boolean that is not one) become ``invalidValue`` naming the attribute.
+    """
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        ctx = error.get("ctx") or {}
+        if ctx.get("scim_type"):
+            return ScimError(error["msg"], scim_type=ctx["scim_type"])
+    error = errors[0] if errors else {"loc": (), "msg": str(exc)}
+    where = ".".join(str(part) for part in error.get("loc", ()) if not isinstance(part, int))
+    detail = f"{where}: {error['msg']}" if where else error["msg"]
+    return invalid_value(detail)

@@ -1,0 +1,301 @@
+"""PATCH (RFC 7644 §3.5.2) as Entra ID sends it.
+
+Users go through scim2-models' PATCH engine under :data:`documents.ENTRA_POLICY` (any-case
+``op``, string booleans, value-filter paths that create their entry, dotted and URN paths,
+path-less values with dotted/URN keys). Before that, the Entra quirks the engine does not know
+are normalised here (each one names its quirk), and explicit paths are checked against the
+attributes Beem supports, so an unknown path is ``invalidPath`` instead of silently ignored.
+
+Groups are planned by hand: members are rows, not part of the document, so member operations
+become set operations applied by ``directory_sync.records`` under the group's row lock; a
+"Remove members" with a value list removes only those members (design.md §5).
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import Context, PatchOp
+from scim2_models import SCIMException as Scim2ModelsError
+
+from . import errors
+from .documents import (
+    ENTERPRISE_SCHEMA,
+    ENTRA_POLICY,
+    GROUP_SCHEMA,
+    USER_SCHEMA,
+    UserModel,
+    canonical_user,
+    manager_value,
+    member_ids_from_value,
+    user_model_from_document,
+)
+
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+_OPS = ("add", "remove", "replace")
+
+# Attributes (lower-cased) a user PATCH path may name, with the sub-attributes allowed.
+_USER_PATHS: dict[str, set[str]] = {
+    "username": set(),
+    "externalid": set(),
+    "active": set(),
+    "displayname": set(),
+    "title": set(),
+    "name": {"givenname", "familyname"},
+    "emails": {"value", "type", "primary"},
+    "phonenumbers": {"value", "type", "primary"},
+    "addresses": {"country", "type"},
+}
+_ENTERPRISE_PATHS: dict[str, set[str]] = {
+    "employeenumber": set(),
+    "department": set(),
+    "manager": {"value"},
+}
+_SUPPORTED_USER_PATHS = (
+    "userName, externalId, active, displayName, title, name.givenName, name.familyName, "
+    'emails[type eq "work"].value, phoneNumbers[type eq "mobile"].value, '
+    'addresses[type eq "work"].country, and the enterprise extension\'s employeeNumber, '
+    "department and manager"
+)
+_ATTR_RE = re.compile(
+    r"^(?P<attr>[A-Za-z][\w$-]*)(?P<filter>\[.*\])?(?:\.(?P<sub>[A-Za-z][\w$-]*))?$", re.S
+)
+_MEMBER_FILTER_RE = re.compile(r'^members\[\s*value\s+eq\s+"(?P<id>[^"]*)"\s*\]$', re.I)
+
+
+def operations_from_body(body: Any) -> list[dict]:
+    """The ``Operations`` of a PatchOp body, structurally checked (invalidSyntax otherwise)."""
+    if not isinstance(body, dict):
+        raise errors.invalid_syntax("The PATCH body must be a JSON object (a PatchOp message).")
+    operations = None
+    for key, value in body.items():
+        if key.lower() == "operations":
+            operations = value
+    if not isinstance(operations, list) or not operations:
+        raise errors.invalid_syntax('A PATCH body needs a non-empty "Operations" array.')
+    for operation in operations:
+        if not isinstance(operation, dict):
+            raise errors.invalid_syntax("Each PATCH operation must be a JSON object.")
+        op = operation.get("op", operation.get("Op"))
+        if not isinstance(op, str) or op.lower() not in _OPS:
+            raise errors.invalid_value(f"{op!r} is not a PATCH operation: add, remove or replace.")
+        path = operation.get("path", operation.get("Path"))
+        if path is not None and not isinstance(path, str):
+            raise errors.invalid_path("A PATCH path must be a string.")
+    return operations
+
+
+def _op(operation: dict) -> str:
+    # Entra sends "Add", "Replace", "Remove" (entra-contract.md #1).
+    return operation.get("op", operation.get("Op")).lower()
+
+
+def _path(operation: dict) -> str | None:
+    path = operation.get("path", operation.get("Path"))
+    return path.strip() or None if isinstance(path, str) else None
+
+
+def _value(operation: dict) -> Any:
+    return operation.get("value", operation.get("Value"))
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def _strip_prefix(text: str, prefix: str) -> str | None:
+    if text.lower().startswith(prefix.lower() + ":"):
+        return text[len(prefix) + 1 :]
+    return None
+
+
+def _check_user_path(path: str) -> None:
+    """Refuse a path outside the attributes Beem supports (400 invalidPath)."""
+    if path.lower() == ENTERPRISE_SCHEMA.lower():
+        return
+    rest = _strip_prefix(path, ENTERPRISE_SCHEMA)
+    allowed = _ENTERPRISE_PATHS if rest is not None else _USER_PATHS
+    if rest is None:
+        rest = _strip_prefix(path, USER_SCHEMA) or path
+    match = _ATTR_RE.match(rest)
+    if match:
+        attr, sub = match["attr"].lower(), (match["sub"] or "").lower()
+        subs = allowed.get(attr)
+        if subs is not None and (not sub or sub in subs):
+            if not match["filter"] or subs:
+                return
+    raise errors.invalid_path(
+        f"PATCH path {path!r} is not supported. Supported: {_SUPPORTED_USER_PATHS}."
+    )
+
+
+def _is_manager_path(path: str) -> bool:
+    rest = _strip_prefix(path, ENTERPRISE_SCHEMA)
+    return rest is not None and rest.lower() in ("manager", "manager.value")
+
+
+def _normalise_extension_value(value: Any) -> Any:
+    """Normalise ``manager`` inside an enterprise extension object (quirk #7)."""
+    if not isinstance(value, dict):
+        return value
+    value = dict(value)
+    for key in list(value):
+        if key.lower() == "manager":
+            value[key] = manager_value(value[key])
+    return value
+
+
+def _normalise_user_operation(operation: dict) -> dict:
+    op, path, value = _op(operation), _path(operation), _value(operation)
+    if path is not None:
+        _check_user_path(path)
+        if op == "remove" and path.lower() in ("active", f"{USER_SCHEMA}:active".lower()):
+            raise errors.mutability(
+                "active cannot be removed; replace it with false to disable the user."
+            )
+        if _is_manager_path(path):
+            manager_path = f"{ENTERPRISE_SCHEMA}:manager"
+            # Quirk #7: a remove may carry the old manager as value; "" also clears it.
+            manager = None if op == "remove" else manager_value(value)
+            if manager is None:
+                return {"op": "remove", "path": manager_path}
+            return {"op": op, "path": manager_path, "value": manager}
+        if path.lower() == ENTERPRISE_SCHEMA.lower():
+            value = _normalise_extension_value(value)
+    elif isinstance(value, dict):
+        # Path-less replace with dotted and URN keys (entra-contract.md #5).
+        normalised = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or key.lower() in ("id", "meta", "schemas"):
+                continue  # client meta/id are read-only; ignore them (#8)
+            if _is_manager_path(key):
+                item = manager_value(item)
+            elif key.lower() == ENTERPRISE_SCHEMA.lower():
+                item = _normalise_extension_value(item)
+            normalised[key] = item
+        value = normalised
+    elif op != "remove":
+        raise errors.invalid_value("A PATCH operation without a path needs an object value.")
+    result: dict[str, Any] = {"op": op}
+    if path is not None:
+        result["path"] = path
+    if "value" in operation or "Value" in operation:
+        result["value"] = value
+    return result
+
+
+def user_patch_apply(document: dict, operations: list[dict]) -> dict:
+    """Return the canonical user document after applying ``operations`` to ``document``."""
+    normalised = [_normalise_user_operation(operation) for operation in operations]
+    model = user_model_from_document(document)
+    try:
+        with ENTRA_POLICY:
+            patch = PatchOp[UserModel].model_validate(
+                {"schemas": [PATCH_SCHEMA], "Operations": normalised},
+                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+            )
+            patch.patch(model)
+    except ValidationError as exc:
+        raise errors.from_validation_error(exc)
+    except Scim2ModelsError as exc:
+        raise errors.from_scim2_models(exc)
+    return canonical_user(model)
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberOp:
+    """One change to a group's members: ``add``, ``remove`` or ``replace`` these user ids."""
+
+    op: str
+    ids: tuple[str, ...]
+
+
+@dataclass
+class GroupPatch:
+    """A group PATCH as document changes (attribute → value, None removes) and member ops."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+    member_ops: list[MemberOp] = field(default_factory=list)
+
+
+def _group_attribute(path: str) -> str:
+    rest = _strip_prefix(path, GROUP_SCHEMA) or path
+    return rest.lower()
+
+
+def _set_group_text(plan: GroupPatch, attribute: str, op: str, value: Any) -> None:
+    name = {"displayname": "displayName", "externalid": "externalId"}[attribute]
+    if op == "remove" or value is None:
+        if name == "displayName":
+            raise errors.invalid_value("displayName is required for a group; it cannot be removed.")
+        plan.changes[name] = None
+        return
+    if not isinstance(value, str):
+        raise errors.invalid_value(f"{name} must be a string.")
+    plan.changes[name] = value
+
+
+def group_patch_plan(operations: list[dict]) -> GroupPatch:
+    plan = GroupPatch()
+    for operation in operations:
+        op, path, value = _op(operation), _path(operation), _value(operation)
+        if path is None:
+            if op == "remove":
+                raise errors.no_target("A remove operation needs a path.")
+            if not isinstance(value, dict):
+                raise errors.invalid_value(
+                    "A PATCH operation without a path needs an object value."
+                )
+            for key, item in value.items():
+                attribute = _group_attribute(key) if isinstance(key, str) else ""
+                if attribute in ("displayname", "externalid"):
+                    _set_group_text(plan, attribute, op, item)
+                elif attribute == "members":
+                    ids = tuple(member_ids_from_value(item, allow_empty=True))
+                    plan.member_ops.append(MemberOp("add" if op == "add" else "replace", ids))
+                # Anything else (schemas, meta, id, unknown attributes) is ignored (#8).
+            continue
+        attribute = _group_attribute(path)
+        filtered = _MEMBER_FILTER_RE.match(_strip_prefix(path, GROUP_SCHEMA) or path)
+        if attribute == "members":
+            if op == "add":
+                plan.member_ops.append(MemberOp("add", tuple(member_ids_from_value(value))))
+            elif op == "replace":
+                ids = member_ids_from_value(value, allow_empty=True)
+                plan.member_ops.append(MemberOp("replace", tuple(ids)))
+            elif value is None:
+                # RFC 7644 §3.5.2.2: remove without value or filter removes all members.
+                plan.member_ops.append(MemberOp("replace", ()))
+            else:
+                # Entra's {"op":"Remove","path":"members","value":[{"value":id}]} means "remove
+                # these", not "remove all" (design.md §5).
+                plan.member_ops.append(MemberOp("remove", tuple(member_ids_from_value(value))))
+        elif filtered:
+            if op != "remove":
+                raise errors.invalid_path(
+                    f'PATCH path {path!r} is only supported with "remove"; use path "members" '
+                    "to add or replace members."
+                )
+            ids = member_ids_from_value([{"value": filtered["id"]}])
+            plan.member_ops.append(MemberOp("remove", tuple(ids)))
+        elif attribute in ("displayname", "externalid"):
+            _set_group_text(plan, attribute, op, value)
+        else:
+            raise errors.invalid_path(
+                f"PATCH path {path!r} is not supported on groups. Supported: displayName, "
+                'externalId, members, members[value eq "<id>"].'
+            )
+    return plan
+
+
+def group_document_apply(document: dict, changes: dict[str, Any]) -> dict:
+    result = dict(document)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result

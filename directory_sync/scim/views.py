@@ -1,0 +1,364 @@
+"""SCIM 2.0 views: django-scim2's ``SCIMView`` (auth check, SCIM error rendering) with our
+handlers.
+
+django-scim2's own list/filter views count and page by iterating rows in Python and run filters
+as raw SQL (design.md §5); these handlers count and slice in the database, filter with
+``filters.filter_q`` and always scope to ``request.scim_organization``. Views do HTTP only:
+parse, call an adapter (which calls the record services) or a query, render.
+"""
+
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from django_scim import views as scim_views
+from django_scim.constants import SCIM_CONTENT_TYPE
+
+from ..models import DirectoryRecord
+from . import discovery, errors, filters, queries
+from .adapters import GroupAdapter, UserAdapter, base_location
+from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
+
+_CORE_PREFIXES = (USER_SCHEMA.lower() + ":", GROUP_SCHEMA.lower() + ":")
+_EXT = ENTERPRISE_SCHEMA.lower()
+
+
+def _json_response(body: Any, *, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(body), content_type=SCIM_CONTENT_TYPE, status=status)
+
+
+# --- attributes / excludedAttributes (RFC 7644 §3.4.2.5) -------------------------------------
+
+
+def _parse_attribute_list(raw: str | None) -> list[tuple[bool, str, str | None]]:
+    """``[(in_enterprise_extension, attribute or "", sub-attribute)]``, lower-cased."""
+    items = []
+    for item in (raw or "").split(","):
+        text = item.strip().lower()
+        if not text:
+            continue
+        for prefix in _CORE_PREFIXES:
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+        in_extension = False
+        if text == _EXT:
+            items.append((True, "", None))
+            continue
+        if text.startswith(_EXT + ":"):
+            in_extension, text = True, text[len(_EXT) + 1 :]
+        attribute, _, sub = text.partition(".")
+        items.append((in_extension, attribute, sub or None))
+    return items
+
+
+def _key(container: dict, lowered: str) -> str | None:
+    return next((k for k in container if k.lower() == lowered), None)
+
+
+def _select(value: Any, sub: str | None) -> Any:
+    if sub is None:
+        return value
+    if isinstance(value, dict):
+        key = _key(value, sub)
+        return {key: value[key]} if key else None
+    if isinstance(value, list):
+        picked = [_select(entry, sub) for entry in value if isinstance(entry, dict)]
+        return [entry for entry in picked if entry] or None
+    return None
+
+
+def _merge(target: dict, key: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, dict) and isinstance(target.get(key), dict):
+        target[key].update(value)
+    else:
+        target[key] = value
+
+
+def project(resource: dict, *, attributes: list[tuple], excluded: list[tuple]) -> dict[str, Any]:
+    """Apply ``attributes`` or ``excludedAttributes``; ``id`` and ``schemas`` always stay."""
+    if attributes:
+        result: dict[str, Any] = {"schemas": resource["schemas"], "id": resource["id"]}
+        for in_extension, attribute, sub in attributes:
+            source = resource.get(ENTERPRISE_SCHEMA, {}) if in_extension else resource
+            if in_extension and not attribute:
+                _merge(result, ENTERPRISE_SCHEMA, source or None)
+                continue
+            key = _key(source, attribute)
+            if key is None or key in ("schemas", "id"):
+                continue
+            picked = _select(source[key], sub)
+            if in_extension:
+                if picked is not None:
+                    result.setdefault(ENTERPRISE_SCHEMA, {})
+                    _merge(result[ENTERPRISE_SCHEMA], key, picked)
+            else:
+                _merge(result, key, picked)
+        return result
+    result = json.loads(json.dumps(resource))
+    for in_extension, attribute, sub in excluded:
+        container = result.get(ENTERPRISE_SCHEMA) if in_extension else result
+        if not isinstance(container, dict):
+            continue
+        if in_extension and not attribute:
+            result.pop(ENTERPRISE_SCHEMA, None)
+            continue
+        key = _key(container, attribute)
+        if key is None or (not in_extension and key in ("schemas", "id")):
+            continue
+        if sub is None:
+            del container[key]
+            continue
+        for entry in container[key] if isinstance(container[key], list) else [container[key]]:
+            if isinstance(entry, dict) and (sub_key := _key(entry, sub)):
+                del entry[sub_key]
+    if ENTERPRISE_SCHEMA in result and not result[ENTERPRISE_SCHEMA]:
+        del result[ENTERPRISE_SCHEMA]
+    return result
+
+
+def _wants(attribute: str, attributes: list[tuple], excluded: list[tuple]) -> bool:
+    if attributes:
+        return any(not ext and attr == attribute for ext, attr, _ in attributes)
+    return not any(not ext and attr == attribute and sub is None for ext, attr, sub in excluded)
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+class ScimView(scim_views.SCIMView):
+    """Base: SCIM bodies and content type on every answer, including 405 and 501."""
+
+    # Bearer-token API, no cookies: CSRF does not apply. django-scim2 marks its own dispatch;
+    # an overriding dispatch must be marked again or every write answers 403.
+    @method_decorator(csrf_exempt)
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        response["Content-Type"] = SCIM_CONTENT_TYPE
+        return response
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise errors.method_not_allowed(request.method, request.path)
+
+    def status_501(self, request, *args, **kwargs):
+        error = errors.not_implemented(f"{request.path} is not supported by this service.")
+        return _json_response(error.to_dict(), status=501)
+
+    def load_body(self, body: bytes | None = None) -> Any:
+        try:
+            raw = self.request.body if body is None else body
+        except RequestDataTooBig:
+            from django.conf import settings
+
+            raise errors.payload_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise errors.invalid_syntax("The request body is not UTF-8 text.")
+        if not text:
+            raise errors.invalid_syntax("The request body is empty; a JSON object is expected.")
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise errors.invalid_syntax(f"The request body is not valid JSON: {exc}.")
+        if not isinstance(data, dict):
+            raise errors.invalid_syntax("The request body must be a JSON object.")
+        return data
+
+    @property
+    def organization(self):
+        organization = getattr(self.request, "scim_organization", None)
+        if organization is None or organization.pk != self.kwargs.get("organization_id"):
+            # The auth check binds the token to the Tenant URL's organization; this is a second
+            # lock on the same door.
+            raise errors.ScimError("The token does not belong to this Tenant URL.", status=401)
+        return organization
+
+    @property
+    def base_url(self) -> str:
+        return base_location(self.request)
+
+
+class NotFoundView(ScimView):
+    """Any other URL under the Tenant URL: a SCIM 404, not Django's HTML page."""
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def _answer(self, request, *args, **kwargs):
+        raise errors.ScimError(f"{request.path} is not a SCIM endpoint.", status=404)
+
+    get = post = put = patch = delete = _answer
+
+
+class NotImplementedView(ScimView):
+    implemented = False
+
+
+class _ResourceView(ScimView):
+    http_method_names = ["get", "post", "put", "patch", "delete"]
+    adapter_class: type = UserAdapter
+    resource_type = ""
+
+    def _page_params(self) -> tuple[int, int]:
+        maximum = discovery.max_results()
+        try:
+            start = int(self.request.GET.get("startIndex", 1))
+            count = int(self.request.GET.get("count", maximum))
+        except ValueError:
+            raise errors.invalid_value("startIndex and count must be whole numbers.")
+        # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0; a count over
+        # filter.maxResults is capped.
+        return max(start, 1), min(max(count, 0), maximum)
+
+    def _projection(self) -> tuple[list, list]:
+        attributes = _parse_attribute_list(self.request.GET.get("attributes"))
+        excluded = _parse_attribute_list(self.request.GET.get("excludedAttributes"))
+        return attributes, excluded
+
+    def _get_record(self, scim_id: str) -> DirectoryRecord:
+        record = queries.record_get(
+            organization=self.organization, resource_type=self.resource_type, scim_id=scim_id
+        )
+        if record is None:
+            raise errors.not_found(self.resource_type, scim_id)
+        return record
+
+    def _render(self, adapter, *, status: int = 200, location: bool = False) -> HttpResponse:
+        attributes, excluded = self._projection()
+        body = project(adapter.to_dict(), attributes=attributes, excluded=excluded)
+        response = _json_response(body, status=status)
+        if location:
+            response["Location"] = adapter.location
+        return response
+
+    def _adapters(self, records: list[DirectoryRecord]) -> list:
+        return [self.adapter_class(record, request=self.request) for record in records]
+
+    def get(self, request, organization_id, uuid=None):
+        if uuid:
+            return self._render(self.adapter_class(self._get_record(uuid), request=request))
+        query = None
+        if request.GET.get("filter") is not None:
+            query = filters.filter_q(request.GET["filter"], resource_type=self.resource_type)
+        start, count = self._page_params()
+        records = queries.record_list(
+            organization=self.organization, resource_type=self.resource_type, query=query
+        )
+        total = records.count()
+        page = list(records[start - 1 : start - 1 + count]) if count else []
+        attributes, excluded = self._projection()
+        resources = [
+            project(adapter.to_dict(), attributes=attributes, excluded=excluded)
+            for adapter in self._adapters(page)
+        ]
+        return _json_response(discovery.list_response(resources, total=total, start=start))
+
+    def post(self, request, organization_id, uuid=None):
+        if uuid:
+            raise errors.method_not_allowed("POST", request.path)
+        self.organization  # noqa: B018 - checks the token's organization before parsing
+        adapter = self.adapter_class(None, request=request)
+        adapter.validate_dict(self.load_body())
+        adapter.save()
+        return self._render(adapter, status=201, location=True)
+
+    def put(self, request, organization_id, uuid=None):
+        if not uuid:
+            raise errors.method_not_allowed("PUT", request.path)
+        adapter = self.adapter_class(self._get_record(uuid), request=request)
+        adapter.validate_dict(self.load_body())
+        adapter.save()
+        return self._render(adapter, location=True)
+
+    def patch(self, request, organization_id, uuid=None):
+        if not uuid:
+            raise errors.method_not_allowed("PATCH", request.path)
+        adapter = self.adapter_class(self._get_record(uuid), request=request)
+        body = self.load_body()
+        operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
+        if not isinstance(operations, list) or not operations:
+            raise errors.invalid_syntax('A PATCH body needs a non-empty "Operations" array.')
+        adapter.handle_operations(operations)
+        return self._patched(adapter)
+
+    def _patched(self, adapter) -> HttpResponse:
+        return self._render(adapter, location=True)
+
+    def delete(self, request, organization_id, uuid=None):
+        if not uuid:
+            raise errors.method_not_allowed("DELETE", request.path)
+        adapter = self.adapter_class(self._get_record(uuid), request=request)
+        adapter.delete()
+        return HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
+
+
+class UsersView(_ResourceView):
+    adapter_class = UserAdapter
+    resource_type = DirectoryRecord.ResourceType.USER
+
+
+class GroupsView(_ResourceView):
+    adapter_class = GroupAdapter
+    resource_type = DirectoryRecord.ResourceType.GROUP
+
+    def _adapters(self, records: list[DirectoryRecord]) -> list:
+        attributes, excluded = self._projection()
+        if _wants("members", attributes, excluded):
+            members = queries.group_members(group_ids=[record.pk for record in records])
+        else:
+            # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
+            members = {}
+        return [
+            GroupAdapter(record, request=self.request, members=members.get(record.pk, []))
+            for record in records
+        ]
+
+    def get(self, request, organization_id, uuid=None):
+        if uuid:
+            adapters = self._adapters([self._get_record(uuid)])
+            return self._render(adapters[0])
+        return super().get(request, organization_id)
+
+    def _patched(self, adapter) -> HttpResponse:
+        # Entra expects 204 for group PATCH (entra-contract.md, "Answers Entra relies on").
+        return HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
+
+
+class ServiceProviderConfigView(ScimView):
+    http_method_names = ["get"]
+
+    def get(self, request, organization_id):
+        self.organization  # noqa: B018
+        return _json_response(discovery.service_provider_config(self.base_url))
+
+
+class ResourceTypesView(ScimView):
+    http_method_names = ["get"]
+
+    def get(self, request, organization_id, uuid=None):
+        self.organization  # noqa: B018
+        documents = discovery.resource_type_documents(self.base_url)
+        if uuid:
+            for document in documents:
+                if document["id"] == uuid:
+                    return _json_response(document)
+            raise errors.ScimError(f"Resource type {uuid} not found.", status=404)
+        return _json_response(discovery.list_response(documents))
+
+
+class SchemasView(ScimView):
+    http_method_names = ["get"]
+
+    def get(self, request, organization_id, uuid=None):
+        self.organization  # noqa: B018
+        documents = discovery.schema_documents(self.base_url)
+        if uuid:
+            for document in documents:
+                if document["id"] == uuid:
+                    return _json_response(document)
+            raise errors.ScimError(f"Schema {uuid} not found.", status=404)
+        return _json_response(discovery.list_response(documents))
