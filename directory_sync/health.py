@@ -89,10 +89,10 @@ def broker_status() -> str:
             finally:
                 client.close()
         else:
-            from beem_admin.celery import app
+            from kombu import Connection
 
-            with app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=timeout)
+            with Connection(url, connect_timeout=timeout) as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
     except Exception:  # noqa: BLE001 - any failure to reach the broker means "down"
         return DOWN
     return OK
