@@ -269,6 +269,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("BEEM_BROKER_VISIBILITY_TIMEOUT", 600),
     "max_retries": 1,
+    # kombu sleeps interval_start (default 2 s) before that one retry; a refused connection
+    # would then hold every SCIM request for 2 s. Retry at once instead (measured: ~5 ms).
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
     "socket_connect_timeout": 1,
     "socket_timeout": 2,
 }
@@ -278,11 +283,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "directory_sync.redispatch_pending_events",
         "schedule": timedelta(seconds=env_int("BEEM_REDISPATCH_INTERVAL_SECONDS", 60)),
     },
-    # kombu sleeps interval_start (default 2 s) before that one retry; a refused connection
-    # would then hold every SCIM request for 2 s. Retry at once instead (measured: ~5 ms).
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
     "close-idle-runs": {
         "task": "directory_sync.close_idle_runs",
         "schedule": timedelta(minutes=1),
@@ -313,6 +313,17 @@ BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)
 # the stack. Off by default; never needed in production.
 BEEM_BENCH_ENDPOINT = env_bool("BEEM_BENCH_ENDPOINT", False)
 
+# Operations (README "Operations"): /healthz and /metrics.
+# /metrics answers only with `Authorization: Bearer <token>` when set; empty: open.
+BEEM_METRICS_TOKEN = os.environ.get("BEEM_METRICS_TOKEN", "")
+BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS = env_int("BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS", 1)
+# /healthz reports "degraded" when no worker recorded a heartbeat for this long.
+BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 120)
+# The worker imports this module at start so its worker_ready heartbeat receiver is connected.
+CELERY_IMPORTS = ["directory_sync.health"]
+# Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
 LOG_LEVEL = os.environ.get("BEEM_LOG_LEVEL", "INFO")
 LOG_FORMAT = os.environ.get("BEEM_LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
@@ -325,37 +336,26 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
         },
     },
+    "filters": {
+        "request_id": {"()": "beem_admin.logging.RequestIdFilter"},
+        # Masks tokens, secrets, emails and phone numbers in every emitted line.
+        "redact": {"()": "beem_admin.logging.RedactingFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
             "filters": ["request_id", "redact"],
         },
-# Operations (README "Operations"): /healthz and /metrics.
-# /metrics answers only with `Authorization: Bearer <token>` when set; empty: open.
-BEEM_METRICS_TOKEN = os.environ.get("BEEM_METRICS_TOKEN", "")
-BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS = env_int("BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS", 1)
-# /healthz reports "degraded" when no worker recorded a heartbeat for this long.
-BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 120)
-# The worker imports this module at start so its worker_ready heartbeat receiver is connected.
-CELERY_IMPORTS = ["directory_sync.health"]
-# Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters.
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # django-scim2 logs request bodies at DEBUG; never let them out.
         "django_scim": {"level": "WARNING"},
         "oauthlib": {"level": "WARNING"},
-    },
-}
-    "filters": {
-        "request_id": {"()": "beem_admin.logging.RequestIdFilter"},
-        # Masks tokens, secrets, emails and phone numbers in every emitted line.
-        "redact": {"()": "beem_admin.logging.RedactingFilter"},
-    },
         # Replace Django's own handlers for these (set up before ours, without the request id
         # and redaction filters); runserver's request lines include SCIM filter values.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}
