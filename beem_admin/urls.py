@@ -4,6 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from directory_sync.health import healthz
+from directory_sync.metrics import metrics_view
 from directory_sync.scim.auth import SyncRevokeTokenView, SyncTokenView
 
 urlpatterns = [
@@ -20,6 +22,9 @@ urlpatterns = [
     path("o/revoke_token/", SyncRevokeTokenView.as_view(), name="oauth2_revoke_token"),
     # SCIM 2.0 for Entra ID; the Tenant URL is /scim/v2/<organization id>.
     path("scim/v2/<int:organization_id>/", include("directory_sync.scim.urls")),
+    # Operations (README "Operations"); HealthzMiddleware answers /healthz first.
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 if settings.BEEM_BENCH_ENDPOINT:
