@@ -77,8 +77,10 @@ def sync_settings_get(*, organization: Organization) -> SyncSettings:
 def _locked_settings(organization: Organization) -> SyncSettings:
     """Get-or-create and lock the row; callers are inside ``transaction.atomic``."""
     SyncSettings.objects.get_or_create(organization=organization)
+    # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join to
+    # oauth_application; only the settings row needs the lock.
     return (
-        SyncSettings.objects.select_for_update()
+        SyncSettings.objects.select_for_update(of=("self",))
         .select_related("organization", "oauth_application")
         .get(organization=organization)
     )
