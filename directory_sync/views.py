@@ -6,7 +6,6 @@ organization's id answers 404 exactly like a missing one.
 """
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -19,8 +18,10 @@ from members.models import Resource
 from members.permissions import administrator_required
 from members.services import MemberError
 
+from . import review as review_services
 from . import selectors
 from . import services as sync_services
+from .apply import run_summary
 from .forms import (
     ConfirmForm,
     DepartmentChoiceForm,
@@ -338,6 +339,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "runs",
         run=run,
         counts=selectors.run_event_counts(run=run),
+        summary=run_summary(run),
         filters=filters,
         events=_page(request, events, EVENTS_PER_PAGE),
         requests=_page(request, selectors.run_request_list(run=run), REQUESTS_PER_PAGE, "rpage"),
@@ -389,25 +391,18 @@ def _review_item_or_404(request: HttpRequest, pk: int, kind: str) -> ReviewItem:
     return item
 
 
-def _service_error_message(request: HttpRequest, exc: Exception) -> None:
-    text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-    messages.error(request, text)
-
-
 @require_POST
 @administrator_required
 def review_department_choose(request: HttpRequest, pk: int) -> HttpResponse:
     item = _review_item_or_404(request, pk, ReviewItem.Kind.DUPLICATE_DEPARTMENT)
     form = DepartmentChoiceForm(request.POST, candidates=item.candidates.all(), prefix=f"item{pk}")
     if form.is_valid():
-        from . import review as review_services  # the sync engine's module (issue 4)
-
         try:
             review_services.review_department_choose(
                 item=item, department=form.cleaned_data["department"], actor=request.user
             )
-        except (ValidationError, ValueError) as exc:
-            _service_error_message(request, exc)
+        except review_services.ReviewError as exc:
+            messages.error(request, str(exc))
         else:
             messages.success(
                 request,
@@ -428,14 +423,12 @@ def review_duplicate_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     item = _review_item_or_404(request, pk, ReviewItem.Kind.POSSIBLE_DUPLICATE)
     form = DuplicateResolveForm(request.POST, prefix=f"item{pk}")
     if form.is_valid():
-        from . import review as review_services
-
         try:
             review_services.review_duplicate_resolve(
                 item=item, action=form.cleaned_data["action"], actor=request.user
             )
-        except (ValidationError, ValueError) as exc:
-            _service_error_message(request, exc)
+        except review_services.ReviewError as exc:
+            messages.error(request, str(exc))
         else:
             messages.success(request, _("The possible duplicate is resolved."))
     else:

@@ -1,0 +1,255 @@
+"""Review: duplicate-department holds, possible duplicate members, unassigned resources."""
+
+import pytest
+from django.urls import reverse
+
+from directory_sync.apply import change_event_apply
+from directory_sync.models import ChangeEvent, ReviewItem
+from members import services as member_services
+from members.models import AuditEntry, DepartmentMembership, Member, Resource
+from tests.directory_sync.engine_factories import sync_settings_make, user_create
+
+REVIEW_URL = reverse("directory_sync:review_list")
+
+
+def _apply_all(organization) -> None:
+    for event_id in ChangeEvent.objects.filter(
+        organization=organization, status=ChangeEvent.Status.PENDING
+    ).values_list("id", flat=True):
+        change_event_apply(event_id=event_id)
+
+
+@pytest.fixture
+def department_hold(organization):
+    """Entra sends department "Sales", which names two Beem departments: the member is held."""
+    sync_settings_make(
+        organization, identify_by="email", duplicate_department_policy="hold_for_admin"
+    )
+    riyadh = member_services.department_path_ensure(
+        organization=organization, path=["Riyadh", "Sales"]
+    )
+    jeddah = member_services.department_path_ensure(
+        organization=organization, path=["Jeddah", "Sales"]
+    )
+    user_create(
+        organization, user_name="nora@acme.test", email="nora@acme.test", department="Sales"
+    )
+    _apply_all(organization)
+    item = ReviewItem.objects.get(kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT)
+    return item, riyadh, jeddah
+
+
+@pytest.fixture
+def possible_duplicate(organization):
+    """Lina was created in Beem by email; Entra identifies by phone and sends her email too."""
+    sync_settings_make(organization, identify_by="phone")
+    existing = member_services.member_create(
+        organization=organization, email="lina@acme.test", display_name="Lina (Beem)"
+    )
+    user_create(
+        organization,
+        user_name="lina@acme.test",
+        display_name="Lina Nasser",
+        phone="+966512345670",
+        email="lina@acme.test",
+    )
+    _apply_all(organization)
+    item = ReviewItem.objects.get(kind=ReviewItem.Kind.POSSIBLE_DUPLICATE)
+    return item, existing
+
+
+def _choose_url(item) -> str:
+    return reverse("directory_sync:review_department_choose", args=[item.pk])
+
+
+def _resolve_url(item) -> str:
+    return reverse("directory_sync:review_duplicate_resolve", args=[item.pk])
+
+
+def test_review_lists_a_department_hold_with_its_candidates(admin_client, department_hold):
+    item, riyadh, jeddah = department_hold
+
+    response = admin_client.get(REVIEW_URL)
+
+    assert response.status_code == 200
+    assert [i.pk for i in response.context["department_items"]] == [item.pk]
+    html = response.content.decode()
+    assert "Riyadh › Sales" in html and "Jeddah › Sales" in html
+    assert _choose_url(item) in html
+    assert response.context["open_review_count"] == 1
+
+
+def test_choosing_a_department_places_the_member_and_audits(
+    admin_client, department_hold, organization, admin_user
+):
+    item, riyadh, jeddah = department_hold
+
+    response = admin_client.post(_choose_url(item), {f"item{item.pk}-department": jeddah.pk})
+
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert (item.status, item.chosen_department) == ("resolved", jeddah)
+    member = Member.objects.get(email="nora@acme.test")
+    assert list(
+        DepartmentMembership.objects.filter(member=member).values_list("department", flat=True)
+    ) == [jeddah.pk]
+    entry = AuditEntry.objects.get(action="review.department_chosen")
+    assert entry.actor == admin_user
+
+
+def test_a_chosen_department_can_be_changed_later(admin_client, department_hold):
+    item, riyadh, jeddah = department_hold
+    admin_client.post(_choose_url(item), {f"item{item.pk}-department": jeddah.pk})
+
+    page = admin_client.get(REVIEW_URL)
+    admin_client.post(_choose_url(item), {f"item{item.pk}-department": riyadh.pk})
+
+    assert [i.pk for i in page.context["department_items"]] == [item.pk]
+    assert "Change</button>" in page.content.decode()
+    item.refresh_from_db()
+    assert item.chosen_department == riyadh
+    member = Member.objects.get(email="nora@acme.test")
+    assert member.department_links.get().department == riyadh
+
+
+def test_a_department_that_is_not_a_candidate_is_refused(
+    admin_client, department_hold, organization
+):
+    item, riyadh, jeddah = department_hold
+    other = member_services.department_path_ensure(organization=organization, path=["Other"])
+
+    response = admin_client.post(
+        _choose_url(item), {f"item{item.pk}-department": other.pk}, follow=True
+    )
+
+    assert "Pick one of the matching departments." in response.content.decode()
+    item.refresh_from_db()
+    assert item.status == "open" and item.chosen_department is None
+
+
+def test_review_lists_a_possible_duplicate_with_both_members(admin_client, possible_duplicate):
+    item, existing = possible_duplicate
+
+    response = admin_client.get(REVIEW_URL)
+
+    assert [i.pk for i in response.context["duplicate_items"]] == [item.pk]
+    html = response.content.decode()
+    assert "Lina (Beem)" in html and "Lina Nasser" in html
+    for action in ("link", "keep_both", "merge"):
+        assert f'value="{action}"' in html
+
+
+def test_keep_both_resolves_the_duplicate_and_keeps_both_members(
+    admin_client, possible_duplicate, organization
+):
+    item, existing = possible_duplicate
+
+    response = admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "keep_both"})
+
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert (item.status, item.resolution) == ("resolved", "keep_both")
+    assert Member.objects.filter(organization=organization).count() == 2
+    assert admin_client.get(REVIEW_URL).context["duplicate_items"] == []
+
+
+def test_link_makes_the_existing_member_the_directory_member(
+    admin_client, possible_duplicate, organization
+):
+    item, existing = possible_duplicate
+
+    admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "link"})
+
+    member = Member.objects.get(organization=organization)
+    assert member.pk == existing.pk
+    assert (member.phone, member.email, member.directory_managed) == (
+        "+966512345670",
+        "lina@acme.test",
+        True,
+    )
+    assert AuditEntry.objects.filter(action="review.duplicate_resolved").exists()
+
+
+def test_an_unknown_duplicate_action_is_refused(admin_client, possible_duplicate):
+    item, existing = possible_duplicate
+
+    response = admin_client.post(
+        _resolve_url(item), {f"item{item.pk}-action": "explode"}, follow=True
+    )
+
+    assert "Choose link, keep both or merge." in response.content.decode()
+    item.refresh_from_db()
+    assert item.status == "open"
+
+
+def test_resolving_an_item_as_the_wrong_kind_is_not_found(admin_client, department_hold):
+    item, riyadh, jeddah = department_hold
+
+    response = admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "keep_both"})
+
+    assert response.status_code == 404
+
+
+def test_unassigned_resources_are_listed_and_reassigned(admin_client, organization, admin_user):
+    leaver = member_services.member_create(
+        organization=organization, phone="+966512345678", display_name="Leaver"
+    )
+    heir = member_services.member_create(
+        organization=organization, phone="+966512345679", display_name="Heir"
+    )
+    resource = member_services.resource_create(
+        organization=organization, kind="document", name="Handbook", owner=leaver
+    )
+    member_services.member_delete(member=leaver)
+
+    page = admin_client.get(REVIEW_URL)
+    response = admin_client.post(
+        reverse("directory_sync:resource_reassign", args=[resource.pk]), {"owner": heir.pk}
+    )
+
+    html = page.content.decode()
+    assert "Handbook" in html and "Leaver" in html
+    assert response.status_code == 302
+    resource.refresh_from_db()
+    assert (resource.owner, resource.unassigned_at) == (heir, None)
+    entry = AuditEntry.objects.get(action="resource.reassigned")
+    assert entry.actor == admin_user
+
+
+def test_reassigning_to_another_organizations_member_is_refused(
+    admin_client, organization, other_organization
+):
+    resource = member_services.resource_create(
+        organization=organization, kind="document", name="Handbook", owner=None
+    )
+    stranger = member_services.member_create(organization=other_organization, phone="+966512345678")
+
+    response = admin_client.post(
+        reverse("directory_sync:resource_reassign", args=[resource.pk]),
+        {"owner": stranger.pk},
+        follow=True,
+    )
+
+    assert "Choose a member of your organization." in response.content.decode()
+    resource.refresh_from_db()
+    assert resource.owner is None
+
+
+def test_other_organizations_review_items_and_resources_are_not_found(
+    admin_client, other_organization
+):
+    item = ReviewItem.objects.create(organization=other_organization, kind="possible_duplicate")
+    resource = Resource.objects.create(organization=other_organization, kind="document", name="X")
+
+    assert (
+        admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "keep_both"}).status_code
+        == 404
+    )
+    assert admin_client.post(_choose_url(item), {}).status_code == 404
+    assert (
+        admin_client.post(
+            reverse("directory_sync:resource_reassign", args=[resource.pk]), {}
+        ).status_code
+        == 404
+    )
+    assert admin_client.get(REVIEW_URL).context["duplicate_items"] == []
