@@ -1,0 +1,243 @@
+"""Provisioning runs: Entra's probe and idle gaps delimit them; requests are counted."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from directory_sync import runs
+from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun, SyncSettings
+
+PROBE_GUID = "0b5c9a57-9d5e-4d4b-8d43-1a8b6f0e2c11"
+PROBE = f'/Users?filter=userName+eq+"{PROBE_GUID}"'
+GROUP_GUID = "7f1d4c0e-2b9a-4c55-9e43-2d1e8a0b6f77"
+GROUP_PROBE = f'/Groups?excludedAttributes=members&filter=displayName+eq+"{GROUP_GUID}"'
+
+
+def _runs(organization) -> list[ProvisioningRun]:
+    return list(ProvisioningRun.objects.filter(organization=organization).order_by("id"))
+
+
+def _age(run: ProvisioningRun, minutes: int) -> None:
+    """As if the run's last request arrived ``minutes`` ago."""
+    runs.runs_counts_flush()
+    ProvisioningRun.objects.filter(pk=run.pk).update(
+        last_activity_at=timezone.now() - timedelta(minutes=minutes)
+    )
+
+
+def test_probe_opens_a_probe_run_and_records_test_connection(scim, organization):
+    response = scim.get(PROBE)
+
+    assert response.status_code == 200
+    assert response.json()["totalResults"] == 0
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.PROBE
+    assert run.ended_at is None
+    assert response.wsgi_request.scim_run == run
+    tested = SyncSettings.objects.get(organization=organization).last_test_connection_at
+    assert tested is not None
+    assert tested >= run.started_at - timedelta(seconds=1)
+
+
+def test_probe_closes_the_current_run_and_opens_a_new_one(scim, organization):
+    scim.get("/Users")
+    [first] = _runs(organization)
+
+    scim.get(PROBE)
+
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk
+    assert previous.ended_at is not None
+    assert current.trigger == ProvisioningRun.Trigger.PROBE
+    assert current.ended_at is None
+
+
+def test_probe_with_encoded_spaces_is_recognised(scim, organization):
+    scim.get("/Users", params={"filter": f'userName eq "{PROBE_GUID}"'})
+
+    assert [r.trigger for r in _runs(organization)] == [ProvisioningRun.Trigger.PROBE]
+
+
+def test_requests_after_the_probe_stay_in_its_run(scim, organization):
+    scim.get(PROBE)
+    scim.get(GROUP_PROBE)
+    scim.get('/Users?filter=userName+eq+"ada@acme.example"')
+    scim.get('/Users?filter=externalId+eq+"5f8a3c1e-6d2b-4e9f-a1c7-3b0d9e8f7a61"')
+
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.PROBE
+
+
+def test_lookup_of_an_existing_guid_username_is_not_a_probe(scim, organization):
+    scim.get("/Users")
+    DirectoryRecord.objects.create(
+        organization=organization,
+        resource_type=DirectoryRecord.ResourceType.USER,
+        user_name=PROBE_GUID.upper(),
+        user_name_key=PROBE_GUID.upper().casefold(),
+        document={"userName": PROBE_GUID.upper()},
+    )
+
+    scim.get(PROBE)
+
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.ACTIVITY
+
+
+def test_first_request_without_probe_opens_an_activity_run(scim, organization):
+    response = scim.get("/ServiceProviderConfig")
+
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.ACTIVITY
+    assert response.wsgi_request.scim_run == run
+    assert SyncSettings.objects.get(organization=organization).last_test_connection_at is None
+
+
+def test_request_after_idle_gap_opens_a_new_run(scim, organization, settings):
+    settings.BEEM_RUN_IDLE_MINUTES = 15
+    scim.get("/Users")
+    [first] = _runs(organization)
+    _age(first, minutes=16)
+
+    scim.get("/Users")
+
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk
+    # An idle run ended with its last request, not when the next one arrived.
+    previous_activity = ProvisioningRun.objects.get(pk=first.pk).last_activity_at
+    assert previous.ended_at == previous_activity
+    assert current.trigger == ProvisioningRun.Trigger.ACTIVITY
+    assert current.ended_at is None
+
+
+def test_request_within_idle_gap_stays_in_the_run(scim, organization, settings):
+    settings.BEEM_RUN_IDLE_MINUTES = 15
+    scim.get("/Users")
+    [first] = _runs(organization)
+    _age(first, minutes=14)
+
+    scim.get("/Users")
+
+    assert _runs(organization) == [first]
+
+
+def test_requests_are_counted(scim, organization):
+    scim.get(PROBE)
+    for _ in range(4):
+        scim.get("/Users")
+    runs.runs_counts_flush()
+
+    [run] = _runs(organization)
+    assert run.requests_received == 5
+
+
+def test_counts_are_batched_until_the_flush_interval(scim, organization, settings):
+    settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 3600
+    scim.get(PROBE)
+    scim.get("/Users")
+    scim.get("/Users")
+
+    assert _runs(organization)[0].requests_received == 0
+    assert runs.runs_counts_flush() == 1
+    assert _runs(organization)[0].requests_received == 3
+
+
+def test_counts_are_written_at_once_when_flush_interval_is_zero(scim, organization, settings):
+    settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 0
+    scim.get(PROBE)
+    scim.get("/Users")
+
+    assert _runs(organization)[0].requests_received == 2
+
+
+def test_counts_go_to_the_run_each_request_belonged_to(scim, organization):
+    scim.get("/Users")
+    scim.get("/Users")
+    scim.get(PROBE)
+    scim.get("/Users")
+    runs.runs_counts_flush()
+
+    assert [r.requests_received for r in _runs(organization)] == [2, 2]
+
+
+def test_rejected_requests_open_no_run(scim, organization):
+    scim.with_token("wrong").get(PROBE)
+
+    assert _runs(organization) == []
+
+
+def test_runs_of_each_organization_are_separate(
+    scim, other_org_scim, organization, other_organization
+):
+    scim.get(PROBE)
+    other_org_scim.get("/Users")
+    scim.get(PROBE)
+
+    assert [r.trigger for r in _runs(organization)] == ["probe", "probe"]
+    [other] = _runs(other_organization)
+    assert other.trigger == "activity"
+    assert other.ended_at is None
+
+
+def test_close_idle_ends_only_idle_runs(
+    scim, other_org_scim, organization, other_organization, settings
+):
+    settings.BEEM_RUN_IDLE_MINUTES = 15
+    scim.get("/Users")
+    other_org_scim.get("/Users")
+    [idle] = _runs(organization)
+    _age(idle, minutes=20)
+
+    closed = runs.runs_close_idle()
+
+    assert closed == 1
+    idle.refresh_from_db()
+    assert idle.ended_at == idle.last_activity_at
+    assert _runs(other_organization)[0].ended_at is None
+    assert runs.run_current(organization=organization) is None
+
+
+def test_run_current_is_the_open_run(scim, organization):
+    assert runs.run_current(organization=organization) is None
+    scim.get(PROBE)
+
+    assert runs.run_current(organization=organization) == _runs(organization)[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "expected"),
+    [
+        ("GET", f'filter=userName eq "{PROBE_GUID}"', PROBE_GUID),
+        ("GET", f'filter=USERNAME  eq  "{PROBE_GUID}"', PROBE_GUID),
+        ("GET", 'filter=userName eq "ada@acme.example"', None),
+        ("GET", f'filter=externalId eq "{PROBE_GUID}"', None),
+        ("GET", f'filter=userName eq "{PROBE_GUID}" and active eq "true"', None),
+        ("POST", f'filter=userName eq "{PROBE_GUID}"', None),
+        ("GET", "", None),
+    ],
+)
+def test_probe_detection(rf, method, query, expected):
+    request = rf.generic(method, "/scim/v2/1/Users", QUERY_STRING=query.replace(" ", "+"))
+
+    assert runs.probe_value(request) == expected
+
+
+def test_events_of_a_write_belong_to_the_run(scim, organization):
+    scim.get(PROBE)
+    response = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@acme.example",
+            "externalId": "5f8a3c1e-6d2b-4e9f-a1c7-3b0d9e8f7a61",
+            "active": True,
+            "displayName": "Ada Lovelace",
+            "emails": [{"type": "work", "value": "ada@acme.example", "primary": True}],
+            "phoneNumbers": [{"type": "mobile", "value": "+966512345678"}],
+        },
+    )
+
+    assert response.status_code == 201, response.content
+    [run] = _runs(organization)
+    assert list(ChangeEvent.objects.values_list("run_id", flat=True)) == [run.pk]
