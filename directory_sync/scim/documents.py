@@ -17,8 +17,10 @@ import copy
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from pydantic import ValidationError
-from scim2_models import Context, EnterpriseUser, Group, ScimPolicy, User
+from scim2_models import Context, Email, EnterpriseUser, Group, ScimPolicy, User
 
 from members.phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
 
@@ -29,7 +31,18 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MOBILE_PATH = 'phoneNumbers[type eq "mobile"].value'
 
-UserModel = User[EnterpriseUser]
+
+class _Email(Email):
+    # scim2-models' EmailStr lower-cases the domain; Entra compares what it reads back with
+    # what it sent, so keep the value exactly as sent (validated in validate_user_document).
+    value: str | None = None
+
+
+class UserModel(User[EnterpriseUser]):
+    """scim2-models' User with the enterprise extension, keeping emails as sent."""
+
+    emails: list[_Email] | None = None
+
 
 # Entra ID is not RFC-strict (entra-contract.md): unknown attributes and schema URIs are
 # dropped instead of refused, "Remove members" carries the values to remove, and a value-filter
@@ -239,6 +252,11 @@ def validate_user_document(document: dict, *, sync_settings: Any) -> None:
             raise errors.invalid_value(f"{label} is longer than {limit} characters.")
     if document.get("externalId") == "":
         raise errors.invalid_value("externalId must not be empty.")
+    for entry in document.get("emails") or []:
+        try:
+            validate_email(entry["value"])
+        except DjangoValidationError:
+            raise errors.invalid_value(f"emails.value {entry['value']!r} is not an email address.")
     identify_by = getattr(sync_settings, "identify_by", None)
     # A disabled user is about to be deleted in Beem: refusing its "active False" PATCH for a
     # missing phone would only make Entra retry and quarantine the job. So the mobile rule
