@@ -207,7 +207,9 @@ def _fallback_differences(
 
 
 def _engine_differences():
-    """The sync engine's comparison when it offers one (``apply.record_member_differences``)."""
+    """The sync engine's comparison (``apply.record_member_differences``), which knows what it
+    deliberately leaves alone (held departments, identifiers another member holds). The local
+    fallbacks only serve while an engine without it is deployed."""
     from . import apply
 
     return getattr(apply, "record_member_differences", None)
@@ -318,6 +320,10 @@ def _reconcile_organization(organization: Organization, *, engine) -> list[Diffe
         if record.group is None:
             add(Kind.MISSING_GROUP, record, "directory group has no Beem group")
             continue
+        if engine is not None:
+            for difference in engine(record):
+                add(Kind.STALE_FIELD, record, str(difference))
+            continue
         wanted_name = (record.document or {}).get("displayName") or record.display_name
         if wanted_name and record.group.name != wanted_name:
             add(
@@ -407,8 +413,9 @@ def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERA
     """Re-queue the records behind fixable differences; returns how many records.
 
     Appends one change event per record through the outbox, at the record's current version
-    and without touching the record: the apply job converges the member to the stored
-    document (design.md §3, jobs converge). Records that already have a pending event are
+    (``version`` is not bumped, so Entra sees no change), and marks that version as not yet
+    applied so the job converges the member to the stored document instead of skipping it as
+    superseded (design.md §3, jobs converge). Records that already have a pending event are
     skipped; that event will converge them.
     """
     record_ids = sorted(
@@ -440,6 +447,13 @@ def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERA
                     else ChangeEvent.Kind.UPDATED
                 )
             )
+            # The engine skips an event whose version was already applied; the member drifted
+            # since, so mark this version as not applied. The record's own version (its SCIM
+            # meta.version) is untouched.
+            if record.applied_version >= record.version:
+                DirectoryRecord.objects.filter(pk=record.pk).update(
+                    applied_version=record.version - 1
+                )
             change_event_append(record=record, kind=kind, request_id="reconcile")
         requeued += 1
         by_organization[record.organization_id] += 1

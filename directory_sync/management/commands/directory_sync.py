@@ -13,11 +13,13 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count
+from django.db.models import Count, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from directory_sync import maintenance
 from directory_sync import services as sync_services
+from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent, SyncSettings
 from members.models import Organization
 
@@ -375,7 +377,11 @@ class Command(BaseCommand):
         if organization is not None:
             events = events.filter(organization=organization)
         if older_than > 0:
-            events = events.filter(created_at__lte=timezone.now() - timedelta(seconds=older_than))
+            # The dispatcher's own rule: last handed to the broker (or created) before then.
+            cutoff = timezone.now() - timedelta(seconds=older_than)
+            events = events.annotate(last_sent=Coalesce("dispatched_at", "created_at")).filter(
+                Q(status=ChangeEvent.Status.FAILED) | Q(last_sent__lte=cutoff)
+            )
         counts = list(
             events.values("organization__slug", "organization_id", "status")
             .annotate(n=Count("id"))
@@ -397,10 +403,6 @@ class Command(BaseCommand):
                 "Nothing was changed. Re-run with --yes to re-queue."
             )
             return
-        try:
-            from directory_sync.dispatch import change_events_redispatch
-        except ImportError:
-            raise CommandError("The sync engine's dispatcher (directory_sync.dispatch) is missing.")
         progress = None
         if total > batch_size:
             progress = TextProgress(self.stderr, "Re-queueing")
@@ -414,7 +416,13 @@ class Command(BaseCommand):
         )
         if progress is not None:
             progress.close()
-        self.stdout.write(f"Re-queued {_count(result)} change event(s).")
+        self.stdout.write(f"Re-queued {result.dispatched} change event(s).")
+        if result.broker_unavailable:
+            raise CommandError(
+                f"The broker refused after {result.dispatched} event(s); the other "
+                f"{result.total - result.dispatched} stay pending. Check the broker "
+                "(GET /healthz) and run this again."
+            )
 
     # --- reconcile ----------------------------------------------------------------------
 
@@ -472,21 +480,6 @@ class Command(BaseCommand):
         )
         if not yes:
             self.stdout.write("Nothing was changed. Re-run with --yes to delete.")
-
-
-def _count(result) -> int:
-    """The number re-queued, whatever shape the dispatcher returns (int, dict or object)."""
-    if isinstance(result, int):
-        return result
-    if isinstance(result, dict):
-        for key in ("dispatched", "requeued", "sent", "total"):
-            if key in result:
-                return int(result[key])
-        return sum(v for v in result.values() if isinstance(v, int))
-    for attr in ("dispatched", "requeued", "sent", "total"):
-        if hasattr(result, attr):
-            return int(getattr(result, attr))
-    return 0
 
 
 def _render_differences(differences: list, format: str) -> str:
