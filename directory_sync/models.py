@@ -203,6 +203,15 @@ class ProvisioningRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        indexes = [
+            # Every authenticated SCIM request looks up its organization's open run
+            # (directory_sync.runs.run_current); finished runs pile up by the thousand.
+            models.Index(
+                fields=["organization", "-started_at", "-id"],
+                condition=Q(ended_at__isnull=True),
+                name="provisioning_run_open",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} of {self.organization}"
