@@ -50,6 +50,9 @@ class ApplyError(Exception):
     """A permanent refusal: the directory data must change before this record can apply."""
 
 
+# How long an apply waits for a row lock (PostgreSQL) before giving up and being retried.
+LOCK_TIMEOUT = "30s"
+
 # Errors that retrying cannot fix; anything else transient is retried by the task.
 PERMANENT_ERRORS = (ApplyError, member_services.MemberError, DataError)
 
@@ -234,6 +237,11 @@ def record_apply(*, record_id: int, event_id: int | None = None) -> ApplyResult 
     version = None
     try:
         with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # A job must not wait forever behind a stuck lock: past this it fails with
+                # OperationalError and Celery retries it later with backoff.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
             record = _record_lock(record_id)
             if record is None:
                 if event_id is not None:
