@@ -121,9 +121,8 @@ def resource_type_documents(base_url: str) -> list[dict]:
 
 def service_provider_config(base_url: str) -> dict[str, Any]:
     scim_settings = settings.SCIM_SERVICE_PROVIDER
-    return {
+    config: dict[str, Any] = {
         "schemas": [SPC_SCHEMA],
-        "documentationUri": scim_settings.get("DOCUMENTATION_URI"),
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": max_results()},
@@ -136,6 +135,9 @@ def service_provider_config(base_url: str) -> dict[str, Any]:
             "location": f"{base_url}/ServiceProviderConfig",
         },
     }
+    if scim_settings.get("DOCUMENTATION_URI"):
+        config["documentationUri"] = scim_settings["DOCUMENTATION_URI"]
+    return config
 
 
 def list_response(resources: list[dict], *, total: int | None = None, start: int = 1) -> dict:

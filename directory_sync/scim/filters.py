@@ -144,6 +144,10 @@ def parse(text: str) -> list[Term]:
     if len(text) > MAX_FILTER_LENGTH:
         raise errors.invalid_filter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
     tokens = _tokenize(text)
+    # PostgreSQL cannot compare text with U+0000 (raw or as a "\u0000" escape): refuse it
+    # rather than fail with a database error (found by tests/hardening/test_scim_fuzz.py).
+    if any("\x00" in token for _kind, token in tokens):
+        raise errors.invalid_filter("The filter must not contain the NUL character.")
     if not tokens:
         raise errors.invalid_filter("The filter is empty.")
     terms: list[Term] = []

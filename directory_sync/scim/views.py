@@ -127,6 +127,23 @@ def _wants(attribute: str, attributes: list[tuple], excluded: list[tuple]) -> bo
     return not any(not ext and attr == attribute and sub is None for ext, attr, sub in excluded)
 
 
+def _contains_nul(value: Any) -> bool:
+    """Whether any key or string in a parsed JSON value contains U+0000 (iterative: bodies
+    can be deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -165,8 +182,16 @@ class ScimView(scim_views.SCIMView):
             data = json.loads(text)
         except ValueError as exc:
             raise errors.invalid_syntax(f"The request body is not valid JSON: {exc}.")
+        except RecursionError:
+            # json.loads recurses once per nesting level; a body like "[[[[..." deep enough
+            # exhausts the stack (found by tests/hardening/test_scim_fuzz.py).
+            raise errors.invalid_syntax("The request body is nested too deeply.")
         if not isinstance(data, dict):
             raise errors.invalid_syntax("The request body must be a JSON object.")
+        if _contains_nul(data):
+            # PostgreSQL cannot store U+0000 in text or jsonb: refuse it here rather than fail
+            # with a database error (found by tests/hardening/test_scim_fuzz.py).
+            raise errors.invalid_value("Text in the request must not contain the NUL character.")
         return data
 
     @property

@@ -1,0 +1,123 @@
+"""Discovery endpoints and unsupported URLs: SCIM JSON everywhere, advertising only what works."""
+
+import pytest
+
+from .conftest import (
+    ENTERPRISE,
+    GROUP_SCHEMA,
+    LIST_SCHEMA,
+    SCIM_JSON,
+    USER_SCHEMA,
+    assert_scim_error,
+)
+
+
+def _base(scim) -> str:
+    return f"http://testserver/scim/v2/{scim.organization.pk}"
+
+
+def test_service_provider_config_advertises_what_is_supported(scim):
+    response = scim.get("/ServiceProviderConfig")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == SCIM_JSON
+    assert response.json() == {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": True},
+        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": True, "maxResults": 200},
+        "changePassword": {"supported": False},
+        "sort": {"supported": False},
+        "etag": {"supported": False},
+        "authenticationSchemes": [
+            {
+                "type": "oauthbearertoken",
+                "name": "OAuth Bearer Token",
+                "description": "OAuth2 client credentials grant; send the token as a Bearer token.",
+                "primary": True,
+            }
+        ],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": f"{_base(scim)}/ServiceProviderConfig",
+        },
+    }
+
+
+def test_resource_types_list_user_with_enterprise_extension_and_group(scim):
+    body = scim.get("/ResourceTypes").json()
+
+    assert (body["schemas"], body["totalResults"], body["itemsPerPage"], body["startIndex"]) == (
+        [LIST_SCHEMA],
+        2,
+        2,
+        1,
+    )
+    user, group = body["Resources"]
+    assert user == {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "User Account",
+        "schema": USER_SCHEMA,
+        "schemaExtensions": [{"schema": ENTERPRISE, "required": False}],
+        "meta": {"resourceType": "ResourceType", "location": f"{_base(scim)}/ResourceTypes/User"},
+    }
+    assert (group["id"], group["endpoint"], group["schema"]) == ("Group", "/Groups", GROUP_SCHEMA)
+    assert scim.get("/ResourceTypes/Group").json() == group
+
+
+def test_schemas_list_user_enterprise_and_group_with_only_supported_attributes(scim):
+    body = scim.get("/Schemas").json()
+
+    assert (body["schemas"], body["totalResults"]) == ([LIST_SCHEMA], 3)
+    by_id = {schema["id"]: schema for schema in body["Resources"]}
+    assert list(by_id) == [USER_SCHEMA, ENTERPRISE, GROUP_SCHEMA]
+    assert [a["name"] for a in by_id[USER_SCHEMA]["attributes"]] == [
+        "userName",
+        "name",
+        "displayName",
+        "title",
+        "active",
+        "emails",
+        "phoneNumbers",
+        "addresses",
+    ]
+    assert [a["name"] for a in by_id[ENTERPRISE]["attributes"]] == [
+        "employeeNumber",
+        "department",
+        "manager",
+    ]
+    assert [a["name"] for a in by_id[GROUP_SCHEMA]["attributes"]] == ["displayName", "members"]
+    assert by_id[USER_SCHEMA]["meta"] == {
+        "resourceType": "Schema",
+        "location": f"{_base(scim)}/Schemas/{USER_SCHEMA}",
+    }
+    assert scim.get(f"/Schemas/{ENTERPRISE}").json() == by_id[ENTERPRISE]
+
+
+@pytest.mark.parametrize("path", ["/Schemas/urn:nope", "/ResourceTypes/Printer"])
+def test_unknown_discovery_ids_are_scim_404s(scim, path):
+    assert_scim_error(scim.get(path), 404)
+
+
+@pytest.mark.parametrize("path", ["/Bulk", "/Me", "/.search", "/Users/.search"])
+def test_unsupported_endpoints_are_501_with_a_scim_body(scim, path):
+    assert_scim_error(scim.post(path, json={}), 501)
+
+
+def test_unknown_url_under_the_tenant_url_is_a_scim_404(scim):
+    assert_scim_error(scim.get("/Printers"), 404)
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_discovery_endpoints_refuse_writes_with_405(scim, method):
+    assert_scim_error(getattr(scim, method)("/Schemas", json={}), 405)
+
+
+def test_discovery_needs_a_token(scim):
+    response = scim.with_token(None).get("/ServiceProviderConfig")
+
+    assert response.status_code == 401
+    assert response["Content-Type"] == SCIM_JSON
