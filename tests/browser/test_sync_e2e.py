@@ -228,6 +228,8 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
     nora = entra.create_user("nora@demo.beem", mobile="+966 50 111 2233", department="Sales")
     fahad = entra.create_user("fahad@demo.beem", mobile="0501112244", department="Engineering")
     bad = entra.create_user("ghost@demo.beem", mobile="12345")
+    # A second directory user with Nora's mobile: accepted by SCIM, refused when applied.
+    twin = entra.create_user("nora.twin@demo.beem", mobile="+966501112233")
     group = entra.request(
         "POST", "/Groups", json={"schemas": [GROUP_SCHEMA], "displayName": "Platform Team"}
     )
@@ -235,6 +237,7 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
     assert fahad.status_code == 201, fahad.text
     assert bad.status_code == 400, bad.text
     assert bad.json()["scimType"] == "invalidValue"
+    assert twin.status_code == 201, twin.text
     assert group.status_code == 201, group.text
     add = entra.request(
         "PATCH",
@@ -263,6 +266,10 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
         "held for an administrator"
     )
     expect(events).to_contain_text("Platform Team")
+    failed = events.locator("tr[data-event-status=failed]")
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("nora.twin@demo.beem")
+    expect(failed).to_contain_text("already belongs to directory user nora@demo.beem")
     requests = page.locator("#request-table")
     refused = requests.locator("tr", has_text="400")
     expect(refused).to_have_count(1)
@@ -271,10 +278,16 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
     expect(refused).to_contain_text("country code")
     assert "ghost@demo.beem" not in refused.inner_text(), "personal data must be masked"
     screenshot("run-detail")
+    page.select_option("select[name=status]", "failed")
+    with page.expect_navigation():
+        page.click("#event-filters button[type=submit]")
+    expect(page.locator("#event-table tbody tr")).to_have_count(1)
+    page.select_option("select[name=status]", "")
     page.fill("#event-filters input[name=q]", "held for")
     with page.expect_navigation():
         page.click("#event-filters button[type=submit]")
     expect(page.locator("#event-table tbody tr")).to_have_count(1)
+    expect(page.locator("#event-table tbody tr")).to_contain_text("nora@demo.beem")
 
     # The new members, in the members pages.
     page.click("nav.suite >> text=Members")
