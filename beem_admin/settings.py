@@ -357,5 +357,7 @@ LOGGING = {
         # and redaction filters); runserver's request lines include SCIM filter values.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Never SQL with its parameters (names, emails, token checksums), even at DEBUG.
+        "django.db.backends": {"level": "INFO"},
     },
 }

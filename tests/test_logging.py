@@ -188,3 +188,104 @@ def test_redacting_filter_masks_exception_text():
 
     assert "sara@acme.example" not in record.exc_text
     assert "ValueError" in record.exc_text
+
+
+# --- nothing secret or personal reaches the logs -----------------------------------------
+
+
+SECRET_USER = {
+    "schemas": [
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+    ],
+    "externalId": "6f3f6a8e-1b9c-4e0b-9c52-8d1d0f6a0bbb",
+    "userName": "Private.Person@contoso.example",
+    "active": "True",
+    "displayName": "Private Person",
+    "emails": [{"primary": True, "type": "work", "value": "Private.Person@contoso.example"}],
+    "phoneNumbers": [{"type": "mobile", "value": "+966512349876"}],
+    "name": {"givenName": "Private", "familyName": "Person"},
+}
+
+
+@pytest.fixture
+def active_sync(organization, settings):
+    from directory_sync import services as sync_services
+
+    # Client secrets are hashed like passwords; a cheap hasher keeps the test fast.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return sync_services.sync_activate(organization=organization, actor_label="test")
+
+
+def test_token_request_and_scim_post_leave_no_secret_token_or_personal_data_in_logs(
+    client, organization, active_sync, console_lines, django_capture_on_commit_callbacks
+):
+    from tests.directory_sync.conftest import token_obtain
+
+    token_response = token_obtain(active_sync.client_id, active_sync.client_secret, basic=False)
+    token = token_response.json()["access_token"]
+    refused = token_obtain(active_sync.client_id, "not-the-secret-" + active_sync.client_secret)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(
+            f"/scim/v2/{organization.pk}/Users",
+            data=json.dumps(SECRET_USER),
+            content_type="application/scim+json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        duplicate = client.post(
+            f"/scim/v2/{organization.pk}/Users",
+            data=json.dumps(SECRET_USER),
+            content_type="application/scim+json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+    client.get(
+        f"/scim/v2/{organization.pk}/Users",
+        {"filter": 'userName eq "Private.Person@contoso.example"'},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert token_response.status_code == 200
+    assert refused.status_code == 401
+    assert created.status_code == 201, created.content
+    assert duplicate.status_code == 409
+    lines = console_lines()
+    assert lines, "the requests logged nothing: the capture is broken"
+    text = "\n".join(json.dumps(line) for line in lines).lower()
+    for needle in (
+        active_sync.client_secret,
+        token,
+        "private.person@contoso.example",
+        "966512349876",
+        "private person",
+    ):
+        assert needle.lower() not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scim_write_carries_its_request_id_to_the_change_event_and_the_job_log(
+    client, organization, active_sync, console_lines
+):
+    from directory_sync.models import ChangeEvent
+    from tests.directory_sync.conftest import token_obtain
+
+    token = token_obtain(active_sync.client_id, active_sync.client_secret).json()["access_token"]
+
+    response = client.post(
+        f"/scim/v2/{organization.pk}/Users",
+        data=json.dumps(SECRET_USER),
+        content_type="application/scim+json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_X_REQUEST_ID="entra-req-1",
+    )
+
+    assert response.status_code == 201, response.content
+    assert response["X-Request-ID"] == "entra-req-1"
+    event = ChangeEvent.objects.get(label="Private.Person@contoso.example")
+    assert event.request_id == "entra-req-1"
+    assert event.status == ChangeEvent.Status.APPLIED
+    job_lines = [
+        line
+        for line in console_lines()
+        if line["name"] == "celery.app.trace" and "apply_change_event" in line["message"]
+    ]
+    assert job_lines and {line["request_id"] for line in job_lines} == {"entra-req-1"}
