@@ -241,3 +241,46 @@ def test_events_of_a_write_belong_to_the_run(scim, organization):
     assert response.status_code == 201, response.content
     [run] = _runs(organization)
     assert list(ChangeEvent.objects.values_list("run_id", flat=True)) == [run.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_after_idle_gap_open_one_run(require_postgres, rf, settings):
+    import threading
+
+    from django.db import connection
+
+    from directory_sync import services
+    from members import services as member_services
+
+    settings.BEEM_RUN_IDLE_MINUTES = 15
+    organization = member_services.organization_get_or_create(slug="race", name="Race")
+    services.sync_activate(organization=organization)
+    sync_settings = services.sync_settings_get(organization=organization)
+    stale = ProvisioningRun.objects.create(organization=organization, trigger="activity")
+    _age(stale, minutes=30)
+    barrier = threading.Barrier(4)
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            barrier.wait()
+            run = runs.run_for_request(sync_settings=sync_settings, request=rf.get("/Users"))
+            seen.append(run.pk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    open_runs = ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
+    assert open_runs.count() == 1
+    assert set(seen) == {open_runs.get().pk}
+    assert ProvisioningRun.objects.get(pk=stale.pk).ended_at is not None
