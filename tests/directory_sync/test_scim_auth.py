@@ -258,3 +258,38 @@ def test_rejected_request_for_unknown_organization_is_not_logged(scim):
 def test_discovery_endpoints_need_a_token_too(scim, path):
     _assert_401(scim.with_token(None).get(path), "Authorization: Bearer", invalid_token=False)
     assert scim.get(path).status_code == 200
+
+
+def test_organization_b_cannot_reach_organization_a_users(scim, other_org_scim, organization):
+    created = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@acme.example",
+            "externalId": "5f8a3c1e-6d2b-4e9f-a1c7-3b0d9e8f7a61",
+            "phoneNumbers": [{"type": "mobile", "value": "+966512345678"}],
+            "active": True,
+        },
+    )
+    assert created.status_code == 201, created.content
+    user_id = created.json()["id"]
+
+    for query in (
+        'userName eq "ada@acme.example"',
+        f'id eq "{user_id}"',
+        'externalId eq "5f8a3c1e-6d2b-4e9f-a1c7-3b0d9e8f7a61"',
+    ):
+        listed = other_org_scim.get("/Users", params={"filter": query})
+        assert listed.status_code == 200
+        assert listed.json()["totalResults"] == 0, query
+    assert other_org_scim.get("/Users").json()["totalResults"] == 0
+    assert other_org_scim.get(f"/Users/{user_id}").status_code == 404
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+    }
+    assert other_org_scim.patch(f"/Users/{user_id}", json=patch).status_code == 404
+    assert other_org_scim.delete(f"/Users/{user_id}").status_code == 404
+
+    record = organization.directory_records.get()
+    assert (record.active, record.deleted_at, record.version) == (True, None, 1)
