@@ -189,6 +189,9 @@ def test_admin_sets_up_sync_and_entra_connects_with_the_credentials_shown(
     assert probe.json()["totalResults"] == 0
     expect(page.locator("#sync-state")).to_have_text("Connected", timeout=POLL_MS)
     expect(page.locator("#last-test-connection")).not_to_have_text("never")
+    # The probe opened the first run; the progress block follows it live.
+    expect(page.locator("#current-run-link")).to_be_visible()
+    expect(page.locator("#run-pending")).to_have_text("0")
     screenshot("status-connected")
 
     # The same pages in Arabic, right to left.
@@ -346,12 +349,10 @@ def test_stopping_sync_makes_scim_answer_401_and_reactivation_waits_for_test_con
 
     # A change in Beem while stopped is listed on the Reactivate page.
     Member.objects.filter(display_name="Sara Al-Harbi").update(directory_managed=True)
-    page.click("nav.suite >> text=Members")
-    page.click("text=Sara Al-Harbi")
-    page.goto("/settings/directory-syncs/entra/")
     member_services.member_update(
         member=Member.objects.get(display_name="Sara Al-Harbi"), job_title="Team lead"
     )
+    page.reload()
     page.click("text=Reactivate sync")
     expect(page.locator("#reactivate-checklist")).to_contain_text("Test Connection")
     expect(page.locator("#changed-members")).to_contain_text("Sara Al-Harbi")
