@@ -371,3 +371,30 @@ def test_oversized_body_is_413_with_a_scim_body(scim, settings):
     assert response.status_code == 413
     assert response["Content-Type"] == SCIM_JSON
     assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+def test_attributes_parameter_returns_only_those_attributes_and_id(scim):
+    created = create_user(scim)
+
+    response = scim.get(
+        f"/Users/{created['id']}",
+        params={"attributes": f"userName,name.givenName,{ENTERPRISE}:department"},
+    )
+
+    assert response.json() == {
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "id": created["id"],
+        "userName": "Alice.Wong@contoso.com",
+        "name": {"givenName": "Alice"},
+        ENTERPRISE: {"department": "Platform"},
+    }
+
+
+def test_excluded_attributes_leave_those_out_of_list_results(scim):
+    created = create_user(scim)
+
+    response = scim.get("/Users", params={"excludedAttributes": f"emails,name,{ENTERPRISE},meta"})
+
+    (resource,) = response.json()["Resources"]
+    expected = {k: v for k, v in created.items() if k not in ("emails", "name", ENTERPRISE, "meta")}
+    assert resource == expected

@@ -1,0 +1,123 @@
+"""The pure parts of the SCIM layer: canonical documents, Entra quirks, PATCH planning."""
+
+import pytest
+
+from directory_sync.scim import documents, patch
+from directory_sync.scim.errors import ScimError
+
+from .conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, entra_user
+
+BOSS = "7d9f3f9e-4c61-4b0e-9a3e-2f0c8b1d5a10"
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ([{"$ref": "https://x/Users/" + BOSS, "value": BOSS}], {"value": BOSS}),
+        ({"value": BOSS}, {"value": BOSS}),
+        (BOSS, {"value": BOSS}),
+        ("", None),
+        ({"value": ""}, None),
+        ([], None),
+        (None, None),
+    ],
+)
+def test_manager_value_accepts_every_entra_form(raw, expected):
+    assert documents.manager_value(raw) == expected
+
+
+def test_manager_value_refuses_a_non_id():
+    with pytest.raises(ScimError) as raised:
+        documents.manager_value("Bob")
+    assert raised.value.scim_type == "invalidValue"
+
+
+def test_user_document_keeps_only_supported_attributes_with_real_booleans():
+    payload = entra_user(active="False", nickName="Al", locale="en-US", password="x")
+    payload["name"]["formatted"] = "Alice Wong"
+    payload[ENTERPRISE]["costCenter"] = "CC1"
+
+    document = documents.user_document_from_payload(payload)
+
+    assert document["active"] is False
+    assert set(document) == {
+        "schemas",
+        "userName",
+        "externalId",
+        "active",
+        "displayName",
+        "title",
+        "name",
+        "emails",
+        "phoneNumbers",
+        "addresses",
+        ENTERPRISE,
+    }
+    assert document["name"] == {"givenName": "Alice", "familyName": "Wong"}
+    assert document[ENTERPRISE] == {"employeeNumber": "E-1001", "department": "Platform"}
+    assert document["schemas"] == [USER_SCHEMA, ENTERPRISE]
+
+
+def test_user_mirror_follows_the_document():
+    document = documents.user_document_from_payload(entra_user(user_name="Ali@Contoso.com"))
+    document[ENTERPRISE]["manager"] = {"value": BOSS}
+
+    mirror = documents.user_mirror(document)
+
+    assert mirror["user_name"] == "Ali@Contoso.com"
+    assert mirror["user_name_key"] == "ali@contoso.com"
+    assert mirror["work_email"] == "ali@contoso.com"
+    assert str(mirror["manager_scim_id"]) == BOSS
+    assert mirror["active"] is True
+
+
+def test_user_patch_apply_handles_string_booleans_and_value_filter_paths():
+    document = documents.user_document_from_payload(entra_user(mobile=None))
+
+    result = patch.user_patch_apply(
+        document,
+        [
+            {"op": "Replace", "path": "active", "value": "False"},
+            {
+                "op": "Add",
+                "path": 'phoneNumbers[type eq "mobile"].value',
+                "value": "+966512345678",
+            },
+        ],
+    )
+
+    assert result["active"] is False
+    assert result["phoneNumbers"] == [{"value": "+966512345678", "type": "mobile"}]
+    assert document["active"] is True  # the input document is not modified
+
+
+def test_group_patch_plan_reads_entra_member_operations():
+    operations = [
+        {"op": "Add", "path": "members", "value": [{"$ref": None, "value": BOSS}]},
+        {"op": "Remove", "path": "members", "value": [{"value": BOSS}]},
+        {"op": "remove", "path": f'members[value eq "{BOSS}"]'},
+        {"op": "Replace", "path": "displayName", "value": "New"},
+    ]
+
+    plan = patch.group_patch_plan(operations)
+
+    assert [(m.op, m.ids) for m in plan.member_ops] == [
+        ("add", (BOSS,)),
+        ("remove", (BOSS,)),
+        ("remove", (BOSS,)),
+    ]
+    assert plan.changes == {"displayName": "New"}
+
+
+def test_group_document_drops_members_and_unknown_schemas():
+    document, members = documents.group_document_from_payload(
+        {
+            "schemas": [GROUP_SCHEMA, "http://schemas.microsoft.com/x/Group"],
+            "displayName": "Sales",
+            "members": [{"value": BOSS}],
+            "meta": {"resourceType": "Group"},
+        }
+    )
+
+    assert document == {"schemas": [GROUP_SCHEMA], "displayName": "Sales"}
+    assert members == [BOSS]
