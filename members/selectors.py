@@ -2,18 +2,23 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import CharField, Count, F, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Concat
 
 from .models import Department, DepartmentMembership, Group, Member, Organization, Resource
 from .phones import phone_or_none
 
 
 def _member_search_q(search: str) -> Q:
-    """Name (contains), email (prefix), phone (E.164 prefix) or employee number (exact)."""
+    """Name (contains), email (prefix), phone (E.164 prefix) or employee number (exact).
+
+    Every column here is indexed for this search on PostgreSQL (migration
+    ``0002_member_search_indexes``: trigram GIN on ``UPPER(display_name)``, email and phone, a
+    btree on employee number), so an OR of them is a BitmapOr instead of a scan of all 100,000
+    members. The display name carries the given and family names, which are not searched.
+    """
     q = (
         Q(display_name__icontains=search)
-        | Q(given_name__icontains=search)
-        | Q(family_name__icontains=search)
         # Emails are stored lower-cased, so a plain prefix match is case-insensitive.
         | Q(email__startswith=search.lower())
         | Q(employee_number=search)
@@ -30,8 +35,22 @@ def member_list(*, organization: Organization, search: str = "") -> QuerySet[Mem
     qs = Member.objects.filter(organization=organization)
     search = search.strip()
     if search:
-        qs = qs.filter(_member_search_q(search))
+        return qs.filter(_member_search_q(search)).order_by(*_search_ordering())
     return qs.order_by("display_name", "id")
+
+
+def _search_ordering(*, descending: bool = False) -> tuple:
+    """The name order, written so PostgreSQL cannot read it off the ``member_org_name`` index.
+
+    With ORDER BY display_name LIMIT 51 the planner walks that index and filters row by row,
+    betting matches are spread evenly; for a common name late in the alphabet that reads
+    75,000 rows (450 ms at 100,000 members). Ordering by ``display_name || ''`` (the same
+    order) makes it use the search indexes and sort only the matches (under 10 ms).
+    """
+    name = Concat(F("display_name"), Value(""), output_field=CharField())
+    if descending:
+        return (name.desc(), "-id")
+    return (name.asc(), "id")
 
 
 @dataclass(frozen=True)
@@ -53,14 +72,16 @@ def member_page(
 ) -> MemberPage:
     """A keyset page of ``member_list``: no OFFSET and no COUNT, so page 2,000 of 100,000
     members costs the same as page 1 (an index range scan on ``member_org_name``)."""
+    search = search.strip()
     qs = member_list(organization=organization, search=search)
     if before is not None:
         name, pk = before
+        backwards = _search_ordering(descending=True) if search else ("-display_name", "-id")
         # The redundant ``lte`` lets the database bound the index range on display_name.
         rows = list(
             qs.filter(display_name__lte=name)
             .filter(Q(display_name__lt=name) | Q(display_name=name, id__lt=pk))
-            .order_by("-display_name", "-id")[: size + 1]
+            .order_by(*backwards)[: size + 1]
         )
         has_more_before = len(rows) > size
         rows = list(reversed(rows[:size]))
