@@ -298,7 +298,23 @@ def token_endpoint_url(*, request: HttpRequest | None = None) -> str:
 # --- request log -------------------------------------------------------------------------
 
 
+PURGE_BATCH = 5_000
+
+
 def request_logs_purge(*, older_than: datetime) -> int:
-    """Delete SCIM request log rows created before ``older_than``; returns how many."""
-    deleted, _by_model = RequestLog.objects.filter(created_at__lt=older_than).delete()
-    return deleted
+    """Delete SCIM request log rows created before ``older_than``; returns how many.
+
+    In batches, so no single DELETE holds its locks for long while Entra keeps calling.
+    """
+    total = 0
+    while True:
+        ids = list(
+            RequestLog.objects.filter(created_at__lt=older_than).values_list("pk", flat=True)[
+                :PURGE_BATCH
+            ]
+        )
+        if not ids:
+            return total
+        with transaction.atomic():
+            RequestLog.objects.filter(pk__in=ids).delete()
+        total += len(ids)
