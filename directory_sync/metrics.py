@@ -4,10 +4,12 @@ Three sources:
 
 * ``MetricsMiddleware`` counts and times every SCIM request (by route, method, status and
   organization id) and counts ``/o/token/`` responses by status.
-* ``change_event_apply_observe()`` is called by the sync engine after each apply attempt.
-* ``DatabaseCollector`` queries the database at scrape time for what a counter cannot know
-  across processes and restarts: the pending/failed backlog per organization, the age of the
-  oldest pending event, recent apply outcomes, sync status counts and the worker heartbeat age.
+* ``DatabaseCollector`` queries the database at scrape time for what a counter in the web
+  process cannot know: the pending/failed backlog per organization, the age of the oldest
+  pending event, apply outcomes (status and outcome of the last hour's events), sync status
+  counts and the worker heartbeat age. Apply outcomes come from the database rather than a
+  counter because jobs run in Celery worker processes, which /metrics (served by the web
+  processes) cannot see.
   Its queries use the partial ``change_event_pending`` index and the ``status`` and
   ``created_at`` indexes, so a scrape stays cheap with a large event table.
 
@@ -60,11 +62,6 @@ TOKEN_RESPONSES = Counter(
     "Responses of the OAuth2 token endpoint (/o/token/), by status code.",
     ["status"],
 )
-APPLY_OUTCOMES = Counter(
-    "beem_change_event_apply",
-    "Change events processed by the sync engine, by final status and outcome.",
-    ["status", "outcome"],
-)
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 _DISCOVERY = {"ServiceProviderConfig", "ResourceTypes", "Schemas"}
@@ -94,11 +91,6 @@ def scim_route(path: str) -> str | None:
 
 def _method_label(method: str) -> str:
     return method if method in _METHODS else "OTHER"
-
-
-def change_event_apply_observe(*, status: str, outcome: str = "") -> None:
-    """Count one apply attempt; the sync engine calls this with the event's new status."""
-    APPLY_OUTCOMES.labels(status=status, outcome=outcome or "none").inc()
 
 
 class MetricsMiddleware:

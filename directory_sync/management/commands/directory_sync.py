@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from beem_admin.logging import request_id_new, request_id_var
 from directory_sync import maintenance
 from directory_sync import services as sync_services
 from directory_sync.dispatch import change_events_redispatch
@@ -214,7 +215,12 @@ class Command(BaseCommand):
         p.add_argument("--yes", action="store_true", help="Really delete.")
 
     def handle(self, *args, subcommand: str, **options) -> None:
-        getattr(self, f"handle_{subcommand}")(**options)
+        # One id for the command's log lines and the jobs it queues (carried to the worker).
+        token = request_id_var.set(f"cmd-{request_id_new()[:16]}")
+        try:
+            getattr(self, f"handle_{subcommand}")(**options)
+        finally:
+            request_id_var.reset(token)
 
     # --- status -----------------------------------------------------------------------
 
