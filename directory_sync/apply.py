@@ -26,6 +26,8 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
@@ -319,6 +321,7 @@ def _user_converge(record: DirectoryRecord, sync_settings: SyncSettings) -> tupl
     identify_by = sync_settings.identify_by
     default_country = sync_settings.default_phone_country or None
     _normalise_phone(fields, identify_by=identify_by, default_country=default_country, notes=notes)
+    _check_email(fields, identify_by=identify_by, notes=notes)
 
     member = record.member
     outcome = Outcome.UPDATED
@@ -435,6 +438,21 @@ def _normalise_phone(
         # Not the identifier: keep the member's current number and say why.
         del fields["phone"]
         notes.add(_("Mobile number not synced: %(error)s") % {"error": exc})
+
+
+def _check_email(fields: dict, *, identify_by: str, notes: _Notes) -> None:
+    value = fields["email"]
+    if not value:
+        return
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        message = _("%(value)s is not a valid email address.") % {"value": value}
+        if identify_by == SyncSettings.IdentifyBy.EMAIL:
+            raise ApplyError(message)
+        # Not the identifier: keep the member's current email and say why.
+        del fields["email"]
+        notes.add(_("Email not synced: %(error)s") % {"error": message})
 
 
 def _identify(record: DirectoryRecord, fields: dict, *, identify_by: str) -> Member | None:

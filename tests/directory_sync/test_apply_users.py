@@ -400,3 +400,22 @@ def test_resources_of_a_deleted_member_survive_and_stay_listed(organization):
     assert list(Resource.objects.filter(owner__isnull=True).values_list("name", flat=True)) == [
         "Leave"
     ]
+
+
+def test_invalid_email_is_skipped_with_a_reason_when_members_are_identified_by_phone(
+    organization,
+):
+    sync_settings_make(organization, identify_by="phone")
+    record = user_create(
+        organization, user_name="x@acme.example", email="not-an-email", phone="+966512345678"
+    )
+
+    apply_all(organization)
+
+    event = last_event(record)
+    assert (event.status, event.outcome, event.reason) == (
+        "applied",
+        "created",
+        "Email not synced: not-an-email is not a valid email address.",
+    )
+    assert Member.objects.get().email is None
