@@ -302,7 +302,8 @@ def test_worker_killed_mid_batch_loses_nothing_after_restart_and_redispatch(orga
     worker.start()
     result = change_events_redispatch(organization=organization, older_than_seconds=0)
 
-    assert result.pending == pending_after_kill
+    # The restarted worker may already have taken some of the still-queued jobs.
+    assert result.pending <= pending_after_kill
     _wait_for(lambda: _all_finished(organization), timeout=180, what="the batch to finish")
     statuses = _statuses(organization)
     assert set(statuses) <= {"applied", "skipped"}, statuses
