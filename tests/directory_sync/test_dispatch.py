@@ -167,3 +167,38 @@ def test_broker_down_stops_the_redispatch_quickly_and_keeps_events_pending(
     assert set(ChangeEvent.objects.values_list("status", flat=True)) == {"pending"}
     assert not ChangeEvent.objects.filter(dispatched_at__isnull=False).exists()
     assert elapsed < 2, f"a refused broker connection took {elapsed:.2f}s"
+
+
+# --- the other beat tasks: thin wrappers, run once each ------------------------------------
+
+
+def test_close_idle_runs_task_ends_runs_idle_longer_than_the_gap(organization, settings):
+    from directory_sync.models import ProvisioningRun
+
+    run = ProvisioningRun.objects.create(organization=organization, trigger="probe")
+    last = timezone.now() - timedelta(minutes=settings.BEEM_RUN_IDLE_MINUTES + 1)
+    ProvisioningRun.objects.filter(pk=run.pk).update(last_activity_at=last)
+
+    assert tasks.close_idle_runs.apply().get() == 1
+
+    run.refresh_from_db()
+    assert run.ended_at == last
+
+
+def test_worker_heartbeat_task_records_the_worker(db):
+    from directory_sync.models import WorkerHeartbeat
+
+    tasks.worker_heartbeat.apply()
+
+    assert WorkerHeartbeat.objects.count() == 1
+
+
+def test_purge_old_logs_task_deletes_finished_events_past_the_retention(stale_events, settings):
+    ChangeEvent.objects.update(
+        status="applied",
+        created_at=timezone.now() - timedelta(days=settings.BEEM_REQUEST_LOG_RETENTION_DAYS + 1),
+    )
+
+    tasks.purge_old_logs.apply()
+
+    assert not ChangeEvent.objects.exists()
