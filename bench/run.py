@@ -112,6 +112,60 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """utime + stime of each process (clock ticks), from /proc/<pid>/stat."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = int(fields[11]) + int(fields[12])
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by the web processes, the worker and our PostgreSQL backends.
+
+    Requests per second depend on what else the machine runs; CPU per request much less so,
+    which keeps figures comparable on a shared machine. Backends are found through
+    pg_stat_activity (only those of the benchmark database).
+    """
+
+    def __init__(self, *, web_pid: int, worker_pid: int, admin_url: str, db_name: str):
+        self.web_pid, self.worker_pid = web_pid, worker_pid
+        self.admin_url, self.db_name = admin_url, db_name
+
+    def _db_pids(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.db_name]
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def snapshot(self) -> dict[str, dict[int, int]]:
+        return {
+            "web": cpu_ticks(process_tree(self.web_pid)),
+            "worker": cpu_ticks(process_tree(self.worker_pid)),
+            "db": cpu_ticks(self._db_pids()),
+        }
+
+    def since(self, before: dict[str, dict[int, int]]) -> dict[str, float]:
+        after = self.snapshot()
+        out = {}
+        for group, ticks in after.items():
+            old = before.get(group, {})
+            # A process born during the phase counts whole; one that died is lost (rare).
+            delta = sum(t - old.get(pid, 0) for pid, t in ticks.items())
+            out[group] = max(0, delta) / CLOCK_TICKS
+        return out
+
+
 class RssSampler(threading.Thread):
     """Samples the resident memory of the web and worker process trees twice a second."""
 
@@ -191,6 +245,16 @@ def database_recreate(admin_url: str, name: str) -> None:
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            is not None
+        )
 
 
 def database_drop(admin_url: str, name: str) -> None:
@@ -453,17 +517,24 @@ def table(report: dict) -> str:
         f"gunicorn {report['gunicorn']}, celery worker -c {report['celery_concurrency']}, "
         f"wrk -t{report['threads']} -c{report['connections']}, {report['duration']}s per phase",
         "",
-        "| request type | req/s | p50 ms | p99 ms | errors | vs bare | target (100k users) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| request type | req/s | p50 ms | p99 ms | errors | vs bare | CPU ms/req web+db "
+        "| target (100k users) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for phase in [*ALL_PHASES, "initial_sync"]:
         result = phases.get(phase)
         if not result:
             continue
         ratio = f"{result['rps'] / ceiling:.2f}" if ceiling else "-"
+        cpu = (
+            f"{result['cpu_web_ms']:.2f}+{result['cpu_db_ms']:.2f}"
+            if "cpu_web_ms" in result
+            else "-"
+        )
         lines.append(
             f"| {LABELS[phase]} | {result['rps']:,.0f} | {result['p50_ms']:.1f} | "
-            f"{result['p99_ms']:.1f} | {result['errors']} | {ratio} | {verdict(phase, result)} |"
+            f"{result['p99_ms']:.1f} | {result['errors']} | {ratio} | {cpu} | "
+            f"{verdict(phase, result)} |"
         )
     lines.append("")
     for phase, result in phases.items():
@@ -559,12 +630,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--db-name", default=None, help="database name (default beem_bench_<users>)")
     p.add_argument("--keep-db", action="store_true", help="keep the database afterwards")
+    p.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="reuse (and keep) an already seeded database of the same size: fast iterations",
+    )
+    p.add_argument("--out", default=str(OUT), help="directory for results, logs and profiles")
     p.add_argument("--settle", type=float, default=300, help="max seconds to wait for applies")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    global OUT
     args = parse_args(argv)
+    OUT = Path(args.out).resolve()
     OUT.mkdir(parents=True, exist_ok=True)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(ALL_PHASES)
@@ -615,8 +694,11 @@ def main(argv: list[str] | None = None) -> int:
             env,
             OUT / "redis.log",
         )
-        log(f"creating database {db_name}")
-        database_recreate(args.pg_url, db_name)
+        data_dir = OUT / f"data-{args.users}"
+        reuse = args.reuse_db and database_exists(args.pg_url, db_name) and data_dir.exists()
+        if not reuse:
+            log(f"creating database {db_name}")
+            database_recreate(args.pg_url, db_name)
         t = time.monotonic()
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -634,12 +716,15 @@ def main(argv: list[str] | None = None) -> int:
 
         t = time.monotonic()
         main_org, main_id, main_secret = seed.organization_prepare(slug="bench", name="Bench")
-        samples = seed.users_seed(organization_id=main_org, users=args.users)
+        if reuse:
+            log(f"reusing {db_name} (seeded earlier; write phases may have changed it)")
+        else:
+            samples = seed.users_seed(organization_id=main_org, users=args.users)
+            seed.samples_write(data_dir, samples)
+        # A new, empty organization for every initial sync (reused databases keep old ones).
         sync_org, sync_id, sync_secret = seed.organization_prepare(
-            slug="bench-initial-sync", name="Bench initial sync"
+            slug=f"bench-initial-sync-{int(time.time())}", name="Bench initial sync"
         )
-        data_dir = OUT / f"data-{args.users}"
-        seed.samples_write(data_dir, samples)
         report["seed_seconds"] = round(time.monotonic() - t, 1)
         log(f"seeded {args.users:,} users in {report['seed_seconds']} s")
         from django.db import connection
@@ -659,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.web_threads),
             "--backlog",
             "2048",
+            "--no-control-socket",
             "--error-logfile",
             str(OUT / "gunicorn.log"),
         ]
@@ -670,8 +756,11 @@ def main(argv: list[str] | None = None) -> int:
             env,
             OUT / "celery.log",
         )
-        wait_http(web_port, "/bench/ping", 60, web)
+        wait_http(web_port, "/bench/ping", 240, web)
         sampler = RssSampler({"web": web.pid, "worker": worker.pid})
+        meter = CpuMeter(
+            web_pid=web.pid, worker_pid=worker.pid, admin_url=args.pg_url, db_name=db_name
+        )
         sampler.start()
         main_token = token_fetch(web_port, main_id, main_secret)
         sync_token = token_fetch(web_port, sync_id, sync_secret)
@@ -696,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         for phase in phases:
             sampler.label = phase
             profile = profile_start(web.pid, phase, args.duration) if phase in profiled else None
+            cpu_before = meter.snapshot()
             result = wrk_run(
                 script=phase,
                 port=web_port,
@@ -704,10 +794,14 @@ def main(argv: list[str] | None = None) -> int:
                 connections=args.connections,
                 threads=args.threads,
             )
+            cpu = meter.since(cpu_before)
+            answered = max(1, result["requests"])
+            result.update({f"cpu_{k}_ms": 1000 * v / answered for k, v in cpu.items()})
             report["phases"][phase] = result
             log(
                 f"{phase}: {result['rps']:,.0f} req/s p50 {result['p50_ms']:.1f} ms "
-                f"p99 {result['p99_ms']:.1f} ms errors {result['errors']}"
+                f"p99 {result['p99_ms']:.1f} ms errors {result['errors']} CPU/request: web "
+                f"{result['cpu_web_ms']:.2f} ms, db {result['cpu_db_ms']:.2f} ms"
             )
             if profile:
                 profile[0].wait(timeout=args.duration + 60)
@@ -766,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connections
 
         connections.close_all()
-        if not args.keep_db:
+        if not (args.keep_db or args.reuse_db):
             try:
                 database_drop(args.pg_url, db_name)
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error

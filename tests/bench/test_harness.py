@@ -1,0 +1,119 @@
+"""The benchmark harness itself, run end to end in a tiny configuration so it cannot rot.
+
+It starts the real production shape (gunicorn, a private redis-server, a Celery worker,
+PostgreSQL) like ``make bench`` does, only with 200 users and one-second phases.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = 200
+INITIAL_SYNC = 40
+
+
+def _admin_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    admin_url = _admin_url()
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server (Debian package redis-server)")
+    if not shutil.which("wrk"):
+        pytest.skip("needs wrk (Debian package wrk)")
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            f"--users={USERS}",
+            "--duration=1",
+            f"--initial-sync={INITIAL_SYNC}",
+            "--web-workers=2",
+            "--celery-concurrency=1",
+            f"--pg-url={admin_url}",
+            f"--db-name=beem_bench_smoke_{os.getpid()}",
+            f"--out={out}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return done, out
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_runs_every_phase_and_prints_the_table(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = (out / f"table-{USERS}.md").read_text()
+    assert table in done.stdout
+    for label in (
+        "bare Django JSON (ceiling)",
+        "probe userName eq <random GUID>",
+        "userName eq (existing)",
+        "externalId eq (existing)",
+        "GET /Users/<id>",
+        "list page of 100",
+        "POST /Users",
+        "PATCH /Users (attrs, 1/10 disable)",
+        "PATCH /Groups members add/remove",
+        "initial sync POSTs (fresh org)",
+    ):
+        assert f"| {label} |" in table
+    assert "peak RSS: web" in table
+    assert "stopped sync:" in table and "revoked token:" in table
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_phases_answer_without_errors(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / f"results-{USERS}.json").read_text())
+    for phase, result in report["phases"].items():
+        assert result["requests"] > 0, phase
+        assert result["errors"] == 0, (phase, result.get("sample"))
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_initial_sync_is_applied_to_members(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sync = json.loads((out / f"results-{USERS}.json").read_text())["initial_sync"]
+    assert sync["records"] >= INITIAL_SYNC
+    assert sync["members"] == sync["records"]
+    assert sync["failed"] == 0
+    assert sync["apply_after_last_request_s"] is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_sees_stopped_sync_and_revoked_token_refused(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    security = json.loads((out / f"results-{USERS}.json").read_text())["security"]
+    for name in ("stopped sync", "revoked token"):
+        check = security[name]
+        assert check["status_before"] == 200, name
+        assert check["refused_within_target"] is True, (name, check)
