@@ -46,3 +46,12 @@ worker: setup
 
 beat: setup
 	$(BIN)/celery -A beem_admin beat --loglevel=INFO
+
+# The Entra-scale benchmark (README "Benchmarks"): needs PostgreSQL (BENCH_PG_URL), redis-server
+# and wrk. `make bench USERS=100000`; extra options via BENCH_ARGS (see bench/run.py --help).
+USERS ?= 10000
+bench: setup
+	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
+	  else echo "wrk is required (Debian: apt-get install wrk)"; exit 1; fi; }
+	$(BIN)/python bench/run.py --users $(USERS) $(BENCH_ARGS)

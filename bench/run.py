@@ -608,6 +608,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=10_000, help="directory users to seed")
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk phase")
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument(
+        "--warmup", type=float, default=1, help="unmeasured seconds of each phase first (0: none)"
+    )
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--phases", default=",".join(ALL_PHASES), help="comma-separated phases")
     p.add_argument(
@@ -782,6 +785,23 @@ def main(argv: list[str] | None = None) -> int:
             "BENCH_NONCE": str(int(time.time()) % 100000),
         }
         profiled = {p for p in args.profile.split(",") if p}
+        if args.warmup > 0:
+            # Each web process imports and connects lazily on its first requests of a kind;
+            # that one-time cost is not what the phases measure.
+            sampler.label = "warmup"
+            for phase in phases:
+                wrk_run(
+                    script=phase,
+                    port=web_port,
+                    env={**wrk_env, "BENCH_NONCE": str(int(time.time()) % 100000 + 50037)},
+                    duration=args.warmup,
+                    connections=args.connections,
+                    threads=args.threads,
+                )
+            for phase in WRITE_PHASES:
+                if phase in phases:
+                    wait_applied(main_org, args.settle)
+            log("warmed up")
         for phase in phases:
             sampler.label = phase
             profile = profile_start(web.pid, phase, args.duration) if phase in profiled else None

@@ -43,7 +43,7 @@ def bench_run(tmp_path_factory):
             sys.executable,
             "bench/run.py",
             f"--users={USERS}",
-            "--duration=1",
+            "--duration=2",
             f"--initial-sync={INITIAL_SYNC}",
             "--web-workers=2",
             "--celery-concurrency=1",
