@@ -40,6 +40,11 @@ def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
     django-scim2's BASE_LOCATION_GETTER. ``BEEM_PUBLIC_URL`` wins over the request's host so
     locations stay right behind a proxy.
     """
+    # Memoised on the request: a list page renders a location for each of its 100 resources,
+    # and reverse() plus the host checks cost more than the rest of a resource (bench profile).
+    cached = getattr(request, "_beem_base_location", None)
+    if cached is not None:
+        return cached
     organization = getattr(request, "scim_organization", None)
     organization_id = (
         organization.pk
@@ -48,7 +53,10 @@ def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
     )
     path = reverse("scim:root", kwargs={"organization_id": organization_id}).rstrip("/")
     origin = settings.BEEM_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
-    return origin + path
+    location = origin + path
+    if organization is not None:
+        request._beem_base_location = location
+    return location
 
 
 def directory_record_model() -> type[DirectoryRecord]:
