@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from directory_sync.models import SyncSettings
+from directory_sync.selectors import sync_settings_find
 
 from . import selectors, services
 from .forms import MemberForm, MemberSearchForm, ResourceReassignForm
@@ -41,10 +42,6 @@ def _decode_cursor(text: str | None) -> tuple[str, int] | None:
     if not isinstance(name, str) or not isinstance(pk, int):
         return None
     return name, pk
-
-
-def _sync_settings(organization) -> SyncSettings | None:
-    return SyncSettings.objects.filter(organization=organization).first()
 
 
 def _locked_fields(member: Member, sync_settings: SyncSettings | None) -> frozenset[str]:
@@ -100,7 +97,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
 @administrator_required
 def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member_or_404(request, pk)
-    sync_settings = _sync_settings(request.organization)
+    sync_settings = sync_settings_find(organization=request.organization)
     return render(
         request,
         "members/member_detail.html",
@@ -119,7 +116,7 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def member_edit(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member_or_404(request, pk)
-    sync_settings = _sync_settings(request.organization)
+    sync_settings = sync_settings_find(organization=request.organization)
     locked = _locked_fields(member, sync_settings)
     default_country = (sync_settings.default_phone_country or None) if sync_settings else None
     form = MemberForm(
