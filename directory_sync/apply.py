@@ -243,9 +243,9 @@ def record_apply(*, record_id: int, event_id: int | None = None) -> ApplyResult 
                 # A job must not wait forever behind a stuck lock: past this it fails with
                 # OperationalError and Celery retries it later with backoff.
                 # No WAL flush wait at commit either (an fsync, ~6 ms on the bench machine, a
-                # large share of a job): an apply lost to a PostgreSQL crash is lost whole, member and event
-                # status together, so the event is still pending and the sweep re-dispatches
-                # it; jobs converge, nothing the directory sent is lost.
+                # large share of a job): an apply lost to a PostgreSQL crash is lost whole,
+                # member and event status together, so the event is still pending and the
+                # sweep re-dispatches it; jobs converge, nothing the directory sent is lost.
                 with connection.cursor() as cursor:
                     cursor.execute(
                         "SELECT set_config('lock_timeout', %s, true), "
