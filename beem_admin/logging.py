@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 
 # "-" rather than "": a log line outside any request still has a visible, greppable value.
 NO_REQUEST_ID = "-"
@@ -102,7 +102,21 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-# --- Celery: carry the request id from the publisher into the job ------------------------
+# --- Celery -----------------------------------------------------------------------------
+
+
+@setup_logging.connect(dispatch_uid="beem_keep_django_logging")
+def _keep_django_logging(**kwargs) -> None:
+    """Leave logging to Django's ``LOGGING`` in the worker and beat too.
+
+    With no receiver Celery configures logging itself: it resets the root level to the
+    worker's ``--loglevel`` and gives the ``celery.task`` loggers their own handler that does
+    not propagate, so task lines would bypass the request-id and redaction filters and the
+    JSON format. Connecting this receiver is Celery's documented way to opt out.
+    """
+
+
+# Carry the request id from the publisher into the job.
 
 
 @before_task_publish.connect(dispatch_uid="beem_request_id_publish")

@@ -321,7 +321,8 @@ BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS = env_int("BEEM_HEALTHZ_BROKER_TIMEOUT_SECON
 BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 120)
 # The worker imports this module at start so its worker_ready heartbeat receiver is connected.
 CELERY_IMPORTS = ["directory_sync.health"]
-# Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters.
+# Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters
+# (beem_admin.logging also opts out of Celery's logging setup through its setup_logging signal).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOG_LEVEL = os.environ.get("BEEM_LOG_LEVEL", "INFO")

@@ -155,6 +155,27 @@ def test_celery_job_logs_carry_the_publishing_request_id(db):
     assert seen[0].threadName != threading.current_thread().name
 
 
+def test_celery_leaves_logging_configuration_to_django():
+    from celery.app.log import Logging
+
+    from beem_admin.celery import app
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    previous = Logging._setup
+    Logging._setup = False
+    try:
+        # What `celery worker --loglevel=ERROR` does at start-up.
+        app.log.setup_logging_subsystem(loglevel="ERROR")
+    finally:
+        Logging._setup = previous
+
+    assert (root.level, root.handlers) == (level, handlers)
+    task_handlers = logging.getLogger("celery.task").handlers
+    assert [h for h in task_handlers if not isinstance(h, logging.NullHandler)] == []
+    assert logging.getLogger("celery.task").propagate
+
+
 # --- redaction ---------------------------------------------------------------------------
 
 
