@@ -121,3 +121,11 @@ def test_discovery_needs_a_token(scim):
 
     assert response.status_code == 401
     assert response["Content-Type"] == SCIM_JSON
+
+
+def test_tenant_url_pasted_with_a_trailing_slash_still_works(scim):
+    # Entra appends "/Users" to the Tenant URL as pasted: ".../scim/v2/<id>/" gives "//Users".
+    response = scim.get("//Users", params={"filter": 'userName eq "nobody"'})
+
+    assert response.status_code == 200
+    assert response.json()["totalResults"] == 0
