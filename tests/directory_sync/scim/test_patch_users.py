@@ -376,3 +376,22 @@ def test_patch_unknown_user_is_404(scim):
     response = _patch(scim, str(uuid.uuid4()), {"op": "Replace", "path": "title", "value": "x"})
 
     assert_scim_error(response, 404)
+
+
+def test_tenant_url_flag_aadoptscim062020_in_the_query_string_is_accepted(scim):
+    # With the flag, the Tenant URL ends in "?aadOptscim062020" and Entra sends real booleans.
+    user = create_user(scim)
+
+    response = scim.patch(
+        f"/Users/{user['id']}",
+        json=patch_body({"op": "replace", "path": "active", "value": False}),
+        params={"aadOptscim062020": ""},
+    )
+    listed = scim.get(
+        "/Users",
+        params={"aadOptscim062020": "", "filter": 'userName eq "alice.wong@contoso.com"'},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["active"] is False
+    assert [r["id"] for r in listed.json()["Resources"]] == [user["id"]]
