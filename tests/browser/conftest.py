@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from members.management.commands.seed_demo import DEMO_PASSWORD
 
@@ -44,7 +45,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DEMO_USERNAME = "admin@demo.beem"
-TIMEOUT_MS = 20_000
+# Generous: CI machines are small and the first request of a live server compiles templates.
+TIMEOUT_MS = 60_000
 
 
 def pytest_collection_modifyitems(items):
@@ -95,6 +97,7 @@ def browser_page(chromium, live_server, request):
         viewport={"width": 1280, "height": 860},
     )
     context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
     page = context.new_page()
     yield page
     if getattr(request.node, "browser_call_failed", False):

@@ -68,3 +68,25 @@ def test_switching_to_arabic_lays_the_page_out_right_to_left(admin_page, screens
     main = admin_page.locator("main").bounding_box()
     assert nav["x"] > main["x"]
     screenshot("arabic")
+
+
+def test_unassigned_resource_is_reassigned_from_its_page(admin_page, screenshot):
+    from members import services
+    from members.models import Organization, Resource
+
+    demo = Organization.objects.get(slug="demo")
+    omar = demo.members.get(display_name="Omar Haddad")
+    services.member_delete(member=omar)
+    admin_page.click("nav.suite >> text=Unassigned resources")
+    row = admin_page.locator("table.resources tbody tr", has_text="Omar's handbook")
+    expect(row).to_contain_text("Omar Haddad")
+    screenshot("unassigned")
+    row.locator("input[name=owner]").fill("lina@demo.beem")
+    with admin_page.expect_navigation():
+        row.locator("button[type=submit]").click()
+    expect(admin_page.locator(".messages")).to_contain_text(
+        "Omar's handbook now belongs to Lina Nasser."
+    )
+    expect(admin_page.locator("table.resources")).to_contain_text("No unassigned resources.")
+    assert Resource.objects.get(name="Omar's handbook").owner.display_name == "Lina Nasser"
+    screenshot("reassigned")
