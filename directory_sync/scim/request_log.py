@@ -20,7 +20,7 @@ import uuid
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from members.models import Organization
@@ -160,11 +160,12 @@ def mask_body(raw: bytes | str, *, group: bool = False) -> str:
     if not raw.strip():
         return ""
     try:
-        document = json.loads(raw)
-    except ValueError:
+        return _truncate(json.dumps(_mask(json.loads(raw), group=group), ensure_ascii=False))
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the parser's recursion limit (a hostile body; found
+        # by tests/hardening/test_scim_fuzz.py): keep only the keys.
         masked_text = _JSON_STRING.sub(lambda m: m.group(0) if m.group(1) else f'"{MASK}"', raw)
         return _truncate(_scrub_text(masked_text))
-    return _truncate(json.dumps(_mask(document, group=group), ensure_ascii=False))
 
 
 def mask_filter(text: str) -> str:
@@ -204,6 +205,12 @@ def should_log(*, method: str, status: int) -> bool:
     return True
 
 
+def _pg_text(text: str) -> str:
+    """PostgreSQL text cannot hold U+0000; a hostile body or URL may (found by
+    tests/hardening/test_scim_fuzz.py). Show it as the replacement character."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _request_body(request: HttpRequest) -> bytes:
     try:
         return request.body
@@ -228,18 +235,20 @@ def request_log_write(
     try:
         group = "/Groups" in request.path
         response_body = b"" if getattr(response, "streaming", False) else response.content
-        return RequestLog.objects.create(
-            organization=organization,
-            run=run,
-            request_id=str(getattr(request, "request_id", ""))[:64],
-            method=request.method[:10],
-            path=request.path[:500],
-            query=mask_query(request.META.get("QUERY_STRING", "")),
-            status=response.status_code,
-            duration_ms=round(duration_ms, 3),
-            request_body=mask_body(_request_body(request), group=group),
-            response_body=mask_body(response_body, group=group),
-        )
-    except (DatabaseError, ValueError, TypeError):
+        # A savepoint: a row that cannot be written must not break the caller's transaction.
+        with transaction.atomic():
+            return RequestLog.objects.create(
+                organization=organization,
+                run=run,
+                request_id=_pg_text(str(getattr(request, "request_id", ""))[:64]),
+                method=_pg_text(request.method[:10]),
+                path=_pg_text(request.path[:500]),
+                query=_pg_text(mask_query(request.META.get("QUERY_STRING", ""))),
+                status=response.status_code,
+                duration_ms=round(duration_ms, 3),
+                request_body=_pg_text(mask_body(_request_body(request), group=group)),
+                response_body=_pg_text(mask_body(response_body, group=group)),
+            )
+    except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call still gets its answer
         logger.exception("could not write the SCIM request log")
         return None

@@ -253,3 +253,17 @@ def test_log_mode_chooses_what_is_kept(scim, settings, mode, logged):
 
     rows = RequestLog.objects.order_by("id").values_list("method", "status")
     assert [f"{method} {status}" for method, status in rows] == logged
+
+
+def test_hostile_nesting_is_stored_without_failing():
+    masked = mask_body("[" * 50_000 + "]" * 50_000)
+
+    assert masked.startswith("[[[")
+    assert len(masked) < 16 * 1024 + 100
+
+
+def test_nul_characters_are_stored_on_every_database(scim):
+    response = scim.get("/Users", params={"filter": 'userName eq "a\x00b"'})
+
+    assert response.status_code in (200, 400)
+    assert "\x00" not in RequestLog.objects.get().query
