@@ -133,8 +133,15 @@ class MemberForm(forms.Form):
             return value
         try:
             return phone_to_e164(value, default_country=self.default_country)
-        except InvalidPhoneNumber as exc:
-            raise forms.ValidationError(str(exc), code="invalid_phone")
+        except InvalidPhoneNumber:
+            raise forms.ValidationError(
+                _(
+                    "%(value)s is not a valid mobile number: use the international format with "
+                    "the country code, e.g. +966512345678."
+                ),
+                params={"value": value},
+                code="invalid_phone",
+            )
 
     def clean_manager(self) -> Member | None:
         manager = self.cleaned_data.get("manager")
