@@ -60,6 +60,15 @@ class SyncOAuth2Validator(OAuth2Validator):
         # one created by hand in the Django admin) must not reach the SCIM endpoint.
         return SyncSettings.objects.filter(oauth_application=request.client).exists()
 
+    def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs):
+        # Entra's Scope field is optional: an empty `scope=` reaches oauthlib as [""], which
+        # would be refused as invalid_scope; treat it like no scope (the default, "scim").
+        cleaned = [scope for scope in scopes if scope]
+        if not cleaned:
+            cleaned = list(self.get_default_scopes(client_id, request))
+            request.scopes = cleaned
+        return super().validate_scopes(client_id, cleaned, client, request, *args, **kwargs)
+
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
         if grant_type != "client_credentials":
             return False

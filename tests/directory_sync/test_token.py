@@ -208,3 +208,41 @@ def test_revoked_token_via_revoke_endpoint_is_deleted(credentials):
 
     assert response.status_code == 200
     assert AccessToken.objects.count() == 0
+
+
+@pytest.mark.parametrize("scope", ["", "scim"])
+def test_empty_or_scim_scope_gets_the_scim_scope(credentials, scope):
+    response = Client().post(
+        "/o/token/",
+        data=urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": credentials.client_id,
+                "client_secret": credentials.client_secret,
+                "scope": scope,
+            }
+        ),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["scope"] == "scim"
+
+
+def test_unknown_scope_is_refused(credentials):
+    response = Client().post(
+        "/o/token/",
+        data=urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": credentials.client_id,
+                "client_secret": credentials.client_secret,
+                "scope": "admin",
+            }
+        ),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    assert AccessToken.objects.count() == 0
