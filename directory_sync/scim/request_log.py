@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MASK = "***"
 MAX_BODY_CHARS = 16 * 1024
+MAX_UNPARSED_CHARS = 4 * 1024
 LOG_MODES = ("all", "writes", "errors", "off")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -62,8 +63,10 @@ PERSONAL_ATTRIBUTES = frozenset(
 # Inside a masked multi-valued attribute these stay readable (they describe, not identify).
 KEEP_INSIDE_MASKED = frozenset({"type", "primary"})
 # Free text (error details) may quote what was sent: scrub email addresses and phone numbers.
-_EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+")
-_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# Bounded repetitions: unbounded ones backtrack quadratically on a long text without '@'
+# (a hostile 1 MB body took minutes; found by tests/hardening/test_scim_fuzz.py).
+_EMAIL = re.compile(r"[^\s'\"<>(),;:@]{1,64}@[^\s'\"<>(),;:@]{1,255}")
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,30}\d")
 # Filter values: every quoted string except the `type eq "work"` literal of a value filter and
 # values that are UUIDs (ids, objectIds, Entra's probe GUID), which identify nobody by themselves.
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
@@ -93,6 +96,8 @@ def _blank(value):
 
 
 def _scrub_text(text: str) -> str:
+    # Only what can be stored: a detail may echo a huge hostile value.
+    text = _truncate(text)
     return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
 
 
@@ -163,9 +168,13 @@ def mask_body(raw: bytes | str, *, group: bool = False) -> str:
         return _truncate(json.dumps(_mask(json.loads(raw), group=group), ensure_ascii=False))
     except (ValueError, RecursionError):
         # Not JSON, or nested deeper than the parser's recursion limit (a hostile body; found
-        # by tests/hardening/test_scim_fuzz.py): keep only the keys.
-        masked_text = _JSON_STRING.sub(lambda m: m.group(0) if m.group(1) else f'"{MASK}"', raw)
-        return _truncate(_scrub_text(masked_text))
+        # by tests/hardening/test_scim_fuzz.py): keep only the keys, of the first few KB (the
+        # string pattern is quadratic on runs of escaped quotes).
+        text = raw[:MAX_UNPARSED_CHARS]
+        masked_text = _JSON_STRING.sub(lambda m: m.group(0) if m.group(1) else f'"{MASK}"', text)
+        if len(raw) > len(text):
+            masked_text += f"… [truncated, {len(raw)} characters in all]"
+        return _scrub_text(masked_text)
 
 
 def mask_filter(text: str) -> str:
