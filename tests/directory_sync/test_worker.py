@@ -21,7 +21,12 @@ from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent
 from members.models import Member
 
-from .engine_factories import directory_differences, sync_settings_make, user_create
+from .engine_factories import (
+    directory_differences,
+    group_create,
+    sync_settings_make,
+    user_create,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -281,15 +286,22 @@ def test_worker_killed_mid_batch_loses_nothing_after_restart_and_redispatch(orga
     from django.db import transaction
 
     with transaction.atomic():
+        records = []
         for i in range(300):
-            user_create(
-                organization,
-                user_name=f"user{i}@acme.example",
-                email=f"user{i}@acme.example",
-                phone=f"+96651{i:07d}",
-                display_name=f"User {i}",
-                department="Sales" if i % 2 else "Support",
+            # Managers, departments and a group too: two worker processes apply them
+            # concurrently, so the lock order between users, managers and groups is exercised.
+            records.append(
+                user_create(
+                    organization,
+                    user_name=f"user{i}@acme.example",
+                    email=f"user{i}@acme.example",
+                    phone=f"+96651{i:07d}",
+                    display_name=f"User {i}",
+                    department="Sales" if i % 2 else "Support",
+                    manager=records[i // 2] if i else None,
+                )
             )
+        group_create(organization, display_name="Everyone", members=records)
 
     def some_applied() -> bool:
         return ChangeEvent.objects.filter(status=ChangeEvent.Status.APPLIED).count() >= 10
@@ -307,6 +319,6 @@ def test_worker_killed_mid_batch_loses_nothing_after_restart_and_redispatch(orga
     _wait_for(lambda: _all_finished(organization), timeout=180, what="the batch to finish")
     statuses = _statuses(organization)
     assert set(statuses) <= {"applied", "skipped"}, statuses
-    assert statuses.get("applied") == 300
+    assert statuses.get("applied") == 301
     assert Member.objects.filter(organization=organization).count() == 300
     assert directory_differences(organization) == []
