@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test setup lint format chromium worker beat bench messages
+.PHONY: run test setup format chromium worker beat bench messages
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -55,3 +55,11 @@ bench: setup
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
 	  else echo "wrk is required (Debian: apt-get install wrk)"; exit 1; fi; }
 	$(BIN)/python bench/run.py --users $(USERS) $(BENCH_ARGS)
+
+# Regenerate the Arabic catalogs (needs GNU gettext): the project one in locale/ and the
+# directory_sync one in directory_sync/locale/.
+messages: setup
+	$(BIN)/python manage.py makemessages -l ar --ignore=.venv --ignore='directory_sync/*' \
+	  --ignore='templates/directory_sync/*' --ignore='tests/*' --ignore='bench/*'
+	cd directory_sync && ../$(BIN)/python ../manage.py makemessages -l ar
+	$(BIN)/python manage.py compilemessages --ignore=.venv
