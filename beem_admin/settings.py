@@ -354,10 +354,11 @@ LOGGING = {
         # django-scim2 logs request bodies at DEBUG; never let them out.
         "django_scim": {"level": "WARNING"},
         "oauthlib": {"level": "WARNING"},
-        # Replace Django's own handlers for these (set up before ours, without the request id
-        # and redaction filters); runserver's request lines include SCIM filter values.
-        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Drop Django's own handlers for these (set up before ours, without the request id and
+        # redaction filters; runserver's request lines include SCIM filter values): their
+        # records propagate to the root's console handler instead.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         # Never SQL with its parameters (names, emails, token checksums), even at DEBUG.
         "django.db.backends": {"level": "INFO"},
     },
