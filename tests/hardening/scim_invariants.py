@@ -1,0 +1,217 @@
+"""What must hold for every SCIM answer and every stored directory record, whatever came in.
+
+Used by the fuzzer after each request and by the isolation tests. A checker returns a list of
+problems (empty: fine) so a failure names everything wrong at once.
+"""
+
+import json
+import uuid
+
+from scim2_models import Context, EnterpriseUser, Group, User
+
+from directory_sync.models import DirectoryMembership, DirectoryRecord
+
+from .conftest import ENTERPRISE, ERROR_SCHEMA, GROUP_SCHEMA, SCIM_CONTENT_TYPE, USER_SCHEMA
+
+# RFC 7644 §3.12, table 9.
+SCIM_TYPES = {
+    "invalidFilter",
+    "tooMany",
+    "uniqueness",
+    "mutability",
+    "invalidSyntax",
+    "invalidPath",
+    "noTarget",
+    "invalidValue",
+    "invalidVers",
+    "sensitive",
+}
+EnterpriseUserModel = User[EnterpriseUser]
+
+
+def response_problems(response, *, not_implemented_ok: bool = False) -> list[str]:
+    """A SCIM response: never 5xx; errors carry a SCIM error body with the same status.
+
+    ``not_implemented_ok``: the route is one RFC 7644 lets a service decline with 501 (/Bulk,
+    /Me, /.search — advertised as unsupported); 501 is then the right answer, not a failure.
+    """
+    problems = []
+    status = response.status_code
+    if status >= 500 and not (status == 501 and not_implemented_ok):
+        return [f"server error {status}: {response.content[:500]!r}"]
+    content_type = response.get("Content-Type", "")
+    if status == 204:
+        return []
+    if not content_type.startswith(SCIM_CONTENT_TYPE):
+        problems.append(f"{status} answered with Content-Type {content_type!r}")
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return [*problems, f"{status} body is not JSON: {response.content[:300]!r}"]
+    if status >= 400:
+        if not isinstance(body, dict) or ERROR_SCHEMA not in (body.get("schemas") or []):
+            problems.append(f"{status} body is not a SCIM error: {body!r:.300}")
+            return problems
+        if str(body.get("status")) != str(status):
+            problems.append(f"error body status {body.get('status')!r} != HTTP {status}")
+        if status == 400 and body.get("scimType") not in SCIM_TYPES:
+            problems.append(f"400 without a valid scimType: {body.get('scimType')!r}")
+        if not isinstance(body.get("detail", ""), str):
+            problems.append("error detail is not a string")
+    return problems
+
+
+def _nulls(value, where: str) -> list[str]:
+    if value is None:
+        return [f"null at {where} (absent attributes must be omitted)"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{where}[{i}]")]
+    return []
+
+
+def _expect(doc: dict, key: str, kind, problems: list[str]) -> None:
+    if key in doc and not isinstance(doc[key], kind):
+        problems.append(f"{key} is {type(doc[key]).__name__}, expected {kind}")
+
+
+def _list_of_dicts(doc: dict, key: str, problems: list[str]) -> list[dict]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        problems.append(f"{key} is not a list of objects: {value!r:.200}")
+        return []
+    for item in value:
+        for sub in ("value", "type", "country"):
+            if sub in item and not isinstance(item[sub], str):
+                problems.append(f"{key}[].{sub} is not a string: {item[sub]!r:.100}")
+    return value
+
+
+def user_record_problems(record: DirectoryRecord) -> list[str]:
+    doc = record.document
+    if not isinstance(doc, dict):
+        return [f"document is {type(doc).__name__}"]
+    problems = _nulls(doc, "document")
+    for forbidden in ("id", "meta", "password"):
+        if forbidden in doc:
+            problems.append(f"document stores {forbidden!r}")
+    if USER_SCHEMA not in (doc.get("schemas") or []):
+        problems.append(f"schemas lacks the User schema: {doc.get('schemas')!r}")
+    user_name = doc.get("userName")
+    if not isinstance(user_name, str) or not user_name.strip():
+        problems.append(f"userName is {user_name!r}")
+    _expect(doc, "active", bool, problems)
+    for key in ("externalId", "displayName", "title"):
+        _expect(doc, key, str, problems)
+    _expect(doc, "name", dict, problems)
+    if isinstance(doc.get("name"), dict):
+        for sub in ("givenName", "familyName"):
+            _expect(doc["name"], sub, str, problems)
+    emails = _list_of_dicts(doc, "emails", problems)
+    _list_of_dicts(doc, "phoneNumbers", problems)
+    _list_of_dicts(doc, "addresses", problems)
+    enterprise = doc.get(ENTERPRISE, {})
+    manager_id = None
+    if not isinstance(enterprise, dict):
+        problems.append("enterprise extension is not an object")
+    else:
+        for key in ("employeeNumber", "department"):
+            _expect(enterprise, key, str, problems)
+        manager = enterprise.get("manager")
+        if manager is not None:
+            if not isinstance(manager, dict) or not isinstance(manager.get("value"), str):
+                problems.append(f"manager is not {{'value': id}}: {manager!r:.100}")
+            else:
+                manager_id = manager["value"]
+    if problems:
+        return problems
+    try:
+        EnterpriseUserModel.model_validate(
+            {**doc, "id": str(record.scim_id)}, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
+        )
+    except Exception as exc:  # noqa: BLE001 - report the validation error text
+        problems.append(f"scim2-models rejects the stored User: {exc}")
+    # Mirror columns, kept equal to the document by the SCIM layer.
+    work = [e for e in emails if e.get("type") == "work" and e.get("value")]
+    expected_email = work[0]["value"].lower() if work else None
+    mirrors = {
+        "user_name": (record.user_name, user_name),
+        "user_name_key": (record.user_name_key, user_name.casefold()),
+        "external_id": (record.external_id, doc.get("externalId")),
+        "display_name": (record.display_name, doc.get("displayName", "")),
+        "active": (record.active, doc.get("active", True)),
+        "work_email": (record.work_email, expected_email),
+        "manager_scim_id": (
+            str(record.manager_scim_id) if record.manager_scim_id else None,
+            _uuid_or_none(manager_id),
+        ),
+    }
+    for column, (stored, expected) in mirrors.items():
+        if stored != expected:
+            problems.append(f"mirror {column}={stored!r} but document says {expected!r}")
+    return problems
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
+def group_record_problems(record: DirectoryRecord) -> list[str]:
+    doc = record.document
+    if not isinstance(doc, dict):
+        return [f"document is {type(doc).__name__}"]
+    problems = _nulls(doc, "document")
+    for forbidden in ("id", "meta", "members"):
+        if forbidden in doc:
+            problems.append(f"group document stores {forbidden!r}")
+    if GROUP_SCHEMA not in (doc.get("schemas") or []):
+        problems.append(f"schemas lacks the Group schema: {doc.get('schemas')!r}")
+    if not isinstance(doc.get("displayName"), str):
+        problems.append(f"displayName is {doc.get('displayName')!r}")
+    _expect(doc, "externalId", str, problems)
+    if problems:
+        return problems
+    try:
+        Group.model_validate(
+            {**doc, "id": str(record.scim_id)}, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
+        )
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"scim2-models rejects the stored Group: {exc}")
+    if record.display_name != doc["displayName"]:
+        problems.append(f"mirror display_name={record.display_name!r} != {doc['displayName']!r}")
+    if record.external_id != doc.get("externalId"):
+        problems.append(f"mirror external_id={record.external_id!r} != {doc.get('externalId')!r}")
+    return problems
+
+
+def record_problems(record: DirectoryRecord) -> list[str]:
+    if record.resource_type == DirectoryRecord.ResourceType.USER:
+        found = user_record_problems(record)
+    else:
+        found = group_record_problems(record)
+    return [f"{record.resource_type} {record.scim_id}: {p}" for p in found]
+
+
+def store_problems(*, organization_ids: list[int] | None = None) -> list[str]:
+    """Every stored record (of these organizations) and every directory membership."""
+    records = DirectoryRecord.objects.all()
+    links = DirectoryMembership.objects.select_related("group_record", "user_record")
+    if organization_ids is not None:
+        records = records.filter(organization_id__in=organization_ids)
+        links = links.filter(group_record__organization_id__in=organization_ids)
+    problems = [p for record in records.iterator() for p in record_problems(record)]
+    for link in links:
+        group, user = link.group_record, link.user_record
+        if group.organization_id != user.organization_id:
+            problems.append(f"membership {link.pk} crosses organizations")
+        if group.resource_type != "Group" or user.resource_type != "User":
+            problems.append(
+                f"membership {link.pk} links {group.resource_type}→{user.resource_type}"
+            )
+    return problems

@@ -1,0 +1,441 @@
+"""Property-based fuzzing of the SCIM endpoint, in-process against the real views.
+
+Over 10,000 generated requests per run (``BEEM_FUZZ_SCALE`` multiplies every budget): Entra
+bodies with parts broken or retyped, PATCH operations with odd paths and values, filters with
+injection attempts and unknown operators, odd query strings, invalid UTF-8, deep nesting, wrong
+content types, every method on every route with foreign and malformed ids. After each request:
+never a 5xx, every error a SCIM error body with its status (and a ``scimType`` on 400); after
+each request and at the end: every stored record is a valid SCIM resource whose mirror
+columns equal its document, and the other tenant's data is untouched and never visible.
+
+The ``ci`` profile is derandomized so CI is reproducible; ``BEEM_FUZZ_PROFILE=explore`` draws
+fresh examples (run it locally with a larger ``BEEM_FUZZ_SCALE`` to hunt for new bugs).
+"""
+
+import json
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from directory_sync.models import DirectoryRecord
+
+from . import scim_strategies as S
+from .conftest import LIST_SCHEMA, REQUEST_COUNTER, scim_user, tenant_create
+from .scim_invariants import record_problems, response_problems, store_problems
+
+SCALE = float(os.environ.get("BEEM_FUZZ_SCALE", "1"))
+settings.register_profile(
+    "ci",
+    deadline=None,
+    database=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
+settings.register_profile(
+    "explore",
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
+PROFILE = os.environ.get("BEEM_FUZZ_PROFILE", "ci")
+
+# Examples per test; each example sends at least one request. Sum: 10,500.
+BUDGET = {
+    "user_create": 2000,
+    "user_replace": 1000,
+    "user_patch": 2500,
+    "group": 1500,
+    "query": 2000,
+    "raw": 1000,
+    "routes": 500,
+}
+
+
+def examples(name: str) -> settings:
+    return settings(settings.get_profile(PROFILE), max_examples=max(1, int(BUDGET[name] * SCALE)))
+
+
+class World:
+    """Tenant A (fuzzed) and tenant B (must stay untouched and invisible)."""
+
+    def __init__(self):
+        self.a = tenant_create(slug="fuzz-a", name="Fuzz A")
+        self.b = tenant_create(slug="fuzz-b", name="Fuzz B")
+        for i in range(3):
+            response = self.b.request(
+                "POST", "/Users", scim_user(f"b{i}@globex.com", phone=f"+96655{i:07d}")
+            )
+            assert response.status_code == 201, response.content
+        group = self.b.request(
+            "POST",
+            "/Groups",
+            {"schemas": [S.GROUP_SCHEMA], "displayName": "B group", "externalId": "b-group"},
+        )
+        assert group.status_code == 201, group.content
+        self.b_group_id = group.json()["id"]
+        for i in range(12):
+            response = self.a.request(
+                "POST", "/Users", scim_user(f"seed{i}@contoso.com", phone=f"+96656{i:07d}")
+            )
+            assert response.status_code == 201, response.content
+        for i in range(3):
+            response = self.a.request(
+                "POST", "/Groups", {"schemas": [S.GROUP_SCHEMA], "displayName": f"A group {i}"}
+            )
+            assert response.status_code == 201, response.content
+        self.b_snapshot = self.snapshot(self.b.organization)
+        self.b_ids = self.ids(self.b.organization, "User") + self.ids(self.b.organization, "Group")
+
+    @staticmethod
+    def ids(organization, resource_type: str) -> list[str]:
+        return [
+            str(pk)
+            for pk in DirectoryRecord.objects.filter(
+                organization=organization, resource_type=resource_type, deleted_at__isnull=True
+            )
+            .order_by("id")
+            .values_list("scim_id", flat=True)
+        ]
+
+    @staticmethod
+    def snapshot(organization) -> dict:
+        return {
+            str(r.scim_id): (r.version, json.dumps(r.document, sort_keys=True), r.deleted_at)
+            for r in DirectoryRecord.objects.filter(organization=organization)
+        }
+
+    def a_ids(self, resource_type: str) -> list[str]:
+        return self.ids(self.a.organization, resource_type)
+
+
+@pytest.fixture
+def world(db) -> World:
+    return World()
+
+
+NOT_IMPLEMENTED_ROUTES = ("/Bulk", "/Me", "/.search", "/Users/.search", "/Groups/.search")
+
+
+def check(world: World, response, *, touched: str | None = None) -> None:
+    """The per-request properties; ``touched`` is the SCIM id the request tried to write."""
+    path = response.request["PATH_INFO"].removeprefix(world.a.base)
+    problems = response_problems(response, not_implemented_ok=path in NOT_IMPLEMENTED_ROUTES)
+    body = None
+    if response.status_code in (200, 201) and response.content:
+        body = response.json()
+        if body.get("schemas") == [LIST_SCHEMA]:
+            problems += list_problems(world, body)
+        elif response.status_code == 201 and "id" not in body:
+            problems.append("201 without an id")
+    ids = [touched] if touched and response.status_code < 300 else []
+    if response.status_code == 201 and body and "id" in body:
+        ids.append(body["id"])
+    for scim_id in ids:
+        try:
+            uuid.UUID(str(scim_id))
+        except ValueError:
+            continue
+        record = DirectoryRecord.objects.filter(scim_id=scim_id).first()
+        if record is not None:
+            if record.organization_id != world.a.organization.pk:
+                problems.append(f"request on tenant A succeeded on tenant B's record {scim_id}")
+            problems += record_problems(record)
+    assert not problems, "\n".join(problems)
+
+
+def list_problems(world: World, body: dict) -> list[str]:
+    problems = []
+    resources = body.get("Resources", [])
+    if not isinstance(body.get("totalResults"), int) or body["totalResults"] < len(resources):
+        problems.append(f"totalResults {body.get('totalResults')!r} < {len(resources)} resources")
+    for key in ("startIndex", "itemsPerPage"):
+        if not isinstance(body.get(key), int):
+            problems.append(f"ListResponse.{key} is {body.get(key)!r}")
+    b_ids = set(world.b_ids)
+    for resource in resources:
+        if resource.get("id") in b_ids:
+            problems.append(f"tenant B's resource {resource['id']} listed to tenant A")
+    return problems
+
+
+def finish(world: World) -> None:
+    """Whole-store properties after a fuzz session."""
+    assert store_problems(organization_ids=[world.a.organization.pk]) == []
+    assert world.snapshot(world.b.organization) == world.b_snapshot
+
+
+# Which resource a request addresses: one of tenant A's (most often), one of tenant B's, an
+# unknown UUID, or not a UUID at all. Drawn as data and resolved against the live pools at
+# send time, so the draws never depend on database state.
+targets = st.one_of(
+    st.tuples(st.just("own"), st.integers(0, 999)),
+    st.tuples(st.just("own"), st.integers(0, 999)),
+    st.tuples(st.just("own"), st.integers(0, 999)),
+    st.tuples(st.just("foreign"), st.integers(0, 999)),
+    st.tuples(st.just("uuid"), st.uuids().map(str)),
+    st.tuples(
+        st.just("text"),
+        S.odd_text.map(lambda t: t.replace("/", "").replace("?", "").replace("#", "") or "x"),
+    ),
+)
+
+
+def target_id(target: tuple, own: list[str], foreign: list[str]) -> str:
+    kind, value = target
+    if kind == "own":
+        return own[value % len(own)] if own else str(uuid.UUID(int=value))
+    if kind == "foreign":
+        return foreign[value % len(foreign)]
+    return value
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def test_fuzzed_user_creation_never_breaks_the_store(world):
+    before = REQUEST_COUNTER["scim"]
+
+    @examples("user_create")
+    @given(data=st.data())
+    def run(data):
+        body = data.draw(S.mutated(S.user_documents()), label="body")
+        pool = world.a_ids("User") + world.b_ids[:1]
+        response = world.a.request("POST", "/Users", S.resolve(body, pool))
+        check(world, response)
+        if response.status_code == 201:
+            again = world.a.request("GET", f"/Users/{response.json()['id']}")
+            assert again.status_code == 200
+            assert again.json()["userName"] == response.json()["userName"]
+
+    run()
+    finish(world)
+    print(f"user creation: {REQUEST_COUNTER['scim'] - before} requests")
+
+
+def test_fuzzed_user_replacement_never_breaks_the_store(world):
+    @examples("user_replace")
+    @given(data=st.data())
+    def run(data):
+        target = data.draw(targets, label="target")
+        body = data.draw(S.mutated(S.user_documents()), label="body")
+        reuse = data.draw(st.booleans(), label="reuse a taken userName")
+        users = world.a_ids("User")
+        scim_id = target_id(target, users, world.b_ids)
+        body = S.resolve(body, users)
+        if reuse and isinstance(body, dict) and users:
+            body["userName"] = DirectoryRecord.objects.get(scim_id=users[0]).user_name.upper()
+        check(world, world.a.request("PUT", f"/Users/{scim_id}", body), touched=scim_id)
+
+    run()
+    finish(world)
+
+
+def test_fuzzed_user_patches_never_break_the_store(world):
+    @examples("user_patch")
+    @given(data=st.data())
+    def run(data):
+        target = data.draw(targets, label="target")
+        action = data.draw(st.sampled_from(["PATCH"] * 17 + ["GET", "GET", "DELETE"]))
+        body = data.draw(S.patch_bodies(S.USER_PATHS), label="patch")
+        users = world.a_ids("User")
+        scim_id = target_id(target, users, world.b_ids)
+        if action == "PATCH":
+            body = S.resolve(body, users + world.b_ids[:1])
+            response = world.a.request("PATCH", f"/Users/{scim_id}", body)
+        else:
+            response = world.a.request(action, f"/Users/{scim_id}")
+        check(world, response, touched=scim_id)
+        if scim_id in world.b_ids:
+            assert response.status_code == 404, response.content
+
+    run()
+    finish(world)
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+def test_fuzzed_group_writes_never_break_the_store(world):
+    @examples("group")
+    @given(data=st.data())
+    def run(data):
+        action = data.draw(st.sampled_from(["POST", "PUT", "PATCH", "PATCH", "PATCH", "DELETE"]))
+        target = data.draw(targets, label="target")
+        if action in ("POST", "PUT"):
+            body = data.draw(S.mutated(S.group_documents()), label="body")
+        elif action == "PATCH":
+            body = data.draw(S.patch_bodies(S.GROUP_PATHS), label="patch")
+        else:
+            body = None
+        # Member references point at tenant A's users mostly, and at tenant B's sometimes.
+        body = S.resolve(body, world.a_ids("User") + world.b_ids)
+        if action == "POST":
+            scim_id = None
+            response = world.a.request("POST", "/Groups", body)
+        else:
+            scim_id = target_id(target, world.a_ids("Group"), world.b_ids)
+            response = world.a.request(action, f"/Groups/{scim_id}", body)
+        check(world, response, touched=scim_id)
+        if scim_id in world.b_ids:
+            assert response.status_code == 404, response.content
+
+    run()
+    finish(world)
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def test_fuzzed_filters_and_query_strings_never_widen_or_break(world):
+    from urllib.parse import urlencode
+
+    @examples("query")
+    @given(data=st.data())
+    def run(data):
+        params = data.draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "filter": S.filters(),
+                    "startIndex": S.query_numbers,
+                    "count": S.query_numbers,
+                    "attributes": S.attribute_lists,
+                    "excludedAttributes": S.attribute_lists,
+                    "sortBy": st.sampled_from(["userName", "x"]),
+                    "unknown": S.odd_text,
+                },
+            ),
+            label="query",
+        )
+        resource = data.draw(st.sampled_from(["/Users", "/Groups"]))
+        encode_spaces_as_plus = data.draw(st.booleans())
+        query = (
+            urlencode(params) if encode_spaces_as_plus else urlencode(params).replace("+", "%20")
+        )
+        response = world.a.request("GET", resource, query=query)
+        check(world, response)
+        if response.status_code == 200:
+            assert response.json()["schemas"] == [LIST_SCHEMA]
+
+    run()
+    finish(world)
+
+
+# --- raw bodies, content types, routes -------------------------------------------------------
+
+raw_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            b"",
+            b"\xff\xfe\xfd",
+            b'{"userName": "\xc3\x28"}',
+            b'{"userName": "a\xed\xa0\x80b"}',
+            b"\xef\xbb\xbf{}",
+            b"{",
+            b"}",
+            b"null",
+            b"[]",
+            b"1",
+            b'"string"',
+            b'{"userName": NaN}',
+            b'{"userName": Infinity}',
+            b'{"active": 1e999}',
+            b'{"userName": "a", "userName": "b"}',
+            b'{"userName": "\\ud800"}',
+            b'{"Operations": [{"op": "add", "path": "\\u0000"}]}',
+        ]
+    ),
+    st.integers(min_value=1, max_value=100_000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(min_value=1, max_value=100_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.integers(min_value=1, max_value=50_000).map(lambda n: b"[" * n),
+    st.text(max_size=200).map(lambda t: t.encode("utf-16")),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8")),
+)
+content_types = st.sampled_from(
+    [
+        "application/scim+json",
+        "application/json",
+        "application/scim+json; charset=utf-8",
+        "application/json; charset=latin-1",
+        "application/json; charset=bogus",
+        "text/plain",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "",
+    ]
+)
+
+
+def test_fuzzed_raw_bodies_and_content_types_answer_scim_errors(world):
+    @examples("raw")
+    @given(data=st.data())
+    def run(data):
+        method = data.draw(st.sampled_from(["POST", "PUT", "PATCH"]))
+        resource = data.draw(st.sampled_from(["Users", "Groups"]))
+        index = data.draw(st.integers(0, 999))
+        body = data.draw(raw_bodies, label="raw body")
+        content_type = data.draw(content_types, label="content type")
+        path = f"/{resource}"
+        scim_id = None
+        if method != "POST":
+            own = world.a_ids("User" if resource == "Users" else "Group")
+            scim_id = own[index % len(own)] if own else str(uuid.UUID(int=index))
+            path += f"/{scim_id}"
+        response = world.a.request(method, path, raw=body, content_type=content_type)
+        check(world, response, touched=scim_id)
+
+    run()
+    finish(world)
+
+
+ROUTES = [
+    "/Users",
+    "/Users/{id}",
+    "/Groups",
+    "/Groups/{id}",
+    "/ServiceProviderConfig",
+    "/ResourceTypes",
+    "/ResourceTypes/User",
+    "/ResourceTypes/{text}",
+    "/Schemas",
+    "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+    "/Schemas/{text}",
+    "/Bulk",
+    "/Me",
+    "/.search",
+    "/Users/.search",
+    "/Users/{id}/",
+    "/Users/",
+]
+
+
+def test_fuzzed_methods_on_every_route_answer_scim(world):
+    @examples("routes")
+    @given(data=st.data())
+    def run(data):
+        route = data.draw(st.sampled_from(ROUTES), label="route")
+        target = data.draw(targets, label="target")
+        text = data.draw(S.odd_text.map(lambda t: t.replace("/", "").replace("?", "") or "x"))
+        method = data.draw(
+            st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+        )
+        body = data.draw(st.one_of(st.none(), S.json_values), label="body")
+        scim_id = target_id(target, world.a_ids("User") + world.a_ids("Group"), world.b_ids)
+        path = route.replace("{id}", scim_id).replace("{text}", text)
+        response = world.a.request(method, path, S.resolve(body, []))
+        if method != "HEAD":
+            check(world, response, touched=scim_id if "{id}" in route else None)
+        else:
+            assert response.status_code < 500 or (
+                response.status_code == 501 and route in NOT_IMPLEMENTED_ROUTES
+            )
+
+    run()
+    finish(world)
