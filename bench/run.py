@@ -127,6 +127,19 @@ def cpu_ticks(pids: list[int]) -> dict[int, int]:
     return out
 
 
+def machine_busy_ticks() -> int:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    return sum(fields) - fields[3] - fields[4]
+
+
+def children_ticks() -> int:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((usage.ru_utime + usage.ru_stime) * CLOCK_TICKS)
+
+
 class CpuMeter:
     """CPU seconds spent by the web processes, the worker and our PostgreSQL backends.
 
@@ -153,6 +166,10 @@ class CpuMeter:
             "web": cpu_ticks(process_tree(self.web_pid)),
             "worker": cpu_ticks(process_tree(self.worker_pid)),
             "db": cpu_ticks(self._db_pids()),
+            # Whole machine: busy ticks over all CPUs (pid 0 is a placeholder key).
+            "machine": {0: machine_busy_ticks()},
+            # wrk and other reaped children of this process.
+            "children": {0: children_ticks()},
         }
 
     def since(self, before: dict[str, dict[int, int]]) -> dict[str, float]:
@@ -516,6 +533,10 @@ def table(report: dict) -> str:
         f"Beem SCIM benchmark — {report['users']:,} directory users, {report['machine']}",
         f"gunicorn {report['gunicorn']}, celery worker -c {report['celery_concurrency']}, "
         f"wrk -t{report['threads']} -c{report['connections']}, {report['duration']}s per phase",
+        "CPU taken by other programs during each phase (% of the machine): "
+        + ", ".join(
+            f"{p} {r['others_cpu_pct']:.0f}%" for p, r in phases.items() if "others_cpu_pct" in r
+        ),
         "",
         "| request type | req/s | p50 ms | p99 ms | errors | vs bare | CPU ms/req web+db "
         "| target (100k users) |",
@@ -822,6 +843,12 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
             )
             cpu = meter.since(cpu_before)
+            result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
+            ours = cpu["web"] + cpu["worker"] + cpu["db"] + cpu["children"]
+            seconds = max(result["duration_us"] / 1e6, 1e-6)
+            cores = os.cpu_count() or 1
+            # Share of the machine's CPU other programs used during the phase.
+            result["others_cpu_pct"] = max(0.0, 100 * (cpu["machine"] - ours) / seconds / cores)
             answered = max(1, result["requests"])
             result.update({f"cpu_{k}_ms": 1000 * v / answered for k, v in cpu.items()})
             report["phases"][phase] = result
