@@ -1,0 +1,180 @@
+"""Secrets at rest and in logs: client secrets hashed and shown once, access tokens stored as
+checksums and never logged, SCIM request logs without personal data or credentials."""
+
+import base64
+import hashlib
+import logging
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.urls import reverse
+from oauth2_provider.models import AccessToken, Application
+
+from directory_sync import services as sync_services
+from directory_sync.models import RequestLog
+
+from .conftest import PATCH_SCHEMA, scim_user, token_for
+
+SETTINGS_FORM = {
+    "deletion_rule": "delete_directly",
+    "identify_by": "phone",
+    "department_format": "plain_name",
+    "department_delimiter": "/",
+    "duplicate_department_policy": "hold_for_admin",
+    "default_phone_country": "",
+}
+
+
+def test_client_secret_is_stored_hashed_and_still_authenticates(client, organization):
+    issued = sync_services.credentials_issue(organization=organization, actor_label="test")
+    sync_services.sync_activate(organization=organization, actor_label="test")
+
+    stored = Application.objects.get(client_id=issued.client_id).client_secret
+
+    assert stored != issued.client_secret
+    assert issued.client_secret not in stored
+    assert stored.startswith("pbkdf2_sha256$")
+    assert token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
+
+
+def test_access_tokens_are_stored_as_checksums_only(client, organization):
+    issued = sync_services.sync_activate(organization=organization, actor_label="test")
+
+    token = token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
+
+    row = AccessToken.objects.get(application__client_id=issued.client_id)
+    assert row.token == ""
+    assert row.token_checksum == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_client_secret_is_shown_once_after_save_and_activate(admin_client):
+    saved = admin_client.post(reverse("directory_sync:sync_settings_form"), SETTINGS_FORM)
+    assert saved.status_code == 302
+    application = Application.objects.get()
+
+    first = admin_client.get(reverse("directory_sync:sync_entra"))
+    shown = first.context["client_secret"]
+    second = admin_client.get(reverse("directory_sync:sync_entra"))
+
+    assert shown and shown in first.content.decode()
+    assert application.client_id in first.content.decode()
+    assert second.context["client_secret"] is None
+    assert shown not in second.content.decode()
+    assert application.client_id in second.content.decode()
+    # The plaintext secret passed through the session for one redirect; it is gone now.
+    for session in Session.objects.all():
+        assert shown not in str(session.get_decoded())
+
+
+def test_rotated_client_secret_is_shown_once_and_the_old_one_stops_working(
+    admin_client, client, organization
+):
+    first = sync_services.sync_activate(organization=organization, actor_label="test")
+
+    admin_client.post(reverse("directory_sync:credentials_rotate"), {"confirm": "on"})
+    page = admin_client.get(reverse("directory_sync:sync_entra"))
+    again = admin_client.get(reverse("directory_sync:sync_entra"))
+    new_secret = page.context["client_secret"]
+    new_id = page.context["client_id"]
+
+    assert new_secret and new_secret in page.content.decode()
+    assert new_secret not in again.content.decode()
+    basic = base64.b64encode(f"{first.client_id}:{first.client_secret}".encode()).decode()
+    old = client.post(
+        "/o/token/", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=f"Basic {basic}"
+    )
+    assert old.status_code == 401
+    assert token_for(client, client_id=new_id, client_secret=new_secret)
+
+
+@pytest.fixture
+def every_log_record(caplog):
+    """Capture every log record of every logger, at DEBUG, for the duration of the test."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("django_scim", "oauthlib", "oauth2_provider", "django.request", "django.db"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def rendered(caplog) -> str:
+    lines = []
+    for record in caplog.records:
+        lines.append(record.getMessage())
+        lines.append(repr(record.__dict__))
+    return "\n".join(lines)
+
+
+def test_access_tokens_and_secrets_never_reach_the_logs(every_log_record, client, organization):
+    issued = sync_services.sync_activate(organization=organization, actor_label="test")
+    token = token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
+    base = f"/scim/v2/{organization.pk}"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    created = client.post(
+        f"{base}/Users",
+        scim_user("secret.person@acme.com", phone="+966501239876"),
+        content_type="application/scim+json",
+        **auth,
+    )
+    client.get(f'{base}/Users?filter=userName eq "secret.person@acme.com"', **auth)
+    client.get(f"{base}/Users/{created.json()['id']}", HTTP_AUTHORIZATION="Bearer wrong-token")
+    client.post(
+        "/o/token/",
+        {
+            "grant_type": "client_credentials",
+            "client_id": issued.client_id,
+            "client_secret": "wrong",
+        },
+    )
+
+    assert created.status_code == 201
+    text = rendered(every_log_record)
+    assert every_log_record.records, "nothing was logged: the capture is not working"
+    assert token not in text
+    assert issued.client_secret not in text
+    assert "wrong-token" not in text
+
+
+def test_scim_request_log_masks_personal_data_and_credentials(client, organization):
+    issued = sync_services.sync_activate(organization=organization, actor_label="test")
+    token = token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
+    base = f"/scim/v2/{organization.pk}"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    body = scim_user(
+        "layla.haddad@acme.com",
+        phone="+966501239876",
+        external_id="5a1e3c2b-9f0d-4a7e-8b6c-1d2e3f4a5b6c",  # Entra's objectId
+        displayName="Layla Haddad",
+        name={"givenName": "Layla", "familyName": "Haddad"},
+        password="hunter2-secret",
+    )
+
+    created = client.post(f"{base}/Users", body, content_type="application/scim+json", **auth)
+    user_id = created.json()["id"]
+    client.patch(
+        f"{base}/Users/{user_id}",
+        {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [
+                {
+                    "op": "Replace",
+                    "path": 'phoneNumbers[type eq "mobile"].value',
+                    "value": "+966501230000",
+                },
+                {"op": "Replace", "value": {"name.familyName": "Haddad-Nasser"}},
+            ],
+        },
+        content_type="application/scim+json",
+        **auth,
+    )
+    client.get(f'{base}/Users?filter=userName eq "layla.haddad@acme.com"', **auth)
+
+    logs = list(RequestLog.objects.filter(organization=organization))
+    stored = "\n".join(f"{r.path} {r.query} {r.request_body} {r.response_body}" for r in logs)
+    assert len(logs) == 3
+    for personal in ("layla", "Layla", "Haddad", "+966501239876", "+966501230000", "966501"):
+        assert personal not in stored
+    assert "hunter2-secret" not in stored
+    assert token not in stored
+    assert "Bearer" not in stored
+    assert user_id in stored  # ids stay readable: the admin needs them
