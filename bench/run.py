@@ -976,13 +976,13 @@ def initial_sync_run(
     profile = None
     if profile_pid:
         # The worker during the POSTs and the apply that follows (bounded by --settle).
-        profile = profile_start(profile_pid, "initial_sync", wanted / 50 + args.settle)
+        profile = profile_start(profile_pid, "initial_sync", 60 + wanted / 5 + args.settle)
     log(f"initial sync: POSTing {wanted:,} users into an empty organization")
     result = wrk_run(
         script="post",
         port=port,
         env=env,
-        duration=max(60, wanted / 50),
+        duration=60 + wanted / 5,
         connections=args.connections,
         threads=args.threads,
         until=finished,
