@@ -56,6 +56,14 @@ BUDGET = {
 }
 
 
+# Built once: building a strategy per example costs more than drawing from it.
+USER_BODIES = S.mutated(S.user_documents())
+GROUP_BODIES = S.mutated(S.group_documents())
+USER_PATCHES = S.patch_bodies(S.USER_PATHS)
+GROUP_PATCHES = S.patch_bodies(S.GROUP_PATHS)
+FILTERS = S.filters()
+
+
 def examples(name: str) -> settings:
     return settings(settings.get_profile(PROFILE), max_examples=max(1, int(BUDGET[name] * SCALE)))
 
@@ -114,7 +122,10 @@ class World:
 
 
 @pytest.fixture
-def world(db) -> World:
+def world(db, settings) -> World:
+    # Client secrets are hashed like passwords; the default hasher is slow by design and the
+    # fuzzer creates credentials for every test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return World()
 
 
@@ -203,7 +214,7 @@ def test_fuzzed_user_creation_never_breaks_the_store(world):
     @examples("user_create")
     @given(data=st.data())
     def run(data):
-        body = data.draw(S.mutated(S.user_documents()), label="body")
+        body = data.draw(USER_BODIES, label="body")
         pool = world.a_ids("User") + world.b_ids[:1]
         response = world.a.request("POST", "/Users", S.resolve(body, pool))
         check(world, response)
@@ -222,7 +233,7 @@ def test_fuzzed_user_replacement_never_breaks_the_store(world):
     @given(data=st.data())
     def run(data):
         target = data.draw(targets, label="target")
-        body = data.draw(S.mutated(S.user_documents()), label="body")
+        body = data.draw(USER_BODIES, label="body")
         reuse = data.draw(st.booleans(), label="reuse a taken userName")
         users = world.a_ids("User")
         scim_id = target_id(target, users, world.b_ids)
@@ -241,7 +252,7 @@ def test_fuzzed_user_patches_never_break_the_store(world):
     def run(data):
         target = data.draw(targets, label="target")
         action = data.draw(st.sampled_from(["PATCH"] * 17 + ["GET", "GET", "DELETE"]))
-        body = data.draw(S.patch_bodies(S.USER_PATHS), label="patch")
+        body = data.draw(USER_PATCHES, label="patch")
         users = world.a_ids("User")
         scim_id = target_id(target, users, world.b_ids)
         if action == "PATCH":
@@ -267,9 +278,9 @@ def test_fuzzed_group_writes_never_break_the_store(world):
         action = data.draw(st.sampled_from(["POST", "PUT", "PATCH", "PATCH", "PATCH", "DELETE"]))
         target = data.draw(targets, label="target")
         if action in ("POST", "PUT"):
-            body = data.draw(S.mutated(S.group_documents()), label="body")
+            body = data.draw(GROUP_BODIES, label="body")
         elif action == "PATCH":
-            body = data.draw(S.patch_bodies(S.GROUP_PATHS), label="patch")
+            body = data.draw(GROUP_PATCHES, label="patch")
         else:
             body = None
         # Member references point at tenant A's users mostly, and at tenant B's sometimes.
@@ -301,7 +312,7 @@ def test_fuzzed_filters_and_query_strings_never_widen_or_break(world):
             st.fixed_dictionaries(
                 {},
                 optional={
-                    "filter": S.filters(),
+                    "filter": FILTERS,
                     "startIndex": S.query_numbers,
                     "count": S.query_numbers,
                     "attributes": S.attribute_lists,
