@@ -42,11 +42,16 @@ RECONCILE_COLUMNS = [
 def organization_lookup(value: str) -> Organization:
     """An organization by id or slug, or a CommandError naming what was tried."""
     value = (value or "").strip()
-    organization = None
-    if value.isdigit():
-        organization = Organization.objects.filter(pk=int(value)).first()
-    if organization is None:
-        organization = Organization.objects.filter(slug=value).first()
+    by_id = Organization.objects.filter(pk=int(value)).first() if value.isdigit() else None
+    by_slug = Organization.objects.filter(slug=value).first()
+    if by_id is not None and by_slug is not None and by_id.pk != by_slug.pk:
+        # One organization's id is another's slug: acting on a guess could touch the wrong
+        # tenant (found by tests/hardening/test_isolation_commands.py).
+        raise CommandError(
+            f"--org {value!r} is ambiguous: it is the id of {by_id.slug!r} and the slug of "
+            f"organization {by_slug.pk}. Use the other organization's slug or id instead."
+        )
+    organization = by_id or by_slug
     if organization is None:
         raise CommandError(
             f"Unknown organization {value!r}: no organization has that id or slug. "
