@@ -220,7 +220,9 @@ class NotFoundView(ScimView):
     def _answer(self, request, *args, **kwargs):
         raise errors.ScimError(f"{request.path} is not a SCIM endpoint.", status=404)
 
-    get = post = put = patch = delete = _answer
+    # OPTIONS too: Django's default answers 200 with an empty body, labelled as SCIM JSON
+    # (found by tests/hardening/test_scim_fuzz.py).
+    get = post = put = patch = delete = options = _answer
 
 
 class NotImplementedView(ScimView):
