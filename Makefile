@@ -61,5 +61,7 @@ bench: setup
 messages: setup
 	$(BIN)/python manage.py makemessages -l ar --ignore=.venv --ignore='directory_sync/*' \
 	  --ignore='templates/directory_sync/*' --ignore='tests/*' --ignore='bench/*'
-	cd directory_sync && ../$(BIN)/python ../manage.py makemessages -l ar
+	# makemessages only scans the current tree: link the app's templates in for the run.
+	cd directory_sync && ln -sfn ../templates/directory_sync _templates && \
+	  ../$(BIN)/python ../manage.py makemessages -l ar --symlinks -i migrations; rm -f _templates
 	$(BIN)/python manage.py compilemessages --ignore=.venv
