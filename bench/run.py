@@ -407,6 +407,20 @@ def events_pending(organization_id: int) -> int:
     ).count()
 
 
+def records_settle(records, *, quiet_seconds: float, timeout: float) -> int:
+    """Wait until ``records.count()`` has not changed for ``quiet_seconds``; return it."""
+    started = time.monotonic()
+    count, since = records.count(), time.monotonic()
+    while time.monotonic() - started < timeout:
+        time.sleep(0.2)
+        now_count = records.count()
+        if now_count != count:
+            count, since = now_count, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            break
+    return count
+
+
 def wait_applied(organization_id: int, timeout: float) -> float | None:
     """Seconds until no change event of the organization is pending (None: timed out)."""
     started = time.monotonic()
@@ -987,6 +1001,9 @@ def initial_sync_run(
         threads=args.threads,
         until=finished,
     )
+    # Stopping wrk does not stop the POSTs gunicorn is still serving: let them commit before
+    # waiting for the apply, or their records would be counted without their events.
+    records_settle(records, quiet_seconds=1.0, timeout=30.0)
     observed_last = time.monotonic()
     sampler.label = "initial_sync_apply"
     pending_at_end = events_pending(organization_id)
