@@ -5,7 +5,6 @@ Every function is keyword-only, owns its transaction and writes an audit entry t
 """
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import phonenumbers
 from django.conf import settings
@@ -19,7 +18,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from members.models import Organization
 from members.services import audit_record
 
-from .models import RequestLog, SyncSettings
+from .models import SyncSettings
 
 SCIM_PATH = "/scim/v2/{organization_id}"
 TOKEN_PATH = "/o/token/"
@@ -293,28 +292,3 @@ def tenant_url(*, organization: Organization, request: HttpRequest | None = None
 def token_endpoint_url(*, request: HttpRequest | None = None) -> str:
     """The OAuth2 token endpoint Entra ID calls ("Token Endpoint")."""
     return _base_url(request) + TOKEN_PATH
-
-
-# --- request log -------------------------------------------------------------------------
-
-
-PURGE_BATCH = 5_000
-
-
-def request_logs_purge(*, older_than: datetime) -> int:
-    """Delete SCIM request log rows created before ``older_than``; returns how many.
-
-    In batches, so no single DELETE holds its locks for long while Entra keeps calling.
-    """
-    total = 0
-    while True:
-        ids = list(
-            RequestLog.objects.filter(created_at__lt=older_than).values_list("pk", flat=True)[
-                :PURGE_BATCH
-            ]
-        )
-        if not ids:
-            return total
-        with transaction.atomic():
-            RequestLog.objects.filter(pk__in=ids).delete()
-        total += len(ids)

@@ -10,7 +10,8 @@ filter strings — and secrets (client_secret, password, access_token, ...) like
 ``BEEM_REQUEST_LOG`` chooses what is written: ``all`` (default), ``writes`` (POST, PUT,
 PATCH, DELETE and every error response), ``errors`` (responses with status >= 400) or
 ``off``. Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted by the purge
-(``directory_sync.services.request_logs_purge``).
+(``directory_sync.maintenance.logs_purge``: the nightly beat task and
+``manage.py directory_sync purge``).
 """
 
 import json

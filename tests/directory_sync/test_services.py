@@ -8,7 +8,7 @@ from django.contrib.auth.hashers import check_password
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
-from directory_sync import services
+from directory_sync import maintenance, services
 from directory_sync.models import RequestLog, SyncSettings
 from directory_sync.services import SyncSettingsError
 from members.models import AuditEntry
@@ -291,7 +291,7 @@ def test_tenant_url_is_where_scim_answers(scim, settings, organization):
 # --- request log retention ---------------------------------------------------------------
 
 
-def test_request_logs_purge_deletes_only_older_rows(organization):
+def test_logs_purge_deletes_only_request_logs_older_than_retention(organization):
     def log(age_days: int) -> RequestLog:
         row = RequestLog.objects.create(
             organization=organization,
@@ -310,7 +310,7 @@ def test_request_logs_purge_deletes_only_older_rows(organization):
     log(31)
     kept = log(29)
 
-    deleted = services.request_logs_purge(older_than=timezone.now() - timedelta(days=30))
+    deleted = maintenance.logs_purge(retention_days=30).request_logs
 
     assert deleted == 2
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [kept.pk]
