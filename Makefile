@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test setup format chromium worker beat bench messages
+.PHONY: run test setup format tools worker beat bench messages
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -18,20 +18,23 @@ $(STAMP): requirements.txt | $(BIN)/python
 
 setup: $(STAMP)
 
-# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
-chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download) and wrk for
+# the benchmark harness's smoke test (tests/bench). Installed when missing and we are root.
+tools:
+	@missing=""; [ -x /usr/bin/chromium ] || missing=" chromium"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's chromium for the browser tests..."; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
-	else echo "Chromium not found: browser tests will be skipped (install Debian's 'chromium')."; fi
+	  echo "Installing Debian packages:$$missing (browser and benchmark tests)..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	else echo "Not found:$$missing (Debian packages): those tests will be skipped."; fi
 
 run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-test: setup chromium
+test: setup tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
