@@ -8,7 +8,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from phonenumbers import geocoder
 
-from members.models import Department, Member
+from members.models import Department
 
 from .models import ChangeEvent, SyncSettings
 
@@ -167,16 +167,6 @@ class DuplicateResolveForm(forms.Form):
         ("merge", _("Merge into one member")),
     ]
     action = forms.ChoiceField(label=_("Decision"), choices=ACTIONS)
-
-
-class ResourceReassignForm(forms.Form):
-    owner = forms.ModelChoiceField(label=_("New owner"), queryset=Member.objects.none())
-
-    def __init__(self, *args, organization, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = Member.objects.filter(organization=organization).order_by(
-            "display_name", "id"
-        )
 
 
 class ConfirmForm(forms.Form):

@@ -197,14 +197,6 @@ def unassigned_resource_list(*, organization: Organization) -> QuerySet[Resource
     )
 
 
-def resource_unassigned_get(*, organization: Organization, pk: int) -> Resource:
-    return Resource.objects.get(organization=organization, pk=pk)
-
-
-def member_choices(*, organization: Organization) -> QuerySet[Member]:
-    return Member.objects.filter(organization=organization).order_by("display_name", "id")
-
-
 def audit_entry_list(*, organization: Organization) -> QuerySet[AuditEntry]:
     return AuditEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
 

@@ -28,10 +28,5 @@ urlpatterns = [
         views.review_duplicate_resolve,
         name="review_duplicate_resolve",
     ),
-    path(
-        "entra/review/resources/<int:pk>/reassign/",
-        views.resource_reassign,
-        name="resource_reassign",
-    ),
     path("entra/audit/", views.audit_list, name="audit_list"),
 ]

@@ -13,10 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from members import services as member_services
-from members.models import Resource
 from members.permissions import administrator_required
-from members.services import MemberError
 
 from . import review as review_services
 from . import selectors
@@ -27,7 +24,6 @@ from .forms import (
     DepartmentChoiceForm,
     DuplicateResolveForm,
     EventFilterForm,
-    ResourceReassignForm,
     SyncSettingsForm,
 )
 from .models import ProvisioningRun, ReviewItem, SyncSettings
@@ -373,10 +369,6 @@ def review_list(request: HttpRequest) -> HttpResponse:
         department_items=[i for i in items if i.kind == ReviewItem.Kind.DUPLICATE_DEPARTMENT],
         duplicate_items=[i for i in items if i.kind == ReviewItem.Kind.POSSIBLE_DUPLICATE],
         resources=resources,
-        # One member list for every row's select (read once, not once per resource).
-        owner_choices=list(selectors.member_choices(organization=organization))
-        if resources
-        else [],
     )
     return render(request, "directory_sync/review_list.html", ctx)
 
@@ -433,33 +425,6 @@ def review_duplicate_resolve(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, _("The possible duplicate is resolved."))
     else:
         messages.error(request, _("Choose link, keep both or merge."))
-    return redirect("directory_sync:review_list")
-
-
-@require_POST
-@administrator_required
-def resource_reassign(request: HttpRequest, pk: int) -> HttpResponse:
-    organization = request.organization
-    try:
-        resource = selectors.resource_unassigned_get(organization=organization, pk=pk)
-    except Resource.DoesNotExist:
-        raise Http404
-    form = ResourceReassignForm(request.POST, organization=organization)
-    if form.is_valid():
-        try:
-            member_services.resource_reassign(
-                resource=resource, owner=form.cleaned_data["owner"], actor=request.user
-            )
-        except MemberError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(
-                request,
-                _("%(resource)s now belongs to %(owner)s.")
-                % {"resource": resource.name, "owner": form.cleaned_data["owner"]},
-            )
-    else:
-        messages.error(request, _("Choose a member of your organization."))
     return redirect("directory_sync:review_list")
 
 

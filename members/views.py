@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -207,4 +208,10 @@ def resource_reassign(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         for error in form.errors.get("owner", []):
             messages.error(request, f"{resource.name}: {error}")
+    # The review page of the sync reuses this form and comes back to itself.
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(back)
     return redirect("members:resource_unassigned_list")

@@ -44,6 +44,18 @@ def _no_login_lockout(settings):
     settings.AXES_ENABLED = False
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language: a request in Arabic leaves Arabic active in
+    the thread (LocaleMiddleware does not deactivate it), which would translate the next test's
+    engine reasons and errors."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def require_postgres(db):
     if connection.vendor != "postgresql":

@@ -24,7 +24,6 @@ GET_PAGES = [
 POST_ONLY = [
     ("review_department_choose", [1]),
     ("review_duplicate_resolve", [1]),
-    ("resource_reassign", [1]),
 ]
 
 

@@ -203,13 +203,16 @@ def test_unassigned_resources_are_listed_and_reassigned(admin_client, organizati
     member_services.member_delete(member=leaver)
 
     page = admin_client.get(REVIEW_URL)
-    response = admin_client.post(
-        reverse("directory_sync:resource_reassign", args=[resource.pk]), {"owner": heir.pk}
-    )
-
     html = page.content.decode()
+    # The row's form is the members page's typed lookup (no <select> of every member) and
+    # comes back to the review page.
+    action = reverse("members:resource_reassign", args=[resource.pk])
+    assert f'action="{action}"' in html and 'name="next"' in html
+    assert "<select" not in html.split(f'id="resource-{resource.pk}"')[1].split("</tr>")[0]
+    response = admin_client.post(action, {"owner": heir.phone, "next": REVIEW_URL})
+
     assert "Handbook" in html and "Leaver" in html
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"] == REVIEW_URL
     resource.refresh_from_db()
     assert (resource.owner, resource.unassigned_at) == (heir, None)
     entry = AuditEntry.objects.get(action="resource.reassigned")
@@ -225,12 +228,13 @@ def test_reassigning_to_another_organizations_member_is_refused(
     stranger = member_services.member_create(organization=other_organization, phone="+966512345678")
 
     response = admin_client.post(
-        reverse("directory_sync:resource_reassign", args=[resource.pk]),
-        {"owner": stranger.pk},
+        reverse("members:resource_reassign", args=[resource.pk]),
+        {"owner": stranger.phone, "next": REVIEW_URL},
         follow=True,
     )
 
-    assert "Choose a member of your organization." in response.content.decode()
+    assert response.redirect_chain[-1][0] == REVIEW_URL
+    assert "No member of your organization has" in response.content.decode()
     resource.refresh_from_db()
     assert resource.owner is None
 
@@ -247,9 +251,7 @@ def test_other_organizations_review_items_and_resources_are_not_found(
     )
     assert admin_client.post(_choose_url(item), {}).status_code == 404
     assert (
-        admin_client.post(
-            reverse("directory_sync:resource_reassign", args=[resource.pk]), {}
-        ).status_code
+        admin_client.post(reverse("members:resource_reassign", args=[resource.pk]), {}).status_code
         == 404
     )
     assert admin_client.get(REVIEW_URL).context["duplicate_items"] == []

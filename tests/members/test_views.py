@@ -518,6 +518,15 @@ def test_reassign_to_an_unknown_member_changes_nothing(admin_client, acme):
     assert acme["orphan"].owner_id is None
 
 
+def test_reassign_goes_back_only_to_a_page_of_this_site(admin_client, acme):
+    url = reverse("members:resource_reassign", args=[acme["orphan"].pk])
+    review = reverse("directory_sync:review_list")
+    response = admin_client.post(url, {"owner": "ghost@acme.test", "next": review})
+    assert response["Location"] == review
+    response = admin_client.post(url, {"owner": "ghost@acme.test", "next": "https://evil.test/"})
+    assert response["Location"] == reverse("members:resource_unassigned_list")
+
+
 def test_reassign_needs_a_post(admin_client, acme):
     url = reverse("members:resource_reassign", args=[acme["orphan"].pk])
     assert admin_client.get(url).status_code == 405
