@@ -4,9 +4,20 @@ Every write here runs in one transaction that changes the ``DirectoryRecord`` (o
 ``DirectoryMembership`` rows), bumps ``version`` and appends a change event to the outbox
 (``directory_sync.outbox.change_event_append``), which is dispatched to Celery after commit.
 A write that changes nothing appends nothing. Uniqueness (userName case-insensitively and
-externalId, per organization and resource type) is checked before writing for a readable
-answer, and enforced by the partial unique constraints: a concurrent duplicate insert fails
-with IntegrityError inside a savepoint and is reported as ``RecordConflict``.
+externalId, per organization and resource type) is enforced by the partial unique
+constraints: a create inserts with ``ON CONFLICT DO NOTHING`` (which also waits for a
+concurrent insert of the same value to commit or roll back), and an update that changes
+userName/externalId checks first and writes inside a savepoint, so a concurrent duplicate is
+reported as ``RecordConflict`` either way.
+
+These services run inside the SCIM request's transaction (``scim.views`` opens one per write
+request so the request-log row shares its commit) or open their own. They never leave a
+partial write behind: every refusal (conflict, unknown members, a change callback that
+raises) is decided before the first write statement and raised after the block, so the
+caller's transaction stays usable. The hot paths are a few hand-written SQL statements (bench
+profile: the ORM cost more than the rest of a write): a create is one INSERT, an update one
+``SELECT ... FOR UPDATE`` and one UPDATE, a member add or remove one statement, then the
+outbox INSERT.
 
 These services know documents, not SCIM requests: ``directory_sync.scim`` computes the new
 document (from a POST body or by applying PATCH operations to the locked current document) and
@@ -17,7 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from members.models import Organization
@@ -27,6 +38,22 @@ from .outbox import change_event_append
 
 USER = DirectoryRecord.ResourceType.USER
 GROUP = DirectoryRecord.ResourceType.GROUP
+
+_RECORDS = DirectoryRecord._meta.db_table
+_LINKS = DirectoryMembership._meta.db_table
+_FIELDS = [f for f in DirectoryRecord._meta.concrete_fields]
+_COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
+_INSERT_FIELDS = [f for f in _FIELDS if not f.primary_key]
+_MIRROR = (
+    "user_name",
+    "user_name_key",
+    "external_id",
+    "display_name",
+    "work_email",
+    "manager_scim_id",
+    "active",
+)
+_UNIQUE_MIRROR = ("user_name_key", "external_id")
 
 
 class RecordNotFound(LookupError):
@@ -65,92 +92,233 @@ class RecordWrite:
     event: ChangeEvent | None
 
 
-def _live(organization: Organization, resource_type: str):
-    return DirectoryRecord.objects.filter(
-        organization=organization, resource_type=resource_type, deleted_at__isnull=True
+# --- SQL helpers -----------------------------------------------------------------------------
+
+_converters_cache: dict[str, list] = {}
+
+
+def _converters() -> list:
+    """Per column, the backend's and the field's from-database converters (what the ORM's
+    compiler applies): UUIDs and datetimes on SQLite, JSON everywhere."""
+    found = _converters_cache.get(connection.vendor)
+    if found is None:
+        found = []
+        for field in _FIELDS:
+            column = field.get_col(_RECORDS)
+            found.append(
+                (
+                    column,
+                    connection.ops.get_db_converters(column) + field.get_db_converters(connection),
+                )
+            )
+        _converters_cache[connection.vendor] = found
+    return found
+
+
+def _record_from_row(row: Sequence) -> DirectoryRecord:
+    values = []
+    for value, (column, converters) in zip(row, _converters(), strict=True):
+        for converter in converters:
+            value = converter(value, column, connection)
+        values.append(value)
+    return DirectoryRecord.from_db(connection.alias, None, values)
+
+
+def _prep(record: DirectoryRecord, field) -> object:
+    return field.get_db_prep_save(getattr(record, field.attname), connection)
+
+
+def _uuid_params(ids: Sequence[str]) -> list:
+    field = DirectoryRecord._meta.get_field("scim_id")
+    return [field.get_db_prep_value(uuid.UUID(i), connection) for i in ids]
+
+
+def _for_update() -> str:
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
+def _conflict_of(
+    *, organization_id: int, resource_type: str, mirror: dict, exclude_pk: int | None
+) -> RecordConflict | None:
+    """The uniqueness conflict ``mirror`` has with another live record, if any."""
+    others = DirectoryRecord.objects.filter(
+        organization_id=organization_id, resource_type=resource_type, deleted_at__isnull=True
     )
-
-
-def _check_unique(
-    *, organization: Organization, resource_type: str, mirror: dict, exclude_pk: int | None
-) -> None:
-    others = _live(organization, resource_type)
     if exclude_pk is not None:
         others = others.exclude(pk=exclude_pk)
     key = mirror.get("user_name_key")
     if key is not None and others.filter(user_name_key=key).exists():
-        raise RecordConflict("userName", mirror["user_name"])
+        return RecordConflict("userName", mirror["user_name"])
     external_id = mirror.get("external_id")
     if external_id is not None and others.filter(external_id=external_id).exists():
-        raise RecordConflict("externalId", external_id)
+        return RecordConflict("externalId", external_id)
+    return None
 
 
-def _save_unique(
-    record: DirectoryRecord, *, mirror: dict, create: bool, update_fields: list[str] | None
-) -> None:
-    """Insert/update inside a savepoint; a unique-constraint race becomes RecordConflict."""
-    try:
-        with transaction.atomic():
-            if create:
-                record.save(force_insert=True)
-            else:
-                record.save(update_fields=update_fields)
-    except IntegrityError:
-        # A concurrent writer committed the same userName/externalId between our check and our
-        # write: re-check to name the attribute (it is visible now), else re-raise.
-        _check_unique(
-            organization=record.organization,
-            resource_type=record.resource_type,
-            mirror=mirror,
-            exclude_pk=record.pk if not create else None,
+def _insert(record: DirectoryRecord) -> bool:
+    """INSERT the record unless it breaks a unique constraint; sets its pk. One statement."""
+    names = ", ".join(f'"{f.column}"' for f in _INSERT_FIELDS)
+    marks = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{_RECORDS}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING '
+            'RETURNING "id"',
+            [_prep(record, f) for f in _INSERT_FIELDS],
         )
-        raise
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    record.pk = row[0]
+    record._state.adding = False
+    record._state.db = connection.alias
+    return True
 
 
-def _resolve_members(
-    *, organization: Organization, ids: Sequence[str], strict: bool
-) -> dict[str, int]:
+def _lock(
+    *, organization: Organization, resource_type: str, scim_id: str
+) -> DirectoryRecord | None:
+    try:
+        key = uuid.UUID(str(scim_id))
+    except ValueError:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {_COLUMNS} FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
+            '"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" = %s' + _for_update(),
+            [organization.pk, resource_type, *_uuid_params([str(key)])],
+        )
+        row = cursor.fetchone()
+    return None if row is None else _record_from_row(row)
+
+
+def _update(record: DirectoryRecord, names: Sequence[str]) -> None:
+    fields = [DirectoryRecord._meta.get_field(name) for name in names]
+    assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{_RECORDS}" SET {assignments} WHERE "id" = %s',
+            [_prep(record, f) for f in fields] + [record.pk],
+        )
+
+
+# --- members ---------------------------------------------------------------------------------
+
+
+def _resolve_members(*, organization_id: int, ids: Sequence[str]) -> dict[str, int]:
     """Map user SCIM ids to record pks (live users of this organization only)."""
-    wanted = {str(uuid.UUID(i)) for i in ids}
-    found = {
-        str(scim_id): pk
-        for pk, scim_id in _live(organization, USER)
-        .filter(scim_id__in=wanted)
-        .values_list("pk", "scim_id")
-    }
-    missing = sorted(wanted - set(found))
-    if strict and missing:
-        raise UnknownMembers(missing)
+    wanted = sorted({str(uuid.UUID(i)) for i in ids})
+    if not wanted:
+        return {}
+    found = {}
+    marks = ", ".join(["%s"] * len(wanted))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT "id", "scim_id" FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
+            f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN ({marks})',
+            [organization_id, USER, *_uuid_params(wanted)],
+        )
+        for pk, scim_id in cursor.fetchall():
+            found[str(uuid.UUID(scim_id) if isinstance(scim_id, str) else scim_id)] = pk
     return found
 
 
+def _live_users_sql(organization_id: int, ids: Sequence[str]) -> tuple[str, list]:
+    marks = ", ".join(["%s"] * len(ids))
+    sql = (
+        f'SELECT "id" FROM "{_RECORDS}" WHERE "organization_id" = %s AND "resource_type" = %s '
+        f'AND "deleted_at" IS NULL AND "scim_id" IN ({marks})'
+    )
+    return sql, [organization_id, USER, *_uuid_params(ids)]
+
+
+def _links_add(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> int | None:
+    """Add these users to the group; how many links were new, or None when some id is not a
+    live user of the organization (nothing written then). One statement when ``checked`` is
+    False: the insert only happens when every id resolves."""
+    ids = sorted({str(uuid.UUID(i)) for i in ids})
+    if not ids:
+        return 0
+    users, params = _live_users_sql(group.organization_id, ids)
+    guard = ""
+    guard_params: list = []
+    if not checked:
+        guard = f" AND (SELECT COUNT(*) FROM ({users}) AS wanted) = %s"
+        guard_params = [*params, len(ids)]
+    now = DirectoryMembership._meta.get_field("created_at").get_db_prep_save(
+        timezone.now(), connection
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{_LINKS}" ("group_record_id", "user_record_id", "created_at") '
+            f'SELECT %s, "id", %s FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
+            f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN '
+            f"({', '.join(['%s'] * len(ids))}){guard} ON CONFLICT DO NOTHING",
+            [group.pk, now, *params, *guard_params],
+        )
+        inserted = cursor.rowcount
+    if inserted or checked:
+        return inserted
+    # Nothing inserted: every id already a member, or some id unknown (nothing written).
+    found = _resolve_members(organization_id=group.organization_id, ids=ids)
+    return 0 if len(found) == len(ids) else None
+
+
+def _links_remove(group: DirectoryRecord, ids: Sequence[str] | None, *, keep: bool) -> int:
+    """Remove these users' links (``keep``: remove every link except theirs). One statement."""
+    if ids is None or (keep and not ids):
+        sql, params = f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s', [group.pk]
+    else:
+        ids = sorted({str(uuid.UUID(i)) for i in ids})
+        if not ids:
+            return 0
+        users, user_params = _live_users_sql(group.organization_id, ids)
+        sql = (
+            f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s AND "user_record_id" '
+            f"{'NOT IN' if keep else 'IN'} ({users})"
+        )
+        params = [group.pk, *user_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _check_members(*, organization_id: int, changes: Sequence[MemberChange]) -> None:
+    """Refuse (before any write) a change set whose add/replace ids are not all live users."""
+    strict = sorted({str(uuid.UUID(i)) for c in changes if c.op != "remove" for i in c.ids})
+    if not strict:
+        return
+    found = _resolve_members(organization_id=organization_id, ids=strict)
+    missing = sorted(set(strict) - set(found))
+    if missing:
+        raise UnknownMembers(missing)
+
+
 def _apply_member_changes(*, group: DirectoryRecord, changes: Sequence[MemberChange]) -> bool:
-    """Apply member changes in order under the group's row lock; return whether any changed."""
-    organization = group.organization
+    """Apply member changes in order under the group's row lock; return whether any changed.
+
+    Raises UnknownMembers before writing anything. A single add or remove (Entra's usual
+    PATCH) is one statement; several changes are checked together first.
+    """
+    if len(changes) == 1 and changes[0].op == "add":
+        added = _links_add(group, changes[0].ids, checked=False)
+        if added is None:
+            found = _resolve_members(organization_id=group.organization_id, ids=changes[0].ids)
+            raise UnknownMembers(sorted({str(uuid.UUID(i)) for i in changes[0].ids} - set(found)))
+        return bool(added)
+    _check_members(organization_id=group.organization_id, changes=changes)
     changed = False
     for change in changes:
-        links = DirectoryMembership.objects.filter(group_record=group)
         if change.op == "remove":
             # Removing an id that is not a member (or not ours) changes nothing.
-            found = _resolve_members(organization=organization, ids=change.ids, strict=False)
-            deleted, _ = links.filter(user_record_id__in=found.values()).delete()
-            changed |= bool(deleted)
+            changed |= bool(_links_remove(group, change.ids, keep=False))
             continue
-        found = _resolve_members(organization=organization, ids=change.ids, strict=True)
-        wanted = set(found.values())
         if change.op == "replace":
-            deleted, _ = links.exclude(user_record_id__in=wanted).delete()
-            changed |= bool(deleted)
-        present = set(
-            links.filter(user_record_id__in=wanted).values_list("user_record_id", flat=True)
-        )
-        missing = wanted - present
-        if missing:
-            DirectoryMembership.objects.bulk_create(
-                [DirectoryMembership(group_record=group, user_record_id=pk) for pk in missing]
-            )
-            changed = True
+            changed |= bool(_links_remove(group, change.ids, keep=True))
+        changed |= bool(_links_add(group, change.ids, checked=True))
     return changed
+
+
+# --- services --------------------------------------------------------------------------------
 
 
 def record_create(
@@ -164,19 +332,49 @@ def record_create(
     request_id: str = "",
 ) -> DirectoryRecord:
     """Create a record from a canonical document (and a group's members); event ``created``."""
-    with transaction.atomic():
-        _check_unique(
-            organization=organization, resource_type=resource_type, mirror=mirror, exclude_pk=None
-        )
-        record = DirectoryRecord(
-            organization=organization, resource_type=resource_type, document=document, **mirror
-        )
-        _save_unique(record, mirror=mirror, create=True, update_fields=None)
-        if member_ids:
-            _apply_member_changes(group=record, changes=[MemberChange("add", tuple(member_ids))])
-        change_event_append(
-            record=record, kind=ChangeEvent.Kind.CREATED, run=run, request_id=request_id
-        )
+    now = timezone.now()
+    record = DirectoryRecord(
+        organization=organization,
+        resource_type=resource_type,
+        document=document,
+        created_at=now,
+        updated_at=now,
+        **mirror,
+    )
+    failure: Exception | None = None
+    with transaction.atomic(savepoint=False):
+        try:
+            if member_ids:
+                _check_members(
+                    organization_id=organization.pk, changes=[MemberChange("add", member_ids)]
+                )
+        except UnknownMembers as exc:
+            failure = exc
+        else:
+            for _attempt in range(3):
+                if _insert(record):
+                    break
+                # Nothing written: name the attribute another live record holds (a concurrent
+                # insert of the same value has committed by now); if that record is already
+                # gone again, try once more.
+                failure = _conflict_of(
+                    organization_id=organization.pk,
+                    resource_type=resource_type,
+                    mirror=mirror,
+                    exclude_pk=None,
+                )
+                if failure is not None:
+                    break
+            else:
+                raise IntegrityError("directory record insert kept conflicting")
+            if failure is None:
+                if member_ids:
+                    _links_add(record, member_ids, checked=True)
+                change_event_append(
+                    record=record, kind=ChangeEvent.Kind.CREATED, run=run, request_id=request_id
+                )
+    if failure is not None:
+        raise failure
     return record
 
 
@@ -184,11 +382,7 @@ def record_get_for_update(
     *, organization: Organization, resource_type: str, scim_id: str
 ) -> DirectoryRecord:
     """Lock and return a live record (call inside a transaction)."""
-    try:
-        key = uuid.UUID(str(scim_id))
-    except ValueError:
-        raise RecordNotFound(scim_id)
-    record = _live(organization, resource_type).select_for_update().filter(scim_id=key).first()
+    record = _lock(organization=organization, resource_type=resource_type, scim_id=scim_id)
     if record is None:
         raise RecordNotFound(scim_id)
     return record
@@ -224,45 +418,114 @@ def record_update(
     ``reactivated`` when ``active`` flipped, ``updated`` when the document changed,
     ``members_changed`` when only a group's members did.
     """
-    with transaction.atomic():
-        record = record_get_for_update(
-            organization=organization, resource_type=resource_type, scim_id=scim_id
-        )
-        was_active = record.active
-        document_changed = False
-        if change is not None:
-            document, mirror = change(record)
-            current = {field: getattr(record, field) for field in mirror}
-            if document != record.document or mirror != current:
-                document_changed = True
-                _check_unique(
-                    organization=organization,
-                    resource_type=resource_type,
-                    mirror={k: v for k, v in mirror.items() if v != current.get(k)},
+    failure: Exception | None = None
+    result: RecordWrite | None = None
+    with transaction.atomic(savepoint=False):
+        record = _lock(organization=organization, resource_type=resource_type, scim_id=scim_id)
+        if record is None:
+            failure = RecordNotFound(scim_id)
+        else:
+            try:
+                result = _record_change(
+                    record,
+                    change=change,
+                    member_changes=member_changes,
+                    run=run,
+                    request_id=request_id,
+                )
+            except DatabaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a refusal: raised after the block
+                failure = exc
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _record_change(
+    record: DirectoryRecord,
+    *,
+    change: Callable[[DirectoryRecord], tuple[dict, dict]] | None,
+    member_changes: Sequence[MemberChange],
+    run: ProvisioningRun | None,
+    request_id: str,
+) -> RecordWrite:
+    """The body of record_update once the record is locked; raises only before writing (a
+    unique-changing UPDATE is written inside a savepoint)."""
+    was_active = record.active
+    document_changed = False
+    mirror: dict = {}
+    unique_changed = False
+    rest = {"member_changes": member_changes, "run": run, "request_id": request_id}
+    if change is not None:
+        document, mirror = change(record)
+        current = {field: getattr(record, field) for field in mirror}
+        if document != record.document or mirror != current:
+            document_changed = True
+            changed_mirror = {k: v for k, v in mirror.items() if v != current.get(k)}
+            unique_changed = any(k in changed_mirror for k in _UNIQUE_MIRROR)
+            if unique_changed:
+                conflict = _conflict_of(
+                    organization_id=record.organization_id,
+                    resource_type=record.resource_type,
+                    mirror=changed_mirror,
                     exclude_pk=record.pk,
                 )
-                record.document = document
-                for field, value in mirror.items():
-                    setattr(record, field, value)
-        members_changed = (
-            _apply_member_changes(group=record, changes=member_changes) if member_changes else False
-        )
-        if not document_changed and not members_changed:
-            return RecordWrite(record=record, changed=False, event=None)
-        record.version += 1
-        fields = ["version", "updated_at"]
-        if document_changed:
-            fields += ["document", *mirror.keys()]
-        _save_unique(
-            record, mirror=mirror if document_changed else {}, create=False, update_fields=fields
-        )
-        event = change_event_append(
-            record=record,
-            kind=_event_kind(record, was_active=was_active, document_changed=document_changed),
-            run=run,
-            request_id=request_id,
-        )
+                if conflict is not None:
+                    raise conflict
+            record.document = document
+            for field, value in mirror.items():
+                setattr(record, field, value)
+    if unique_changed:
+        # Rare (Entra renames): write in a savepoint so a unique race undoes only this write.
+        try:
+            with transaction.atomic():
+                event = _record_write(record, was_active, document_changed, mirror, **rest)
+        except IntegrityError:
+            conflict = _conflict_of(
+                organization_id=record.organization_id,
+                resource_type=record.resource_type,
+                mirror=mirror,
+                exclude_pk=record.pk,
+            )
+            if conflict is not None:
+                raise conflict
+            raise
+    else:
+        event = _record_write(record, was_active, document_changed, mirror, **rest)
+    if event is None:
+        return RecordWrite(record=record, changed=False, event=None)
     return RecordWrite(record=record, changed=True, event=event)
+
+
+def _record_write(
+    record: DirectoryRecord,
+    was_active: bool,
+    document_changed: bool,
+    mirror: dict,
+    *,
+    member_changes: Sequence[MemberChange],
+    run: ProvisioningRun | None,
+    request_id: str,
+) -> ChangeEvent | None:
+    """Member changes (refused before any write), then the record UPDATE and its event."""
+    members_changed = (
+        _apply_member_changes(group=record, changes=member_changes) if member_changes else False
+    )
+    if not document_changed and not members_changed:
+        return None
+    record.version += 1
+    record.updated_at = timezone.now()
+    fields = ["version", "updated_at"]
+    if document_changed:
+        fields += ["document", *mirror.keys()]
+    _update(record, fields)
+    return change_event_append(
+        record=record,
+        kind=_event_kind(record, was_active=was_active, document_changed=document_changed),
+        run=run,
+        request_id=request_id,
+    )
 
 
 def record_delete(
@@ -278,14 +541,16 @@ def record_delete(
     The apply job converges the member/group to "gone" and then purges the tombstone; the
     tombstone frees the userName/externalId at once (the unique constraints skip it).
     """
-    with transaction.atomic():
-        record = record_get_for_update(
-            organization=organization, resource_type=resource_type, scim_id=scim_id
-        )
-        record.deleted_at = timezone.now()
-        record.version += 1
-        record.save(update_fields=["deleted_at", "version", "updated_at"])
-        change_event_append(
-            record=record, kind=ChangeEvent.Kind.DELETED, run=run, request_id=request_id
-        )
+    with transaction.atomic(savepoint=False):
+        record = _lock(organization=organization, resource_type=resource_type, scim_id=scim_id)
+        if record is not None:
+            record.deleted_at = timezone.now()
+            record.updated_at = record.deleted_at
+            record.version += 1
+            _update(record, ["deleted_at", "version", "updated_at"])
+            change_event_append(
+                record=record, kind=ChangeEvent.Kind.DELETED, run=run, request_id=request_id
+            )
+    if record is None:
+        raise RecordNotFound(scim_id)
     return record

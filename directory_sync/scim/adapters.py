@@ -93,10 +93,16 @@ class DirectoryRecordAdapter(SCIMMixin):
     endpoint = ""
     id_field = "scim_id"
 
-    def __init__(self, obj: DirectoryRecord | None, request: Any = None):
+    def __init__(self, obj: DirectoryRecord | None, request: Any = None, scim_id: str = ""):
         super().__init__(obj, request=request)
         self.pending_document: dict | None = None
         self.pending_members: list[str] | None = None
+        # The id of the record a write targets, when the view did not read it first (PATCH).
+        self.scim_id = scim_id
+
+    @property
+    def id(self) -> str:
+        return str(self.obj.scim_id) if self.obj is not None else self.scim_id
 
     @property
     def base_url(self) -> str:
@@ -154,17 +160,20 @@ class UserAdapter(DirectoryRecordAdapter):
 
     def validate_dict(self, d: Any) -> None:
         self.pending_document = user_document_from_payload(d)
-        self._validate(self.pending_document, previous=None)
+        self._validate(self.pending_document, previous=None, own_id=self._own_id())
 
     def from_dict(self, d: Any) -> None:
         if self.pending_document is None:
             self.validate_dict(d)
 
-    def _validate(self, document: dict, *, previous: dict | None) -> None:
+    def _own_id(self) -> str | None:
+        return self.id if self.obj is not None and self.obj.pk else None
+
+    def _validate(self, document: dict, *, previous: dict | None, own_id: str | None) -> None:
         validate_user_document(document, sync_settings=_sync_settings(self.request))
         manager = manager_id(document)
         if manager and manager != (manager_id(previous) if previous else None):
-            if manager == (self.id if self.obj is not None and self.obj.pk else None):
+            if manager == own_id:
                 raise errors.invalid_value("A user cannot be their own manager.")
             if not queries.user_exists(
                 organization=self.request.scim_organization, scim_id=manager
@@ -202,7 +211,7 @@ class UserAdapter(DirectoryRecordAdapter):
 
         def change(record: DirectoryRecord) -> tuple[dict, dict]:
             document = user_patch_apply(record.document, operations)
-            self._validate(document, previous=record.document)
+            self._validate(document, previous=record.document, own_id=str(record.scim_id))
             return document, user_mirror(document)
 
         try:
@@ -228,8 +237,9 @@ class GroupAdapter(DirectoryRecordAdapter):
         obj: DirectoryRecord | None,
         request: Any = None,
         members: list[tuple[str, str]] | None = None,
+        scim_id: str = "",
     ):
-        super().__init__(obj, request=request)
+        super().__init__(obj, request=request, scim_id=scim_id)
         self.members = members
 
     def to_dict(self) -> dict:

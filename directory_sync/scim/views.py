@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -22,6 +23,7 @@ from . import discovery, errors, filters, queries
 from .adapters import GroupAdapter, UserAdapter, base_location
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CORE_PREFIXES = (USER_SCHEMA.lower() + ":", GROUP_SCHEMA.lower() + ":")
 _EXT = ENTERPRISE_SCHEMA.lower()
 
@@ -158,7 +160,15 @@ class ScimView(scim_views.SCIMView):
     # an overriding dispatch must be marked again or every write answers 403.
     @method_decorator(csrf_exempt)
     def dispatch(self, request, *args, **kwargs):
-        response = super().dispatch(request, *args, **kwargs)
+        if request.method in _WRITE_METHODS:
+            # One transaction per write request: the record, its outbox event and the request
+            # log row (written by the auth check around the view) share one commit, so one WAL
+            # flush per write. Record services decide every refusal before writing, so an
+            # error answer commits only its log row.
+            with transaction.atomic():
+                response = super().dispatch(request, *args, **kwargs)
+        else:
+            response = super().dispatch(request, *args, **kwargs)
         response["Content-Type"] = SCIM_CONTENT_TYPE
         return response
 
@@ -308,12 +318,22 @@ class _ResourceView(ScimView):
     def patch(self, request, organization_id, uuid=None):
         if not uuid:
             raise errors.method_not_allowed("PATCH", request.path)
-        adapter = self.adapter_class(self._get_record(uuid), request=request)
-        body = self.load_body()
-        operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
-        if not isinstance(operations, list) or not operations:
-            raise errors.invalid_syntax('A PATCH body needs a non-empty "Operations" array.')
-        adapter.handle_operations(operations)
+        # No read first: the record service locks the record (404 when it is not live here)
+        # and the adapter renders what it wrote.
+        self.organization  # noqa: B018 - checks the token's organization before parsing
+        adapter = self.adapter_class(None, request=request, scim_id=uuid)
+        try:
+            body = self.load_body()
+            operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
+            if not isinstance(operations, list) or not operations:
+                raise errors.invalid_syntax('A PATCH body needs a non-empty "Operations" array.')
+            adapter.handle_operations(operations)
+        except errors.ScimError as exc:
+            # An id that is not a live record here is a 404 whatever the body (another
+            # organization's ids must look the same as unknown ones): checked on errors only.
+            if exc.status != 404:
+                self._get_record(uuid)
+            raise
         return self._patched(adapter)
 
     def _patched(self, adapter) -> HttpResponse:
