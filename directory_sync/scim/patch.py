@@ -184,9 +184,88 @@ def _normalise_user_operation(operation: dict) -> dict:
     return result
 
 
+# Simple attributes a replace/add can set directly on the canonical document (lower-cased
+# path without the core URN → (container, key)); the enterprise ones are under its URN.
+_SIMPLE_TEXT: dict[str, tuple[str | None, str]] = {
+    "username": (None, "userName"),
+    "externalid": (None, "externalId"),
+    "displayname": (None, "displayName"),
+    "title": (None, "title"),
+    "name.givenname": ("name", "givenName"),
+    "name.familyname": ("name", "familyName"),
+}
+_SIMPLE_ENTERPRISE_TEXT = {"department": "department", "employeenumber": "employeeNumber"}
+_BOOLEAN_TEXT = {"true": True, "false": False}
+
+
+def _simple_target(path: str) -> tuple[str | None, str] | None:
+    rest = _strip_prefix(path, ENTERPRISE_SCHEMA)
+    if rest is not None:
+        key = _SIMPLE_ENTERPRISE_TEXT.get(rest.lower())
+        return (ENTERPRISE_SCHEMA, key) if key else None
+    rest = (_strip_prefix(path, USER_SCHEMA) or path).lower()
+    if rest == "active":
+        return (None, "active")
+    return _SIMPLE_TEXT.get(rest)
+
+
+def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
+    """Entra's usual PATCH — replace (or add) of plain text attributes and ``active`` — applied
+    directly to the canonical document; None when any operation needs the full engine.
+
+    Gives exactly what the engine gives for these shapes (pinned by
+    tests/directory_sync/scim/test_patch_users.py), at a fraction of its cost (bench profile:
+    loading the document into the model, validating the PatchOp and dumping it back were a
+    third of a PATCH's CPU).
+    """
+    result = dict(document)
+    copied: set[str] = set()
+    for operation in normalised:
+        path, value = operation.get("path"), operation.get("value")
+        if operation["op"] not in ("replace", "add") or path is None:
+            return None
+        target = _simple_target(path)
+        if target is None:
+            return None
+        container, key = target
+        if key == "active":
+            if isinstance(value, str):
+                value = _BOOLEAN_TEXT.get(value.lower())
+            if not isinstance(value, bool):
+                return None
+        elif not isinstance(value, str) or not value:
+            return None
+        if container is None:
+            result[key] = value
+            continue
+        if container not in copied:
+            existing = result.get(container)
+            if existing is not None and not isinstance(existing, dict):
+                return None
+            result[container] = dict(existing or {})
+            copied.add(container)
+        result[container][key] = value
+    if "name" in copied:
+        name = result["name"]
+        result["name"] = {k: name[k] for k in ("givenName", "familyName") if k in name}
+    schemas = [USER_SCHEMA]
+    if result.get(ENTERPRISE_SCHEMA):
+        schemas.append(ENTERPRISE_SCHEMA)
+    result["schemas"] = schemas
+    return result
+
+
 def user_patch_apply(document: dict, operations: list[dict]) -> dict:
     """Return the canonical user document after applying ``operations`` to ``document``."""
     normalised = [_normalise_user_operation(operation) for operation in operations]
+    simple = _simple_user_patch(document, normalised)
+    if simple is not None:
+        return simple
+    return _engine_patch_apply(document, normalised)
+
+
+def _engine_patch_apply(document: dict, normalised: list[dict]) -> dict:
+    """scim2-models' PATCH engine under ENTRA_POLICY (every shape Entra may send)."""
     model = user_model_from_document(document)
     try:
         with ENTRA_POLICY:

@@ -1,0 +1,218 @@
+"""The SCIM write hot paths: how few statements a warm write takes, one commit per write
+(record, outbox event and request-log row together), and the PATCH fast path giving exactly
+what the scim2-models engine gives."""
+
+import copy
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from directory_sync.models import DirectoryMembership, RequestLog
+from directory_sync.scim import auth
+from directory_sync.scim.documents import user_document_from_payload
+from directory_sync.scim.patch import (
+    _engine_patch_apply,
+    _normalise_user_operation,
+    _simple_user_patch,
+)
+
+from .conftest import (
+    ENTERPRISE,
+    USER_SCHEMA,
+    create_group,
+    create_user,
+    entra_user,
+    events_of,
+    patch_body,
+    record_of,
+)
+
+RECORDS = '"directory_sync_directoryrecord"'
+LINKS = '"directory_sync_directorymembership"'
+
+
+@pytest.fixture
+def quiet_bookkeeping(settings, monkeypatch):
+    """No periodic bookkeeping write during the measured request (auth cache expiry,
+    last_request_at, run counts): the count is then the write path's own."""
+    settings.BEEM_SCIM_AUTH_CACHE_SECONDS = 3600
+    settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 3600
+    monkeypatch.setattr(auth, "LAST_REQUEST_WRITE_SECONDS", 3600)
+
+
+def _statements(capture) -> list[str]:
+    return [query["sql"] for query in capture.captured_queries]
+
+
+def _on(table: str, statements: list[str]) -> list[str]:
+    return [sql for sql in statements if table in sql]
+
+
+def _no_own_commit_for_the_log(statements: list[str]) -> None:
+    # The log row shares the write's transaction: no second transaction, no async commit.
+    assert not [sql for sql in statements if "synchronous_commit" in sql]
+    assert sum(sql.startswith(("BEGIN", "COMMIT")) for sql in statements) <= 2
+
+
+def test_warm_post_is_one_insert_of_the_record(scim, quiet_bookkeeping):
+    create_user(scim, user_name="warm@contoso.com", external_id=str(uuid.uuid4()))
+    with CaptureQueriesContext(connection) as capture:
+        create_user(scim, user_name="measured@contoso.com", external_id=str(uuid.uuid4()))
+    statements = _statements(capture)
+    records = _on(RECORDS, statements)
+    assert len(records) == 1 and records[0].startswith("INSERT"), statements
+    assert "ON CONFLICT DO NOTHING" in records[0]
+    _no_own_commit_for_the_log(statements)
+    # transaction, run lookup, record, event, log row (in a savepoint).
+    assert len(statements) <= 8, "\n".join(statements)
+
+
+def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
+    user = create_user(scim, mobile="+966512345678")
+    operations = [
+        {"op": "Replace", "path": "title", "value": "Lead"},
+        {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Sales"},
+    ]
+    assert scim.patch(f"/Users/{user['id']}", json=patch_body(*operations)).status_code == 200
+    operations[0]["value"] = "Principal"
+    with CaptureQueriesContext(connection) as capture:
+        response = scim.patch(f"/Users/{user['id']}", json=patch_body(*operations))
+    assert response.status_code == 200, response.content
+    assert response.json()["title"] == "Principal"
+    statements = _statements(capture)
+    records = _on(RECORDS, statements)
+    assert [sql.split()[0] for sql in records] == ["SELECT", "UPDATE"], statements
+    if connection.features.has_select_for_update:
+        assert records[0].endswith("FOR UPDATE")
+    _no_own_commit_for_the_log(statements)
+    # transaction, run lookup, lock, update, event, log row (in a savepoint).
+    assert len(statements) <= 9, "\n".join(statements)
+    assert record_of(user["id"]).document["title"] == "Principal"
+
+
+def test_warm_group_member_add_and_remove_are_one_statement_each(scim, quiet_bookkeeping):
+    users = [
+        create_user(
+            scim,
+            user_name=f"m{i}@contoso.com",
+            external_id=str(uuid.uuid4()),
+            mobile=f"+96651234567{i}",
+        )
+        for i in range(2)
+    ]
+    group = create_group(scim)
+    path = f"/Groups/{group['id']}"
+    add = patch_body({"op": "Add", "path": "members", "value": [{"value": users[0]["id"]}]})
+    assert scim.patch(path, json=add).status_code == 204
+    for op in ("Add", "Remove"):
+        body = patch_body({"op": op, "path": "members", "value": [{"value": users[1]["id"]}]})
+        with CaptureQueriesContext(connection) as capture:
+            response = scim.patch(path, json=body)
+        assert response.status_code == 204, response.content
+        statements = _statements(capture)
+        assert len(_on(LINKS, statements)) == 1, statements
+        _no_own_commit_for_the_log(statements)
+        # transaction, run lookup, lock, member statement, version, event, log row.
+        assert len(statements) <= 10, "\n".join(statements)
+    group_pk = record_of(group["id"]).pk
+    members = DirectoryMembership.objects.filter(group_record_id=group_pk)
+    assert list(members.values_list("user_record__scim_id", flat=True)) == [
+        uuid.UUID(users[0]["id"])
+    ]
+    assert [kind for kind, _ in events_of(group["id"])] == [
+        "created",
+        "members_changed",
+        "members_changed",
+        "members_changed",
+    ]
+
+
+def test_adding_a_member_twice_changes_nothing_and_unknown_ids_write_nothing(scim):
+    user = create_user(scim)
+    group = create_group(scim)
+    path = f"/Groups/{group['id']}"
+    add = patch_body({"op": "Add", "path": "members", "value": [{"value": user["id"]}]})
+    assert scim.patch(path, json=add).status_code == 204
+    assert scim.patch(path, json=add).status_code == 204
+    unknown = str(uuid.uuid4())
+    both = patch_body(
+        {"op": "Add", "path": "members", "value": [{"value": user["id"]}, {"value": unknown}]}
+    )
+    response = scim.patch(path, json=both)
+    assert response.status_code == 400
+    assert unknown in response.json()["detail"]
+    assert [kind for kind, _ in events_of(group["id"])] == ["created", "members_changed"]
+
+
+def test_refused_writes_still_log_their_request(scim):
+    user = create_user(scim, user_name="taken@contoso.com")
+    before = RequestLog.objects.count()
+    response = scim.post("/Users", json=entra_user(user_name="TAKEN@contoso.com"))
+    assert response.status_code == 409
+    bad = patch_body({"op": "Replace", "path": "nickName", "value": "x"})
+    assert scim.patch(f"/Users/{user['id']}", json=bad).status_code == 400
+    assert RequestLog.objects.count() == before + 2
+    assert [kind for kind, _ in events_of(user["id"])] == ["created"]
+
+
+# --- PATCH fast path == engine ----------------------------------------------------------------
+
+
+def _documents() -> list[dict]:
+    full = user_document_from_payload(entra_user(mobile="+966512345678"))
+    bare = user_document_from_payload(
+        {"schemas": [USER_SCHEMA], "userName": "bare@contoso.com", "active": True}
+    )
+    return [full, bare]
+
+
+SIMPLE_OPERATIONS = [
+    [{"op": "Replace", "path": "title", "value": "Lead"}],
+    [{"op": "Add", "path": "title", "value": "Lead"}],
+    [{"op": "replace", "path": "displayName", "value": "Alice W."}],
+    [{"op": "Replace", "path": "userName", "value": "New.Name@contoso.com"}],
+    [{"op": "Replace", "path": "externalId", "value": "ext-2"}],
+    [{"op": "Replace", "path": "name.givenName", "value": "Al"}],
+    [{"op": "Add", "path": "name.familyName", "value": "W"}],
+    [{"op": "Replace", "path": f"{USER_SCHEMA}:title", "value": "Urn"}],
+    [{"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Ops"}],
+    [{"op": "Add", "path": f"{ENTERPRISE}:employeeNumber", "value": "E-7"}],
+    [{"op": "Replace", "path": "active", "value": "False"}],
+    [{"op": "Replace", "path": "active", "value": "True"}],
+    [{"op": "Replace", "path": "active", "value": "false"}],
+    [{"op": "Replace", "path": "active", "value": False}],
+    [{"op": "Replace", "path": "active", "value": True}],
+    [
+        {"op": "Replace", "path": "title", "value": "Title 7"},
+        {"op": "Replace", "path": "name.familyName", "value": "Family 7"},
+        {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Dept 7"},
+    ],
+]
+
+
+@pytest.mark.parametrize("operations", SIMPLE_OPERATIONS)
+def test_fast_path_gives_what_the_engine_gives(operations):
+    for document in _documents():
+        normalised = [_normalise_user_operation(op) for op in operations]
+        fast = _simple_user_patch(copy.deepcopy(document), normalised)
+        assert fast is not None, operations
+        assert fast == _engine_patch_apply(copy.deepcopy(document), normalised)
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [{"op": "Remove", "path": "title"}],
+        [{"op": "Replace", "path": "title", "value": ""}],
+        [{"op": "Replace", "path": "title", "value": 7}],
+        [{"op": "Replace", "path": "active", "value": "maybe"}],
+        [{"op": "Replace", "path": 'emails[type eq "work"].value', "value": "a@b.example"}],
+        [{"op": "Replace", "value": {"title": "x"}}],
+        [{"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": str(uuid.uuid4())}],
+    ],
+)
+def test_other_shapes_go_through_the_engine(operations):
+    normalised = [_normalise_user_operation(op) for op in operations]
+    assert _simple_user_patch(_documents()[0], normalised) is None
