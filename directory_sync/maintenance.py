@@ -19,6 +19,7 @@ from members.models import Group, GroupMembership, Member, Organization
 from members.phones import phone_or_none
 from members.services import audit_record
 
+from . import record_counts
 from .models import (
     ChangeEvent,
     DirectoryMembership,
@@ -104,6 +105,8 @@ class Kind:
     STALE_FIELD = "stale_field"
     DUPLICATE = "duplicate"
     ORPHAN = "orphan"
+    # The list index (DirectoryRecordCount: totalResults, startIndex) disagrees with the records.
+    RECORD_COUNT = "record_count"
 
 
 # Kinds whose record a re-applied change event can repair. Duplicates need a person's
@@ -232,7 +235,8 @@ def reconcile_differences(*, organization: Organization | None = None) -> list[D
     Reports: a live record without its member/group (``missing_*``); a member or group that
     does not match its record, or a directory-deleted/inactive user whose member still exists
     (``stale_field``); another member or directory user with the same email or mobile
-    (``duplicate``); a directory-managed member or group with no record (``orphan``).
+    (``duplicate``); a directory-managed member or group with no record (``orphan``); SCIM
+    list counts that disagree with the records (``record_count``).
     """
     organizations = (
         [organization] if organization is not None else Organization.objects.order_by("id")
@@ -241,7 +245,36 @@ def reconcile_differences(*, organization: Organization | None = None) -> list[D
     out: list[Difference] = []
     for org in organizations:
         out.extend(_reconcile_organization(org, engine=engine))
+        out.extend(_count_differences(org))
     return out
+
+
+def _count_differences(organization: Organization) -> list[Difference]:
+    return [
+        Difference(
+            organization_id=organization.pk,
+            organization_slug=organization.slug,
+            kind=Kind.RECORD_COUNT,
+            resource_type=found.resource_type,
+            scim_id="",
+            label="",
+            member_id=None,
+            group_id=None,
+            detail=f"list counts say {found.counted} live records, there are {found.live} "
+            f"({found.blocks} block(s) of ids differ)",
+        )
+        for found in record_counts.counts_differences(organization_id=organization.pk)
+    ]
+
+
+def record_counts_fix(*, differences: Iterable[Difference]) -> int:
+    """Rebuild the list counts behind ``record_count`` differences; returns how many."""
+    pairs = sorted(
+        {(d.organization_id, d.resource_type) for d in differences if d.kind == Kind.RECORD_COUNT}
+    )
+    for organization_id, resource_type in pairs:
+        record_counts.counts_rebuild(organization_id=organization_id, resource_type=resource_type)
+    return len(pairs)
 
 
 def _reconcile_organization(organization: Organization, *, engine) -> list[Difference]:

@@ -15,6 +15,9 @@ from oauth2_provider.settings import oauth2_settings
 
 from members.models import Department, Group, Member, Organization
 
+# Primary keys per DirectoryRecordCount block; the triggers of migration 0003 use the same.
+RECORD_COUNT_BLOCK = 1024
+
 
 class SyncSettings(models.Model):
     """One organization's "Sync with Entra ID" configuration and status."""
@@ -164,6 +167,46 @@ class DirectoryRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_type} {self.user_name or self.display_name} ({self.scim_id})"
+
+
+class DirectoryRecordCount(models.Model):
+    """A number of live records of one organization and resource type in one block of
+    ``RECORD_COUNT_BLOCK`` consecutive primary keys (``block = id // RECORD_COUNT_BLOCK``).
+
+    The sum of a block's rows is how many of its records are live (not tombstoned): the index
+    that gives SCIM lists an exact ``totalResults`` and turns ``startIndex`` into a seek
+    (``directory_sync.scim.paging``) without counting or skipping every row before the page.
+    Database triggers on ``DirectoryRecord`` (migration 0003) append a ``+1`` or ``-1`` row in
+    the same transaction as every insert, delete, tombstone and restore, whoever writes (the
+    record services, the benchmark's COPY, a cascade); appending instead of updating one row
+    means concurrent writers never wait for each other. ``paging.counts_compact`` folds the
+    rows of an organization into one per block, and ``manage.py directory_sync reconcile``
+    checks and repairs them.
+
+    No foreign-key constraint: a record deleted by an organization's cascade still appends its
+    ``-1`` while the organization's own rows are being deleted.
+    """
+
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # dirrec_count_block leads with it
+        related_name="+",
+    )
+    resource_type = models.CharField(max_length=5, choices=DirectoryRecord.ResourceType.choices)
+    block = models.BigIntegerField()
+    live = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["organization", "resource_type", "block"], name="dirrec_count_block"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource_type} block {self.block} of {self.organization_id}: {self.live:+d}"
 
 
 class DirectoryMembership(models.Model):

@@ -74,6 +74,13 @@ def purge_old_logs() -> None:
     logs_purge()
 
 
+@shared_task(name="directory_sync.fold_record_counts")
+def fold_record_counts() -> int:
+    from .record_counts import counts_compact_all
+
+    return counts_compact_all()
+
+
 @shared_task(bind=True, name="directory_sync.worker_heartbeat")
 def worker_heartbeat(self) -> None:
     from .health import worker_heartbeat_record

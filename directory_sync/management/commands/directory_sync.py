@@ -194,9 +194,10 @@ class Command(BaseCommand):
             "reconcile",
             help="Compare directory records with members; report or re-queue differences.",
             description="Compare every directory record with its member (or group) and list "
-            "the differences: missing_member/missing_group, stale_field, duplicate, orphan. "
-            "--fix --yes re-queues the records of missing and stale entries (one change "
-            "event each); duplicates and orphans need a person's decision.",
+            "the differences: missing_member/missing_group, stale_field, duplicate, orphan, "
+            "record_count. --fix --yes re-queues the records of missing and stale entries (one "
+            "change event each) and rebuilds wrong SCIM list counts; duplicates and orphans "
+            "need a person's decision.",
         )
         org_argument(p, required=False)
         p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -463,16 +464,24 @@ class Command(BaseCommand):
             for d in differences
             if d.kind in maintenance.FIXABLE and d.record_id and not d.pending_event
         }
+        counts = sum(d.kind == maintenance.Kind.RECORD_COUNT for d in differences)
         if not fix:
             if fixable:
                 notes.write(f"{len(fixable)} record(s) can be re-queued with --fix --yes.")
+            if counts:
+                notes.write(f"{counts} list count(s) can be rebuilt with --fix --yes.")
             return
         if not yes:
+            if counts:
+                notes.write(f"Would rebuild {counts} list count(s).\n")
             notes.write(
                 f"Would re-queue {len(fixable)} record(s) (one change event each).\n"
                 "Nothing was changed. Re-run with --fix --yes to re-queue."
             )
             return
+        if counts:
+            rebuilt = maintenance.record_counts_fix(differences=differences)
+            notes.write(f"Rebuilt {rebuilt} list count(s).\n")
         requeued = maintenance.reconcile_fix(differences=differences, actor_label=OPERATOR)
         notes.write(f"Re-queued {requeued} record(s).")
 
