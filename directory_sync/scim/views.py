@@ -19,7 +19,7 @@ from django_scim import views as scim_views
 from django_scim.constants import SCIM_CONTENT_TYPE
 
 from ..models import DirectoryRecord
-from . import discovery, errors, filters, queries
+from . import discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
@@ -30,6 +30,17 @@ _EXT = ENTERPRISE_SCHEMA.lower()
 
 def _json_response(body: Any, *, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(body), content_type=SCIM_CONTENT_TYPE, status=status)
+
+
+def _list_response(page: paging.Page, body: dict | None = None) -> HttpResponse:
+    """A ListResponse; the request log keeps its summary (``scim_list_page``), not 100
+    resources it would have to mask."""
+    if body is None:
+        response = HttpResponse(page.body(), content_type=SCIM_CONTENT_TYPE)
+    else:
+        response = _json_response(body)
+    response.scim_list_page = page
+    return response
 
 
 # --- attributes / excludedAttributes (RFC 7644 §3.4.2.5) -------------------------------------
@@ -286,17 +297,43 @@ class _ResourceView(ScimView):
         if request.GET.get("filter") is not None:
             query = filters.filter_q(request.GET["filter"], resource_type=self.resource_type)
         start, count = self._page_params()
-        records = queries.record_list(
-            organization=self.organization, resource_type=self.resource_type, query=query
-        )
-        total = records.count()
-        page = list(records[start - 1 : start - 1 + count]) if count else []
+        organization = self.organization
         attributes, excluded = self._projection()
+        if (
+            query is None
+            and self._renders_stored(attributes, excluded)
+            and paging.renders_in_database()
+        ):
+            page = paging.rendered_page(
+                organization_id=organization.pk,
+                resource_type=self.resource_type,
+                start=start,
+                count=count,
+                base_url=self.base_url,
+            )
+            return _list_response(page)
+        records = queries.record_list(
+            organization=organization, resource_type=self.resource_type, query=query
+        )
+        page = paging.record_page(
+            records,
+            organization_id=organization.pk,
+            resource_type=self.resource_type,
+            start=start,
+            count=count,
+            filtered=query is not None,
+        )
         resources = [
             project(adapter.to_dict(), attributes=attributes, excluded=excluded)
-            for adapter in self._adapters(page)
+            for adapter in self._adapters(page.records)
         ]
-        return _json_response(discovery.list_response(resources, total=total, start=start))
+        return _list_response(
+            page, discovery.list_response(resources, total=page.total, start=start)
+        )
+
+    def _renders_stored(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+        """Whether a page is the stored documents as they are (no projection to apply)."""
+        return not attributes and not excluded
 
     def post(self, request, organization_id, uuid=None):
         if uuid:
@@ -355,6 +392,11 @@ class UsersView(_ResourceView):
 class GroupsView(_ResourceView):
     adapter_class = GroupAdapter
     resource_type = DirectoryRecord.ResourceType.GROUP
+
+    def _renders_stored(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+        # Entra lists groups with excludedAttributes=members (entra-contract.md): stored
+        # documents hold no members, so such a page is the documents as they are.
+        return not attributes and set(excluded) == {(False, "members", None)}
 
     def _adapters(self, records: list[DirectoryRecord]) -> list:
         attributes, excluded = self._projection()
