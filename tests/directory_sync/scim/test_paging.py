@@ -1,7 +1,8 @@
 """SCIM list pages (directory_sync.scim.paging): exact totals, seeks equal to OFFSET, one
 statement on PostgreSQL, resources rendered by the database equal the adapters' rendering,
-and memory that does not grow with the directory."""
+memory that does not grow with the directory, and a summary in the request log."""
 
+import json
 import threading
 import tracemalloc
 import uuid
@@ -16,6 +17,7 @@ from directory_sync.models import (
     RECORD_COUNT_BLOCK,
     DirectoryRecord,
     DirectoryRecordCount,
+    RequestLog,
 )
 from directory_sync.scim import paging, queries
 
@@ -336,7 +338,7 @@ def test_projected_pages_keep_their_projection(scim, render):
     assert "emails" not in without and "userName" in without
 
 
-# --- statements and memory ----------------------------------------------------------------
+# --- statements, memory, request log ---------------------------------------------------------
 
 
 def _directory_statements(captured) -> list[str]:
@@ -406,6 +408,25 @@ def test_page_memory_does_not_grow_with_the_directory(scim, organization, render
 
     # Twenty times the directory, the same page: at most a few KB more (allocator noise).
     assert large < small * 1.2 + 20_000, (small, large)
+
+
+def test_list_responses_are_logged_as_a_summary_with_ids(scim, organization, render):
+    users = [
+        create_user(scim, user_name=f"u{i}@contoso.com", external_id=f"o{i}", mobile=None)
+        for i in range(3)
+    ]
+
+    scim.get("/Users", params={"startIndex": 2, "count": 5})
+
+    log = RequestLog.objects.order_by("-id").first()
+    assert json.loads(log.response_body) == {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": 3,
+        "itemsPerPage": 2,
+        "startIndex": 2,
+        "Resources": [{"id": users[1]["id"]}, {"id": users[2]["id"]}],
+    }
+    assert "contoso" not in log.response_body
 
 
 # --- concurrency (PostgreSQL) ----------------------------------------------------------------
