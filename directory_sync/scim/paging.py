@@ -35,6 +35,9 @@ from .documents import ENTERPRISE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
+# Past any directory, and far below the bigint limit of OFFSET and LIMIT arithmetic.
+MAX_START_INDEX = 2**62
+
 _RECORDS = DirectoryRecord._meta.db_table
 _COUNTS = DirectoryRecordCount._meta.db_table
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

@@ -263,8 +263,9 @@ class _ResourceView(ScimView):
         except ValueError:
             raise errors.invalid_value("startIndex and count must be whole numbers.")
         # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0; a count over
-        # filter.maxResults is capped.
-        return max(start, 1), min(max(count, 0), maximum)
+        # filter.maxResults is capped. A startIndex past any directory is capped too, so the
+        # database's OFFSET (a bigint) never overflows (found by the fuzzer: a 500).
+        return min(max(start, 1), paging.MAX_START_INDEX), min(max(count, 0), maximum)
 
     def _projection(self) -> tuple[list, list]:
         attributes = _parse_attribute_list(self.request.GET.get("attributes"))

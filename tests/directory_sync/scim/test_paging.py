@@ -263,6 +263,19 @@ def test_pages_over_http_at_the_boundaries(scim, scattered, settings, render):
     assert (last["itemsPerPage"], _ids_of(last)) == (1, scattered[7:])
 
 
+@pytest.mark.parametrize("start", [2**63 - 1, 2**64, 10**30])
+def test_a_start_index_past_any_bigint_is_an_empty_page(scim, start, render):
+    create_user(scim, mobile=None)
+
+    for params in ({}, {"attributes": "userName"}, {"filter": 'displayName eq "Alice Wong"'}):
+        response = scim.get("/Users", params={"startIndex": start, "count": 5, **params})
+
+        body = response.json()
+        assert response.status_code == 200, body
+        assert (body["totalResults"], body["Resources"]) == (1, [])
+        assert body["startIndex"] == paging.MAX_START_INDEX
+
+
 def test_an_empty_directory_lists_nothing(scim, render):
     body = scim.get("/Users", params={"startIndex": 1, "count": 10}).json()
 
