@@ -311,6 +311,9 @@ if BEEM_REQUEST_LOG not in ("all", "writes", "errors", "off"):
         f"BEEM_REQUEST_LOG must be one of all, writes, errors, off; got {BEEM_REQUEST_LOG!r}."
     )
 BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
+# A probe joins the open run when a probe opened it less than this many seconds ago and no
+# directory change was recorded in it yet (0: every probe opens a run). directory_sync.runs.
+BEEM_PROBE_COALESCE_SECONDS = env_int("BEEM_PROBE_COALESCE_SECONDS", 5)
 # Events still pending after this many seconds are re-dispatched by the sweep.
 BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)
 

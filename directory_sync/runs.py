@@ -29,12 +29,15 @@ from django.utils import timezone
 
 from members.models import Organization
 
-from .models import DirectoryRecord, ProvisioningRun, SyncSettings
+from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, SyncSettings
 
 logger = logging.getLogger(__name__)
 
 _PROBE_FILTER = re.compile(r'^\s*userName\s+eq\s+"([^"]*)"\s*$', re.IGNORECASE)
 DEFAULT_FLUSH_SECONDS = 1.0
+# A probe joins the open run instead of opening another when that run was opened by a probe
+# less than this long ago and no directory change was recorded in it (see run_for_request).
+DEFAULT_PROBE_COALESCE_SECONDS = 5.0
 
 # run id -> [requests not yet written, latest activity]
 _pending: dict[int, list] = {}
@@ -96,6 +99,11 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
             if now - _last_activity(current) <= _idle_gap():
                 # Another process opened a run while we waited for the lock.
                 return current
+        if trigger == ProvisioningRun.Trigger.PROBE and _probe_coalesces(
+            current, changed=current is not None and current.events.exists(), now=now
+        ):
+            # Another process's probe opened a run moments ago (a burst of probes).
+            return current
         open_runs = ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
         if trigger == ProvisioningRun.Trigger.PROBE:
             # The probe is the first call of a new cycle: what came before is over now.
@@ -107,27 +115,93 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
         return ProvisioningRun.objects.create(organization=organization, trigger=trigger)
 
 
+_RUN_FIELDS = [f.attname for f in ProvisioningRun._meta.concrete_fields]
+_RUN_TABLE = ProvisioningRun._meta.db_table
+# The open run, as run_current (the partial index provisioning_run_open answers it), plus
+# whether a change was recorded in it, plus — for a probe — whether its GUID is a live
+# user's userName: one statement for every authenticated request.
+_OPEN_RUN_SQL = (
+    "SELECT {columns}, "
+    "EXISTS(SELECT 1 FROM {events} e WHERE e.run_id = pr.id) AS changed, "
+    "{probe} AS probe_matches "
+    "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+    "SELECT * FROM {runs} WHERE organization_id = %s AND ended_at IS NULL "
+    "ORDER BY started_at DESC, id DESC LIMIT 1) pr ON TRUE"
+)
+_RECORD_TABLE = DirectoryRecord._meta.db_table
+_PROBE_MATCH_SQL = (
+    f"EXISTS(SELECT 1 FROM {_RECORD_TABLE} d WHERE d.organization_id = %s "
+    "AND d.resource_type = %s AND d.user_name_key = %s AND d.deleted_at IS NULL)"
+)
+
+
+def _open_run_and_probe_match(
+    *, organization_id: int, probe: str | None
+) -> tuple[ProvisioningRun | None, bool, bool]:
+    """``(open run or None, a change was recorded in it, the probe GUID is a user)``."""
+    columns = ", ".join(f"pr.{name}" for name in _RUN_FIELDS)
+    params: list = []
+    probe_sql = "FALSE"
+    if probe is not None:
+        probe_sql = _PROBE_MATCH_SQL
+        params += [organization_id, DirectoryRecord.ResourceType.USER, probe.casefold()]
+    sql = _OPEN_RUN_SQL.format(
+        columns=columns,
+        events=ChangeEvent._meta.db_table,
+        probe=probe_sql,
+        runs=_RUN_TABLE,
+    )
+    # The probe's parameters come first (select list), the run's after (FROM).
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, organization_id])
+        row = cursor.fetchone()
+    values, changed, probe_matches = row[: len(_RUN_FIELDS)], row[-2], row[-1]
+    run = None
+    if values[0] is not None:
+        run = ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, values)
+    return run, bool(changed), bool(probe_matches)
+
+
+def _probe_coalesces(run: ProvisioningRun | None, *, changed: bool, now: datetime) -> bool:
+    """Whether a probe joins ``run`` rather than opening a new one.
+
+    Entra sends the probe at the start of every cycle and every Test Connection; a burst of
+    probes (Test Connection clicked twice, several lookups of random GUIDs at once) would
+    otherwise make a run per probe, each with nothing in it. A probe joins the open run when
+    that run was itself opened by a probe less than ``BEEM_PROBE_COALESCE_SECONDS`` (default
+    5 s, 0 turns this off) ago and no directory change was recorded in it yet.
+    """
+    window = float(getattr(settings, "BEEM_PROBE_COALESCE_SECONDS", DEFAULT_PROBE_COALESCE_SECONDS))
+    return (
+        run is not None
+        and window > 0
+        and not changed
+        and run.trigger == ProvisioningRun.Trigger.PROBE
+        and timedelta(0) <= now - run.started_at < timedelta(seconds=window)
+    )
+
+
 def run_for_request(*, sync_settings: SyncSettings, request: HttpRequest) -> ProvisioningRun:
-    """The run an authenticated SCIM request belongs to (opening one if needed); counts it."""
-    organization = sync_settings.organization
+    """The run an authenticated SCIM request belongs to (opening one if needed); counts it.
+
+    For an Entra probe that matches no user, ``request.scim_probe_empty`` is set: the view
+    can answer the empty list without querying again.
+    """
     now = timezone.now()
     probe = probe_value(request)
-    if (
-        probe is not None
-        and not DirectoryRecord.objects.filter(
-            organization=organization,
-            resource_type=DirectoryRecord.ResourceType.USER,
-            user_name_key=probe.casefold(),
-            deleted_at__isnull=True,
-        ).exists()
-    ):
-        run = _run_open(sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now)
-    else:
-        run = run_current(organization=organization)
-        if run is None or now - _last_activity(run) > _idle_gap():
+    run, changed, probe_matches = _open_run_and_probe_match(
+        organization_id=sync_settings.organization_id, probe=probe
+    )
+    if probe is not None and not probe_matches:
+        request.scim_probe_empty = True
+        if not _probe_coalesces(run, changed=changed, now=now):
             run = _run_open(
-                sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.ACTIVITY, now=now
+                sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now
             )
+    elif run is None or now - _last_activity(run) > _idle_gap():
+        run = _run_open(
+            sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.ACTIVITY, now=now
+        )
     _count(run=run, now=now)
     return run
 

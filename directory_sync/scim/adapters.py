@@ -59,6 +59,48 @@ def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
     return location
 
 
+def _meta(record: Any, resource_type: str, location: str) -> dict:
+    return {
+        "resourceType": resource_type,
+        "created": record.created_at.isoformat(),
+        "lastModified": record.updated_at.isoformat(),
+        "location": location,
+        "version": f'W/"{record.version}"',
+    }
+
+
+def _body(record: Any, scim_id: str) -> dict:
+    document = dict(record.document)
+    schemas = document.pop("schemas")
+    return {"schemas": schemas, "id": scim_id, **document}
+
+
+def user_resource(record: Any, base_url: str) -> dict:
+    """A user record (``DirectoryRecord`` or ``queries.RecordRow``) as its SCIM resource."""
+    scim_id = str(record.scim_id)
+    body = _body(record, scim_id)
+    manager = manager_id(record.document)
+    if manager:
+        extension = dict(body[ENTERPRISE_SCHEMA])
+        extension["manager"] = {"value": manager, "$ref": f"{base_url}/Users/{manager}"}
+        body[ENTERPRISE_SCHEMA] = extension
+    body["meta"] = _meta(record, "User", f"{base_url}/Users/{scim_id}")
+    return body
+
+
+def group_resource(record: Any, base_url: str, member_ids: list[str] | None) -> dict:
+    """A group record as its SCIM resource; ``member_ids`` are its live users' SCIM ids."""
+    scim_id = str(record.scim_id)
+    body = _body(record, scim_id)
+    if member_ids:
+        body["members"] = [
+            {"value": member, "$ref": f"{base_url}/Users/{member}", "type": "User"}
+            for member in member_ids
+        ]
+    body["meta"] = _meta(record, "Group", f"{base_url}/Groups/{scim_id}")
+    return body
+
+
 def directory_record_model() -> type[DirectoryRecord]:
     """django-scim2's USER_MODEL_GETTER (users and groups are both directory records)."""
     return DirectoryRecord
@@ -118,18 +160,7 @@ class DirectoryRecordAdapter(SCIMMixin):
 
     @property
     def meta(self) -> dict:
-        return {
-            "resourceType": self.resource_type,
-            "created": self.obj.created_at.isoformat(),
-            "lastModified": self.obj.updated_at.isoformat(),
-            "location": self.location,
-            "version": f'W/"{self.obj.version}"',
-        }
-
-    def _body(self) -> dict:
-        document = dict(self.obj.document)
-        schemas = document.pop("schemas")
-        return {"schemas": schemas, "id": self.id, **document}
+        return _meta(self.obj, self.resource_type, self.location)
 
     def delete(self) -> None:
         try:
@@ -146,17 +177,7 @@ class UserAdapter(DirectoryRecordAdapter):
     url_name = "scim:users"
 
     def to_dict(self) -> dict:
-        body = self._body()
-        manager = manager_id(self.obj.document)
-        if manager:
-            extension = dict(body[ENTERPRISE_SCHEMA])
-            extension["manager"] = {
-                "value": manager,
-                "$ref": f"{self.base_url}{self.endpoint}/{manager}",
-            }
-            body[ENTERPRISE_SCHEMA] = extension
-        body["meta"] = self.meta
-        return body
+        return user_resource(self.obj, self.base_url)
 
     def validate_dict(self, d: Any) -> None:
         self.pending_document = user_document_from_payload(d)
@@ -243,21 +264,10 @@ class GroupAdapter(DirectoryRecordAdapter):
         self.members = members
 
     def to_dict(self) -> dict:
-        body = self._body()
         members = self.members
         if members is None and self.obj is not None:
             members = queries.group_members(group_ids=[self.obj.pk])[self.obj.pk]
-        if members:
-            body["members"] = [
-                {
-                    "value": scim_id,
-                    "$ref": f"{self.base_url}/Users/{scim_id}",
-                    "type": "User",
-                }
-                for scim_id, _display in members
-            ]
-        body["meta"] = self.meta
-        return body
+        return group_resource(self.obj, self.base_url, [scim_id for scim_id, _ in members or ()])
 
     def validate_dict(self, d: Any) -> None:
         self.pending_document, self.pending_members = group_document_from_payload(d)

@@ -219,3 +219,46 @@ def filter_q(text: str, *, resource_type: str) -> Q:
             )
         query &= build(term.value)
     return query
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A one-term filter on a single indexed column, answered by ``queries.records_lookup``.
+
+    ``value`` None: the filter can match nothing (an ``id`` that is not a UUID). ``unique``:
+    at most one live record can match (a unique constraint), so no COUNT is needed.
+    """
+
+    column: str
+    value: object
+    unique: bool
+
+
+_USER_LOOKUPS: dict[str, Callable[[str], Lookup]] = {
+    "username": lambda v: Lookup("user_name_key", v.casefold(), True),
+    "externalid": lambda v: Lookup("external_id", v, True),
+    "id": lambda v: Lookup("scim_id", _uuid_or_none(v), True),
+}
+_GROUP_LOOKUPS: dict[str, Callable[[str], Lookup]] = {
+    "externalid": lambda v: Lookup("external_id", v, True),
+    "id": lambda v: Lookup("scim_id", _uuid_or_none(v), True),
+    "displayname": lambda v: Lookup("display_name_iexact", v, False),
+}
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def filter_lookup(text: str, *, resource_type: str) -> Lookup | None:
+    """The single-column lookup ``text`` is (Entra's per-user and per-group lookups), or None
+    when it needs the general ``filter_q`` path. Raises ``invalidFilter`` like ``filter_q``."""
+    terms = parse(text)
+    if len(terms) != 1:
+        return None
+    lookups = _USER_LOOKUPS if resource_type == "User" else _GROUP_LOOKUPS
+    build = lookups.get(_canonical_attribute(terms[0].attribute))
+    return build(terms[0].value) if build is not None else None

@@ -20,7 +20,7 @@ from django_scim.constants import SCIM_CONTENT_TYPE
 
 from ..models import DirectoryRecord
 from . import discovery, errors, filters, paging, queries
-from .adapters import GroupAdapter, UserAdapter, base_location
+from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -291,15 +291,35 @@ class _ResourceView(ScimView):
     def _adapters(self, records: list[DirectoryRecord]) -> list:
         return [self.adapter_class(record, request=self.request) for record in records]
 
+    def _resource(self, row: queries.RecordRow) -> dict:
+        raise NotImplementedError
+
+    def _with_members(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+        return False
+
     def get(self, request, organization_id, uuid=None):
-        if uuid:
-            return self._render(self.adapter_class(self._get_record(uuid), request=request))
-        query = None
-        if request.GET.get("filter") is not None:
-            query = filters.filter_q(request.GET["filter"], resource_type=self.resource_type)
-        start, count = self._page_params()
         organization = self.organization
         attributes, excluded = self._projection()
+        if uuid:
+            # GET /Users/<id>: one indexed statement, rendered from the row (no model).
+            row = queries.record_read(
+                organization_id=organization.pk,
+                resource_type=self.resource_type,
+                scim_id=uuid,
+                with_members=self._with_members(attributes, excluded),
+            )
+            if row is None:
+                raise errors.not_found(self.resource_type, uuid)
+            body = project(self._resource(row), attributes=attributes, excluded=excluded)
+            return _json_response(body)
+        query = None
+        filter_text = request.GET.get("filter")
+        if filter_text is not None:
+            lookup = filters.filter_lookup(filter_text, resource_type=self.resource_type)
+            if lookup is not None:
+                return self._lookup(filter_text, lookup, attributes, excluded)
+            query = filters.filter_q(filter_text, resource_type=self.resource_type)
+        start, count = self._page_params()
         if (
             query is None
             and self._renders_stored(attributes, excluded)
@@ -335,6 +355,40 @@ class _ResourceView(ScimView):
     def _renders_stored(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
         """Whether a page is the stored documents as they are (no projection to apply)."""
         return not attributes and not excluded
+
+    def _lookup(
+        self, filter_text: str, lookup: filters.Lookup, attributes: list, excluded: list
+    ) -> HttpResponse:
+        """Entra's lookups (``userName eq``, ``externalId eq``, ...): one indexed statement,
+        no COUNT unless more rows match than the page shows."""
+        start, count = self._page_params()
+        if lookup.value is None or getattr(self.request, "scim_probe_empty", False):
+            # Nothing can match: a non-UUID id, or Entra's probe, which the run bookkeeping
+            # already looked up (runs.run_for_request).
+            rows = []
+        else:
+            rows = queries.records_lookup(
+                organization_id=self.organization.pk,
+                resource_type=self.resource_type,
+                column=lookup.column,
+                value=lookup.value,
+                # One row more than needed: fewer rows back means the total is known.
+                limit=start + count,
+                with_members=self._with_members(attributes, excluded),
+            )
+        if len(rows) < start + count:
+            total = len(rows)
+        else:
+            total = queries.record_list(
+                organization=self.organization,
+                resource_type=self.resource_type,
+                query=filters.filter_q(filter_text, resource_type=self.resource_type),
+            ).count()
+        resources = [
+            project(self._resource(row), attributes=attributes, excluded=excluded)
+            for row in rows[start - 1 : start - 1 + count]
+        ]
+        return _json_response(discovery.list_response(resources, total=total, start=start))
 
     def post(self, request, organization_id, uuid=None):
         if uuid:
@@ -389,6 +443,9 @@ class UsersView(_ResourceView):
     adapter_class = UserAdapter
     resource_type = DirectoryRecord.ResourceType.USER
 
+    def _resource(self, row: queries.RecordRow) -> dict:
+        return user_resource(row, self.base_url)
+
 
 class GroupsView(_ResourceView):
     adapter_class = GroupAdapter
@@ -411,11 +468,12 @@ class GroupsView(_ResourceView):
             for record in records
         ]
 
-    def get(self, request, organization_id, uuid=None):
-        if uuid:
-            adapters = self._adapters([self._get_record(uuid)])
-            return self._render(adapters[0])
-        return super().get(request, organization_id)
+    def _with_members(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+        # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
+        return _wants("members", attributes, excluded)
+
+    def _resource(self, row: queries.RecordRow) -> dict:
+        return group_resource(row, self.base_url, row.members)
 
     def _patched(self, adapter) -> HttpResponse:
         # Entra expects 204 for group PATCH (entra-contract.md, "Answers Entra relies on").

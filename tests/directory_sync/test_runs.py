@@ -168,8 +168,10 @@ def test_rejected_requests_open_no_run(scim, organization):
 
 
 def test_runs_of_each_organization_are_separate(
-    scim, other_org_scim, organization, other_organization
+    scim, other_org_scim, organization, other_organization, settings
 ):
+    # Coalescing off: two probes seconds apart would otherwise share a run (tests below).
+    settings.BEEM_PROBE_COALESCE_SECONDS = 0
     scim.get(PROBE)
     other_org_scim.get("/Users")
     scim.get(PROBE)
@@ -221,6 +223,83 @@ def test_probe_detection(rf, method, query, expected):
     request = rf.generic(method, "/scim/v2/1/Users", QUERY_STRING=query.replace(" ", "+"))
 
     assert runs.probe_value(request) == expected
+
+
+# --- probe coalescing: a burst of probes makes one run, not a run per probe -------------------
+
+
+def _age_start(run: ProvisioningRun, seconds: int) -> None:
+    ProvisioningRun.objects.filter(pk=run.pk).update(
+        started_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_probe_moments_after_a_probe_joins_its_run(scim, organization, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    first = scim.get(PROBE)
+    tested = SyncSettings.objects.get(organization=organization).last_test_connection_at
+
+    second = scim.get(PROBE)
+    runs.runs_counts_flush()
+
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.PROBE
+    assert run.ended_at is None
+    assert first.wsgi_request.scim_run == second.wsgi_request.scim_run == run
+    assert run.requests_received == 2
+    assert second.json()["totalResults"] == 0
+    # Test Connection stays recorded: the run and its time come from the first probe.
+    assert SyncSettings.objects.get(organization=organization).last_test_connection_at == tested
+
+
+def test_probe_after_the_coalescing_window_opens_a_new_run(scim, organization, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    scim.get(PROBE)
+    [first] = _runs(organization)
+    _age_start(first, seconds=6)
+
+    scim.get(PROBE)
+
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk and previous.ended_at is not None
+    assert current.trigger == ProvisioningRun.Trigger.PROBE and current.ended_at is None
+
+
+def test_probe_after_a_change_in_the_run_opens_a_new_run(scim, organization, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    scim.get(PROBE)
+    response = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@acme.example",
+            "active": True,
+            "emails": [{"type": "work", "value": "ada@acme.example", "primary": True}],
+            "phoneNumbers": [{"type": "mobile", "value": "+966512345678"}],
+        },
+    )
+    assert response.status_code == 201, response.content
+
+    scim.get(PROBE)
+
+    assert [r.trigger for r in _runs(organization)] == ["probe", "probe"]
+
+
+def test_probe_does_not_join_an_activity_run(scim, organization, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    scim.get("/Users")
+
+    scim.get(PROBE)
+
+    assert [r.trigger for r in _runs(organization)] == ["activity", "probe"]
+
+
+def test_probe_coalescing_can_be_turned_off(scim, organization, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 0
+    scim.get(PROBE)
+    scim.get(PROBE)
+
+    assert [r.trigger for r in _runs(organization)] == ["probe", "probe"]
 
 
 def test_events_of_a_write_belong_to_the_run(scim, organization):
