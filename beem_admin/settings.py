@@ -90,12 +90,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies get 413 before sessions, auth or SCIM parsing do any work.
     "directory_sync.scim.limits.RequestBodyLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    # beem_admin.middleware.X is Django's (or axes') X, except that /scim/ requests (a Bearer
+    # token API) pass straight through it (beem_admin.middleware.skipped_for_scim). Axes costs
+    # nothing there (it only reads an attribute after the response).
+    "beem_admin.middleware.SessionMiddleware",
+    "beem_admin.middleware.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "beem_admin.middleware.CsrfViewMiddleware",
+    "beem_admin.middleware.AuthenticationMiddleware",
+    "beem_admin.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -310,6 +313,8 @@ if BEEM_REQUEST_LOG not in ("all", "writes", "errors", "off"):
     raise ImproperlyConfigured(
         f"BEEM_REQUEST_LOG must be one of all, writes, errors, off; got {BEEM_REQUEST_LOG!r}."
     )
+# Rows of reads (GET) are buffered per process and written in bulk this often (0: at once).
+BEEM_REQUEST_LOG_FLUSH_SECONDS = env_int("BEEM_REQUEST_LOG_FLUSH_SECONDS", 1)
 BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
 # A probe joins the open run when a probe opened it less than this many seconds ago and no
 # directory change was recorded in it yet (0: every probe opens a run). directory_sync.runs.

@@ -56,6 +56,13 @@ def _default_language():
     translation.deactivate()
 
 
+@pytest.fixture(autouse=True)
+def _request_log_unbuffered(settings):
+    """Request log rows are written at once, as a test reads them right after its request
+    (tests/directory_sync/test_request_log.py covers the buffered mode)."""
+    settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0
+
+
 @pytest.fixture
 def require_postgres(db):
     if connection.vendor != "postgresql":

@@ -9,20 +9,32 @@ filter strings — and secrets (client_secret, password, access_token, ...) like
 
 ``BEEM_REQUEST_LOG`` chooses what is written: ``all`` (default), ``writes`` (POST, PUT,
 PATCH, DELETE and every error response), ``errors`` (responses with status >= 400) or
-``off``. Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted by the purge
-(``directory_sync.maintenance.logs_purge``: the nightly beat task and
+``off``. Rows of reads (GET) are buffered per process and written in bulk at most
+``BEEM_REQUEST_LOG_FLUSH_SECONDS`` (default 1; 0 writes each at once) after the request, by
+the next request's end or a background flusher when the process goes idle, and at exit: a
+synchronous INSERT + COMMIT per read cost more than the read itself (bench profile). A web
+process killed outright loses at most that last second of read rows; rows of writes are still
+written before the response. Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted
+by the purge (``directory_sync.maintenance.logs_purge``: the nightly beat task and
 ``manage.py directory_sync purge``).
 """
 
+import atexit
 import json
 import logging
+import os
 import re
+import threading
+import time
 import uuid
 from urllib.parse import parse_qsl
 
 from django.conf import settings
+from django.core.signals import request_finished
+from django.db import connection as default_connection
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from members.models import Organization
 
@@ -178,6 +190,11 @@ def mask_body(raw: bytes | str, *, group: bool = False) -> str:
         return _scrub_text(masked_text)
 
 
+def mask_value(value, *, group: bool = False) -> str:
+    """An already parsed body (the dict a SCIM view rendered), masked like ``mask_body``."""
+    return _truncate(json.dumps(_mask(value, group=group), ensure_ascii=False))
+
+
 def mask_filter(text: str) -> str:
     def replace(match: re.Match) -> str:
         value = match.group(1)
@@ -221,14 +238,6 @@ def list_summary(page) -> str:
     return _truncate(json.dumps(summary))
 
 
-def _response_body(response: HttpResponse, *, group: bool) -> str:
-    page = getattr(response, "scim_list_page", None)
-    if page is not None and response.status_code == 200:
-        return list_summary(page)
-    content = b"" if getattr(response, "streaming", False) else response.content
-    return mask_body(content, group=group)
-
-
 def should_log(*, method: str, status: int) -> bool:
     mode = getattr(settings, "BEEM_REQUEST_LOG", "all")
     if mode == "off":
@@ -268,6 +277,46 @@ def _request_body(request: HttpRequest) -> bytes:
         return b""
 
 
+def _response_body(response: HttpResponse, *, group: bool) -> str:
+    page = getattr(response, "scim_list_page", None)
+    if page is not None and response.status_code == 200:
+        return list_summary(page)
+    rendered = getattr(response, "scim_body", None)
+    if rendered is not None:
+        # The SCIM view's own dict: no need to parse the JSON it just wrote.
+        return mask_value(rendered, group=group)
+    return mask_body(
+        b"" if getattr(response, "streaming", False) else response.content, group=group
+    )
+
+
+def _row_values(
+    *,
+    organization: Organization,
+    run: ProvisioningRun | None,
+    request: HttpRequest,
+    response: HttpResponse,
+    duration_ms: float,
+) -> dict:
+    group = "/Groups" in request.path
+    return {
+        "organization_id": organization.pk,
+        "run_id": run.pk if run is not None else None,
+        "request_id": _pg_text(str(getattr(request, "request_id", ""))[:64]),
+        "method": _pg_text(request.method[:10]),
+        "path": _pg_text(request.path[:500]),
+        "query": _pg_text(mask_query(request.META.get("QUERY_STRING", ""))),
+        "status": response.status_code,
+        "duration_ms": round(duration_ms, 3),
+        "request_body": _pg_text(mask_body(_request_body(request), group=group)),
+        "response_body": _pg_text(_response_body(response, group=group)),
+    }
+
+
+def _flush_seconds() -> float:
+    return float(getattr(settings, "BEEM_REQUEST_LOG_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+
+
 def request_log_write(
     *,
     organization: Organization,
@@ -276,31 +325,174 @@ def request_log_write(
     response: HttpResponse,
     duration_ms: float,
 ) -> RequestLog | None:
-    """Store one SCIM request (masked) if BEEM_REQUEST_LOG asks for it.
+    """Store one SCIM request (masked) if BEEM_REQUEST_LOG asks for it: a read's row is
+    buffered (returns None), any other is written at once (returns the row).
 
     Never raises: a log that cannot be written must not turn Entra's call into an error.
     """
     if not should_log(method=request.method, status=response.status_code):
         return None
     try:
-        group = "/Groups" in request.path
+        values = _row_values(
+            organization=organization,
+            run=run,
+            request=request,
+            response=response,
+            duration_ms=duration_ms,
+        )
+        if request.method in BUFFERED_METHODS and _flush_seconds() > 0:
+            _buffer_add(values)
+            return None
         outermost = not transaction.get_connection().in_atomic_block
         # A savepoint: a row that cannot be written must not break the caller's transaction.
         with transaction.atomic():
             if outermost:
                 _commit_without_flush_wait()
-            return RequestLog.objects.create(
-                organization=organization,
-                run=run,
-                request_id=_pg_text(str(getattr(request, "request_id", ""))[:64]),
-                method=_pg_text(request.method[:10]),
-                path=_pg_text(request.path[:500]),
-                query=_pg_text(mask_query(request.META.get("QUERY_STRING", ""))),
-                status=response.status_code,
-                duration_ms=round(duration_ms, 3),
-                request_body=_pg_text(mask_body(_request_body(request), group=group)),
-                response_body=_pg_text(_response_body(response, group=group)),
-            )
+            return RequestLog.objects.create(**values)
     except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call still gets its answer
         logger.exception("could not write the SCIM request log")
         return None
+
+
+# --- buffered rows of reads ----------------------------------------------------------------
+
+DEFAULT_FLUSH_SECONDS = 1.0
+BUFFERED_METHODS = frozenset({"GET", "HEAD"})
+_MAX_BUFFERED = 5_000  # beyond this a request writes the batch itself (a stuck flusher)
+_INSERT_CHUNK = 500
+_COLUMNS = (
+    "organization_id",
+    "run_id",
+    "request_id",
+    "method",
+    "path",
+    "query",
+    "status",
+    "duration_ms",
+    "request_body",
+    "response_body",
+    "created_at",
+)
+_buffer: list[tuple] = []
+_buffer_lock = threading.Lock()
+_oldest: float | None = None  # monotonic time of the oldest buffered row
+_flusher_pid: int | None = None
+# Tests that buffer turn the background flusher off: its own connection cannot see rows of
+# a test's transaction.
+BACKGROUND_FLUSH = True
+
+
+def _buffer_add(values: dict) -> None:
+    global _oldest
+    row = tuple(values[c] for c in _COLUMNS[:-1]) + (timezone.now(),)
+    with _buffer_lock:
+        _buffer.append(row)
+        if _oldest is None:
+            _oldest = time.monotonic()
+        size = len(_buffer)
+    if BACKGROUND_FLUSH and _flusher_pid != os.getpid():
+        _flusher_start()
+    if size >= _MAX_BUFFERED:
+        request_log_flush()
+
+
+def _take() -> list[tuple]:
+    global _buffer, _oldest
+    with _buffer_lock:
+        batch, _buffer, _oldest = _buffer, [], None
+    return batch
+
+
+def _due() -> bool:
+    oldest = _oldest
+    return oldest is not None and time.monotonic() - oldest >= _flush_seconds()
+
+
+def _insert(rows: list[tuple]) -> None:
+    table = RequestLog._meta.db_table
+    columns = ", ".join(_COLUMNS)
+    placeholder = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        sql = f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([placeholder] * len(chunk))
+        with default_connection.cursor() as cursor:
+            cursor.execute(sql, [value for row in chunk for value in row])
+
+
+def request_log_flush() -> int:
+    """Write this process's buffered read rows; returns how many were written."""
+    batch = _take()
+    if not batch:
+        return 0
+    try:
+        with transaction.atomic():
+            _commit_without_flush_wait()
+            _insert(batch)
+        return len(batch)
+    except Exception:  # noqa: BLE001 - e.g. an organization deleted meanwhile: row by row
+        logger.warning(
+            "bulk write of %d SCIM request log rows failed; retrying one by one", len(batch)
+        )
+    written = 0
+    for row in batch:
+        try:
+            with transaction.atomic():
+                _insert([row])
+            written += 1
+        except Exception:  # noqa: BLE001
+            logger.exception("could not write a SCIM request log row")
+    return written
+
+
+def request_log_buffer_discard() -> None:
+    """Drop unwritten rows (tests)."""
+    _take()
+
+
+def _flush_if_due(**_kwargs) -> None:
+    # request_finished: after the response went out (the WSGI server closes it), so the
+    # request that happens to flush does not wait for it.
+    if _due():
+        try:
+            request_log_flush()
+        except Exception:  # noqa: BLE001
+            logger.exception("could not write the SCIM request log")
+
+
+request_finished.connect(_flush_if_due, dispatch_uid="beem_request_log_flush")
+
+
+def _flusher_loop() -> None:
+    """Writes rows a process left buffered when no request came to do it (idle worker)."""
+    from django.db import connections
+
+    while True:
+        time.sleep(max(_flush_seconds(), 0.2))
+        oldest = _oldest
+        # Twice the interval: normally the next request's end flushes first.
+        if oldest is None or time.monotonic() - oldest < 2 * _flush_seconds():
+            continue
+        try:
+            request_log_flush()
+        except Exception:  # noqa: BLE001
+            logger.exception("could not write the SCIM request log")
+        finally:
+            connections.close_all()  # this thread's connections only
+
+
+def _flusher_start() -> None:
+    global _flusher_pid
+    with _buffer_lock:
+        if _flusher_pid == os.getpid():
+            return
+        _flusher_pid = os.getpid()  # after a fork the child starts its own
+    threading.Thread(target=_flusher_loop, name="request-log-flusher", daemon=True).start()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        if _buffer:
+            request_log_flush()
+    except Exception:  # noqa: BLE001 - interpreter shutdown, best effort
+        logger.debug("could not write the last SCIM request log rows at exit")

@@ -29,7 +29,10 @@ _EXT = ENTERPRISE_SCHEMA.lower()
 
 
 def _json_response(body: Any, *, status: int = 200) -> HttpResponse:
-    return HttpResponse(json.dumps(body), content_type=SCIM_CONTENT_TYPE, status=status)
+    response = HttpResponse(json.dumps(body), content_type=SCIM_CONTENT_TYPE, status=status)
+    # The request log masks this dict instead of parsing the JSON again (request_log.py).
+    response.scim_body = body
+    return response
 
 
 def _list_response(page: paging.Page, body: dict | None = None) -> HttpResponse:

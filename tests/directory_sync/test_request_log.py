@@ -267,3 +267,94 @@ def test_nul_characters_are_stored_on_every_database(scim):
 
     assert response.status_code in (200, 400)
     assert "\x00" not in RequestLog.objects.get().query
+
+
+# --- buffered rows of reads (BEEM_REQUEST_LOG_FLUSH_SECONDS > 0) ------------------------------
+
+
+@pytest.fixture
+def buffered(settings, monkeypatch):
+    from directory_sync.scim import request_log
+
+    settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 60
+    # The background flusher writes on its own connection, which cannot see this test's
+    # uncommitted rows: flush by hand here.
+    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    request_log.request_log_buffer_discard()
+    yield request_log
+    request_log.request_log_buffer_discard()
+
+
+def test_reads_are_buffered_then_written_in_bulk_and_masked(scim, organization, buffered):
+    created = scim.post("/Users", json=_user())
+    scim_id = created.json()["id"]
+    assert list(RequestLog.objects.values_list("method", flat=True)) == ["POST"]
+
+    get = scim.get(f"/Users/{scim_id}")
+    lookup = scim.get("/Users", params={"filter": f'userName eq "{EMAIL}"'})
+    missing = scim.get("/Users/6d8e2c1a-4b3f-4e5d-9a7b-1c2d3e4f5a6b")
+    assert (get.status_code, lookup.status_code, missing.status_code) == (200, 200, 404)
+    # Writes are written before their response, reads wait in the buffer.
+    assert RequestLog.objects.count() == 1
+
+    assert buffered.request_log_flush() == 3
+
+    rows = list(RequestLog.objects.filter(method="GET").order_by("id"))
+    assert [r.status for r in rows] == [200, 200, 404]
+    assert [r.request_id for r in rows] == [
+        get.wsgi_request.request_id,
+        lookup.wsgi_request.request_id,
+        missing.wsgi_request.request_id,
+    ]
+    assert all(r.run == get.wsgi_request.scim_run and r.organization == organization for r in rows)
+    assert rows[0].created_at <= rows[1].created_at <= rows[2].created_at
+    assert rows[1].query == f'filter=userName eq "{MASK}"'
+    for row in rows:
+        stored = row.query + row.request_body + row.response_body
+        for value in PERSONAL:
+            assert value not in stored, value
+    body = json.loads(rows[0].response_body)
+    assert body["id"] == scim_id
+    assert body["userName"] == MASK
+    assert body["externalId"] == EXTERNAL_ID
+    assert buffered.request_log_flush() == 0
+
+
+def test_buffered_rows_are_flushed_at_the_end_of_a_request_once_due(
+    scim, organization, buffered, settings
+):
+    scim.get("/Users")
+    assert RequestLog.objects.count() == 0
+
+    settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0.001
+    scim.get("/Users")  # flushed when its response is closed (request_finished)
+
+    assert RequestLog.objects.count() == 2
+
+
+def test_buffering_keeps_the_log_mode(scim, organization, buffered, settings):
+    settings.BEEM_REQUEST_LOG = "writes"
+    scim.get("/Users")
+    scim.get("/Users/not-a-uuid")
+
+    buffered.request_log_flush()
+
+    assert list(RequestLog.objects.values_list("status", flat=True)) == [404]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_that_cannot_be_written_does_not_lose_the_others(
+    require_postgres, scim, organization, buffered
+):
+    # Committed for real: foreign keys are checked at commit (deferred constraints).
+    scim.get("/Users")
+    scim.get("/Users")
+    # As if the first row's run had vanished: its insert fails, the second still lands.
+    with buffered._buffer_lock:
+        row = list(buffered._buffer[0])
+        row[buffered._COLUMNS.index("run_id")] = 2**31 - 1
+        buffered._buffer[0] = tuple(row)
+
+    assert buffered.request_log_flush() == 1
+    assert RequestLog.objects.count() == 1

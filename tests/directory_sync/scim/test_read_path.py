@@ -1,0 +1,156 @@
+"""The hot read path stays cheap: statements per warm request are pinned, so a change that
+adds a query to Entra's per-user traffic fails here (bench/RESULTS.md has the CPU figures).
+
+"Warm": the token lookup is cached (1 s), last_request_at was written moments ago, run counts
+and read log rows are batched (flushed later, in bulk).
+"""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from directory_sync.models import DirectoryRecord, ProvisioningRun
+from directory_sync.scim import request_log
+
+from .conftest import create_group, create_user
+
+PROBE = 'userName eq "{}"'
+
+
+@pytest.fixture
+def batched(settings, monkeypatch):
+    settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 60
+    settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 60
+    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    request_log.request_log_buffer_discard()
+    yield
+    request_log.request_log_buffer_discard()
+
+
+def _statements(call) -> tuple[object, list[str]]:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    return response, [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.fixture
+def warm(scim, batched):
+    user = create_user(scim)
+    group = create_group(scim, display_name="Sales")
+    response = scim.patch(
+        f"/Groups/{group['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
+        },
+    )
+    assert response.status_code == 204, response.content
+    scim.get("/Users")  # token cached, run open, last_request_at written
+    return user, group
+
+
+def test_warm_get_user_is_one_statement_plus_the_run(scim, warm):
+    user, _group = warm
+    response, sql = _statements(lambda: scim.get(f"/Users/{user['id']}"))
+
+    assert response.status_code == 200
+    assert response.json()["id"] == user["id"]
+    assert len(sql) == 2, sql
+    assert "directory_sync_provisioningrun" in sql[0]
+
+
+@pytest.mark.parametrize("attribute", ["userName", "externalId"])
+def test_warm_lookup_is_one_statement_plus_the_run(scim, warm, attribute):
+    user, _group = warm
+    value = user[attribute]
+    response, sql = _statements(
+        lambda: scim.get("/Users", params={"filter": f'{attribute} eq "{value}"'})
+    )
+
+    body = response.json()
+    assert (body["totalResults"], body["Resources"][0]["id"]) == (1, user["id"])
+    assert len(sql) == 2, sql
+    assert "COUNT" not in " ".join(sql).upper()
+
+
+def test_warm_get_group_with_members_is_one_statement_plus_the_run(scim, warm):
+    user, group = warm
+    response, sql = _statements(lambda: scim.get(f"/Groups/{group['id']}"))
+
+    assert [m["value"] for m in response.json()["members"]] == [user["id"]]
+    assert len(sql) == 2, sql
+
+
+def test_warm_group_lookup_without_members_is_one_statement_plus_the_run(scim, warm):
+    _user, group = warm
+    response, sql = _statements(
+        lambda: scim.get(
+            "/Groups",
+            params={"excludedAttributes": "members", "filter": 'displayName eq "sales"'},
+        )
+    )
+
+    body = response.json()
+    assert (body["totalResults"], body["Resources"][0]["id"]) == (1, group["id"])
+    assert "members" not in body["Resources"][0]
+    assert len(sql) == 2, sql
+
+
+def test_warm_probe_is_one_statement(scim, warm, settings):
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    scim.get("/Users", params={"filter": PROBE.format(uuid.uuid4())})  # opens the probe run
+
+    response, sql = _statements(
+        lambda: scim.get("/Users", params={"filter": PROBE.format(uuid.uuid4())})
+    )
+
+    assert response.json()["totalResults"] == 0
+    assert len(sql) == 1, sql
+    assert ProvisioningRun.objects.filter(trigger="probe").count() == 1
+
+
+def test_lookup_totals_count_only_when_the_page_is_full(scim, warm):
+    _user, group = warm
+    create_group(scim, display_name="SALES")  # displayName is not unique
+    scim.get("/Users")
+
+    response, sql = _statements(
+        lambda: scim.get("/Groups", params={"filter": 'displayName eq "Sales"', "count": 1})
+    )
+
+    body = response.json()
+    assert (body["totalResults"], body["itemsPerPage"]) == (2, 1)
+    assert body["Resources"][0]["id"] == group["id"]
+    assert len(sql) == 3, sql  # the run, the page (+1 row), the COUNT
+
+    second = scim.get(
+        "/Groups", params={"filter": 'displayName eq "Sales"', "count": 1, "startIndex": 2}
+    ).json()
+    assert (second["totalResults"], second["startIndex"], len(second["Resources"])) == (2, 2, 1)
+    assert second["Resources"][0]["id"] != group["id"]
+    none = scim.get("/Groups", params={"filter": 'displayName eq "Sales"', "count": 0}).json()
+    assert (none["totalResults"], none["Resources"]) == (2, [])
+
+
+def test_lookup_renders_like_the_adapter(scim, warm):
+    """The row renderer and the adapter (used by writes) give the same resource."""
+    user, _group = warm
+    via_get = scim.get(f"/Users/{user['id']}").json()
+    via_lookup = scim.get(
+        "/Users", params={"filter": f'externalId eq "{user["externalId"]}"'}
+    ).json()["Resources"][0]
+
+    assert via_get == via_lookup == user
+
+
+def test_deleted_and_foreign_records_are_not_found(scim, warm, other_org_scim):
+    user, _group = warm
+    assert other_org_scim.get(f"/Users/{user['id']}").status_code == 404
+    found = other_org_scim.get("/Users", params={"filter": f'userName eq "{user["userName"]}"'})
+    assert found.json()["totalResults"] == 0
+    DirectoryRecord.objects.filter(scim_id=user["id"]).update(deleted_at="2020-01-01T00:00:00Z")
+    assert scim.get(f"/Users/{user['id']}").status_code == 404
+    assert scim.get("/Users/not-a-uuid").status_code == 404
+    assert scim.get("/Users", params={"filter": 'id eq "nope"'}).json()["totalResults"] == 0
