@@ -117,49 +117,49 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
 
 _RUN_FIELDS = [f.attname for f in ProvisioningRun._meta.concrete_fields]
 _RUN_TABLE = ProvisioningRun._meta.db_table
-# The open run, as run_current (the partial index provisioning_run_open answers it), plus
-# whether a change was recorded in it, plus — for a probe — whether its GUID is a live
-# user's userName: one statement for every authenticated request.
-_OPEN_RUN_SQL = (
-    "SELECT {columns}, "
-    "EXISTS(SELECT 1 FROM {events} e WHERE e.run_id = pr.id) AS changed, "
-    "{probe} AS probe_matches "
-    "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-    "SELECT * FROM {runs} WHERE organization_id = %s AND ended_at IS NULL "
-    "ORDER BY started_at DESC, id DESC LIMIT 1) pr ON TRUE"
-)
 _RECORD_TABLE = DirectoryRecord._meta.db_table
+# The open run, as run_current (the partial index provisioning_run_open answers it), and
+# whether a change was recorded in it. Other statements embed these two fragments so a read
+# learns its run in the same round trip (scim.queries.records_lookup_with_open_run); the
+# lateral join takes the organization id as its parameter.
+OPEN_RUN_COLUMNS = ", ".join(f"pr.{name}" for name in _RUN_FIELDS) + (
+    f", EXISTS(SELECT 1 FROM {ChangeEvent._meta.db_table} e WHERE e.run_id = pr.id)"
+)
+OPEN_RUN_COLUMN_COUNT = len(_RUN_FIELDS) + 1
+OPEN_RUN_LATERAL = (
+    f"LEFT JOIN LATERAL (SELECT * FROM {_RUN_TABLE} WHERE organization_id = %s "
+    "AND ended_at IS NULL ORDER BY started_at DESC, id DESC LIMIT 1) pr ON TRUE"
+)
 _PROBE_MATCH_SQL = (
     f"EXISTS(SELECT 1 FROM {_RECORD_TABLE} d WHERE d.organization_id = %s "
     "AND d.resource_type = %s AND d.user_name_key = %s AND d.deleted_at IS NULL)"
 )
 
 
+def open_run_from_row(values) -> tuple[ProvisioningRun | None, bool]:
+    """``(open run or None, a change was recorded in it)`` from ``OPEN_RUN_COLUMNS``."""
+    run = None
+    if values[0] is not None:
+        run = ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, values[: len(_RUN_FIELDS)])
+    return run, bool(values[len(_RUN_FIELDS)])
+
+
 def _open_run_and_probe_match(
     *, organization_id: int, probe: str | None
 ) -> tuple[ProvisioningRun | None, bool, bool]:
     """``(open run or None, a change was recorded in it, the probe GUID is a user)``."""
-    columns = ", ".join(f"pr.{name}" for name in _RUN_FIELDS)
     params: list = []
     probe_sql = "FALSE"
     if probe is not None:
         probe_sql = _PROBE_MATCH_SQL
         params += [organization_id, DirectoryRecord.ResourceType.USER, probe.casefold()]
-    sql = _OPEN_RUN_SQL.format(
-        columns=columns,
-        events=ChangeEvent._meta.db_table,
-        probe=probe_sql,
-        runs=_RUN_TABLE,
-    )
+    sql = f"SELECT {OPEN_RUN_COLUMNS}, {probe_sql} FROM (SELECT 1) AS one {OPEN_RUN_LATERAL}"
     # The probe's parameters come first (select list), the run's after (FROM).
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, organization_id])
         row = cursor.fetchone()
-    values, changed, probe_matches = row[: len(_RUN_FIELDS)], row[-2], row[-1]
-    run = None
-    if values[0] is not None:
-        run = ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, values)
-    return run, bool(changed), bool(probe_matches)
+    run, changed = open_run_from_row(row)
+    return run, changed, bool(row[-1])
 
 
 def _probe_coalesces(run: ProvisioningRun | None, *, changed: bool, now: datetime) -> bool:
@@ -181,19 +181,26 @@ def _probe_coalesces(run: ProvisioningRun | None, *, changed: bool, now: datetim
     )
 
 
-def run_for_request(*, sync_settings: SyncSettings, request: HttpRequest) -> ProvisioningRun:
+def run_for_request(
+    *,
+    sync_settings: SyncSettings,
+    request: HttpRequest,
+    open_run: tuple[ProvisioningRun | None, bool, bool] | None = None,
+) -> ProvisioningRun:
     """The run an authenticated SCIM request belongs to (opening one if needed); counts it.
 
-    For an Entra probe that matches no user, ``request.scim_probe_empty`` is set: the view
-    can answer the empty list without querying again.
+    ``open_run``: ``(open run, a change was recorded in it, the request's userName lookup
+    found a user)`` when the view already read them in its own statement (a GET is assigned
+    its run after the view ran); otherwise one statement reads them here.
     """
     now = timezone.now()
     probe = probe_value(request)
-    run, changed, probe_matches = _open_run_and_probe_match(
-        organization_id=sync_settings.organization_id, probe=probe
-    )
+    if open_run is None:
+        open_run = _open_run_and_probe_match(
+            organization_id=sync_settings.organization_id, probe=probe
+        )
+    run, changed, probe_matches = open_run
     if probe is not None and not probe_matches:
-        request.scim_probe_empty = True
         if not _probe_coalesces(run, changed=changed, now=now):
             run = _run_open(
                 sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now

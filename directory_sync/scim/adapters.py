@@ -10,7 +10,7 @@ service exceptions become SCIM errors here.
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django_scim.adapters import SCIMMixin
 
 from .. import records
@@ -33,6 +33,9 @@ from .patch import (
     user_patch_apply,
 )
 
+# (script prefix, organization id) -> Tenant URL path: reverse() costs more than a resource.
+_root_paths: dict = {}
+
 
 def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
     """The Tenant URL of the request's organization, e.g. https://host/scim/v2/42.
@@ -51,7 +54,12 @@ def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:
         if organization is not None
         else request.resolver_match.kwargs["organization_id"]
     )
-    path = reverse("scim:root", kwargs={"organization_id": organization_id}).rstrip("/")
+    key = (get_script_prefix(), organization_id)
+    path = _root_paths.get(key)
+    if path is None:
+        path = reverse("scim:root", kwargs={"organization_id": organization_id}).rstrip("/")
+        if len(_root_paths) < 10_000:
+            _root_paths[key] = path
     origin = settings.BEEM_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
     location = origin + path
     if organization is not None:

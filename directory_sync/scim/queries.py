@@ -13,7 +13,8 @@ from django.db.models import Q, QuerySet
 
 from members.models import Organization
 
-from ..models import DirectoryMembership, DirectoryRecord
+from .. import runs
+from ..models import DirectoryMembership, DirectoryRecord, ProvisioningRun
 
 
 def record_list(
@@ -117,33 +118,59 @@ def records_lookup(
     with_members: bool = False,
 ) -> list[RecordRow]:
     """Live records of one organization and type whose ``column`` equals ``value``, by pk."""
+    rows, _run, _changed = records_lookup_with_open_run(
+        organization_id=organization_id,
+        resource_type=resource_type,
+        column=column,
+        value=value,
+        limit=limit,
+        with_members=with_members,
+        open_run=False,
+    )
+    return rows
+
+
+def records_lookup_with_open_run(
+    *,
+    organization_id: int,
+    resource_type: str,
+    column: str,
+    value,
+    limit: int,
+    with_members: bool = False,
+    open_run: bool = True,
+) -> tuple[list[RecordRow], ProvisioningRun | None, bool]:
+    """``records_lookup`` plus, in the same statement, the organization's open provisioning
+    run and whether a change was recorded in it (``runs.OPEN_RUN_COLUMNS``)."""
     if limit <= 0:
-        return []
-    columns = _READ_COLUMNS + (", " + _MEMBERS_COLUMN if with_members else "")
-    sql = (
+        return [], None, False
+    columns = _READ_COLUMNS + (f", {_MEMBERS_COLUMN} AS members" if with_members else "")
+    records = (
         f"SELECT {columns} FROM {_TABLE} r WHERE r.organization_id = %s "
         f"AND r.resource_type = %s AND r.deleted_at IS NULL AND {LOOKUP_COLUMNS[column]} "
         "ORDER BY r.id LIMIT %s"
     )
+    params = [organization_id, resource_type, value, limit]
+    if not open_run:
+        with connection.cursor() as cursor:
+            cursor.execute(records, params)
+            return [RecordRow(row, with_members) for row in cursor.fetchall()], None, False
+    sql = (
+        f"SELECT {runs.OPEN_RUN_COLUMNS}, rr.* FROM (SELECT 1) AS one {runs.OPEN_RUN_LATERAL} "
+        f"LEFT JOIN LATERAL ({records}) rr ON TRUE ORDER BY rr.id"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [organization_id, resource_type, value, limit])
-        return [RecordRow(row, with_members) for row in cursor.fetchall()]
+        cursor.execute(sql, [organization_id, *params])
+        fetched = cursor.fetchall()
+    split = runs.OPEN_RUN_COLUMN_COUNT
+    run, changed = runs.open_run_from_row(fetched[0])
+    rows = [RecordRow(row[split:], with_members) for row in fetched if row[split] is not None]
+    return rows, run, changed
 
 
-def record_read(
-    *, organization_id: int, resource_type: str, scim_id: str, with_members: bool = False
-) -> RecordRow | None:
-    """``GET /Users/<id>``: the live record with that SCIM id, or None (also for a non-UUID)."""
+def scim_uuid(value) -> uuid.UUID | None:
+    """``value`` as a UUID, or None: a SCIM id that is not a UUID cannot be one of ours."""
     try:
-        key = uuid.UUID(str(scim_id))
+        return uuid.UUID(str(value))
     except ValueError:
         return None
-    rows = records_lookup(
-        organization_id=organization_id,
-        resource_type=resource_type,
-        column="scim_id",
-        value=key,
-        limit=1,
-        with_members=with_members,
-    )
-    return rows[0] if rows else None

@@ -20,6 +20,7 @@ by the purge (``directory_sync.maintenance.logs_purge``: the nightly beat task a
 """
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -88,6 +89,7 @@ _TYPE_LITERAL = re.compile(r"type\s+eq\s+$", re.IGNORECASE)
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')
 
 
+@functools.lru_cache(maxsize=4096)
 def attribute_of(key: str) -> str:
     """``urn:...:User:employeeNumber`` → ``employeenumber``; ``name.givenName`` → ``name``;
     ``emails[type eq "work"].value`` → ``emails``."""
