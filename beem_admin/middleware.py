@@ -50,8 +50,8 @@ SCIM_PREFIX = "/scim/"  # beem_admin/urls.py mounts the SCIM endpoint here
 def skipped_for_scim(middleware_class: type) -> type:
     """``middleware_class``, except that requests under ``/scim/`` pass straight through it.
 
-    The SCIM endpoint is a Bearer-token API: no cookies, sessions, logged-in user, CSRF
-    (its views are exempt), flash messages or locale (its answers are English RFC 7644 error
+    The SCIM endpoint is a Bearer-token API: no cookies, sessions, logged-in user, flash
+    messages or locale (its answers are English RFC 7644 error
     bodies). Running those for each of Entra's calls cost about as much as the SCIM work
     itself (bench profile). Requests elsewhere (admin UI, /o/token/, /metrics) are unchanged.
     """
@@ -101,6 +101,5 @@ class LocaleMiddleware(_LocaleMiddleware):
         return super().__call__(request)
 
 
-CsrfViewMiddleware = _skipped("django.middleware.csrf.CsrfViewMiddleware")
 AuthenticationMiddleware = _skipped("django.contrib.auth.middleware.AuthenticationMiddleware")
 MessageMiddleware = _skipped("django.contrib.messages.middleware.MessageMiddleware")

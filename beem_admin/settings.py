@@ -96,7 +96,7 @@ MIDDLEWARE = [
     "beem_admin.middleware.SessionMiddleware",
     "beem_admin.middleware.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "beem_admin.middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",  # check --deploy wants it by this name
     "beem_admin.middleware.AuthenticationMiddleware",
     "beem_admin.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -1,4 +1,4 @@
-"""SCIM requests skip the browser-only middleware (sessions, locale, CSRF, user, messages);
+"""SCIM requests skip the browser-only middleware (sessions, locale, user, messages);
 everything else keeps it, and SCIM keeps the request id, security headers and metrics."""
 
 from django.conf import settings
@@ -8,7 +8,6 @@ from beem_admin import middleware
 SKIPPED = [
     "SessionMiddleware",
     "LocaleMiddleware",
-    "CsrfViewMiddleware",
     "AuthenticationMiddleware",
     "MessageMiddleware",
 ]
@@ -22,7 +21,7 @@ def test_settings_use_the_scim_skipping_middleware():
 
 
 def test_scim_request_gets_no_session_user_or_cookie(scim):
-    response = scim.get("/Users", HTTP_COOKIE="sessionid=abc; csrftoken=def")
+    response = scim.get("/Users", HTTP_COOKIE="sessionid=abc")
 
     assert response.status_code == 200
     request = response.wsgi_request

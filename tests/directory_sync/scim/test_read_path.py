@@ -8,7 +8,7 @@ and read log rows are batched (flushed later, in bulk).
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from directory_sync.models import DirectoryRecord, ProvisioningRun
@@ -164,15 +164,21 @@ def test_connection_health_check_is_skipped_when_it_just_answered(scim, warm, mo
 
     user, _group = warm
     checks = []
-    real = connection.is_usable
-    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real())
-    monkeypatch.setattr(connection, "health_check_enabled", True)
+    wrapper = connections["default"]
+    real = wrapper.is_usable
+    enabled = wrapper.health_check_enabled
+    wrapper.is_usable = lambda: checks.append(1) or real()
+    wrapper.health_check_enabled = True
+    try:
+        wrapper.health_check_done = False  # what request_started does between requests
+        assert scim.get(f"/Users/{user['id']}").status_code == 200
+        assert checks == []
 
-    connection.health_check_done = False  # what request_started does between requests
-    assert scim.get(f"/Users/{user['id']}").status_code == 200
-    assert checks == []
-
-    monkeypatch.setattr(auth, "HEALTH_CHECK_SKIP_SECONDS", 0)
-    connection.health_check_done = False
-    assert scim.get(f"/Users/{user['id']}").status_code == 200
-    assert checks == [1]
+        monkeypatch.setattr(auth, "HEALTH_CHECK_SKIP_SECONDS", 0)
+        wrapper.health_check_done = False
+        assert scim.get(f"/Users/{user['id']}").status_code == 200
+        assert checks == [1]
+    finally:
+        del wrapper.is_usable
+        wrapper.health_check_enabled = enabled
+        wrapper.health_check_done = True
