@@ -419,11 +419,15 @@ class _ResourceView(ScimView):
                 resource_type=self.resource_type,
                 query=filters.filter_q(filter_text, resource_type=self.resource_type),
             ).count()
+        shown = rows[start - 1 : start - 1 + count]
         resources = [
-            project(self._resource(row), attributes=attributes, excluded=excluded)
-            for row in rows[start - 1 : start - 1 + count]
+            project(self._resource(row), attributes=attributes, excluded=excluded) for row in shown
         ]
-        return _json_response(discovery.list_response(resources, total=total, start=start))
+        # Logged like a list page: counts and ids (request_log.list_summary).
+        page = paging.Page(
+            total=total, start=start, resources_json="", scim_ids=[str(r.scim_id) for r in shown]
+        )
+        return _list_response(page, discovery.list_response(resources, total=total, start=start))
 
     def post(self, request, organization_id, uuid=None):
         if uuid:
