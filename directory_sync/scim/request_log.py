@@ -413,12 +413,21 @@ def _due() -> bool:
 def _insert(rows: list[tuple]) -> None:
     table = RequestLog._meta.db_table
     columns = ", ".join(_COLUMNS)
-    placeholder = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        chunk = rows[start : start + _INSERT_CHUNK]
-        sql = f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([placeholder] * len(chunk))
-        with default_connection.cursor() as cursor:
-            cursor.execute(sql, [value for row in chunk for value in row])
+    with default_connection.cursor() as cursor:
+        if default_connection.vendor == "postgresql":
+            # COPY: no SQL text to build and parse per row, for Python or for PostgreSQL.
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholder = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            values = ", ".join([placeholder] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {values}",
+                [value for row in chunk for value in row],
+            )
 
 
 def request_log_flush() -> int:
