@@ -28,8 +28,16 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import DataError, connection, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
+from django.db.models import Count, DateTimeField, F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -157,6 +165,25 @@ def _lock_for_share(record_ids: list[int]) -> None:
         )
 
 
+def _transaction_tune() -> None:
+    """Per-transaction settings of an apply (PostgreSQL).
+
+    A job must not wait forever behind a stuck lock: past ``LOCK_TIMEOUT`` it fails with
+    OperationalError and Celery retries it later with backoff. No WAL flush wait at commit
+    either (an fsync, ~6 ms on the bench machine): an apply lost to a PostgreSQL crash is lost
+    whole, member and event status together, so the event is still pending and the sweep
+    wakes the job again; jobs converge, nothing the directory sent is lost.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true), "
+            "set_config('synchronous_commit', 'off', true)",
+            [LOCK_TIMEOUT],
+        )
+
+
 def _record_lock(record_id: int) -> DirectoryRecord | None:
     return (
         DirectoryRecord.objects.select_for_update(of=("self",))
@@ -190,7 +217,11 @@ def _events_finish(*, record_id: int, version: int, status: str, outcome: str, r
         return 0
     now = timezone.now()
     ChangeEvent.objects.filter(pk=pending[0]).update(
-        status=status, outcome=outcome, reason=reason, finished_at=now
+        status=status,
+        outcome=outcome,
+        reason=reason,
+        finished_at=now,
+        dispatched_at=_dispatched_at(now),
     )
     if len(pending) > 1:
         ChangeEvent.objects.filter(pk__in=pending[1:]).update(
@@ -201,6 +232,17 @@ def _events_finish(*, record_id: int, version: int, status: str, outcome: str, r
             finished_at=now,
         )
     return len(pending)
+
+
+def _dispatched_at(now):
+    # When a job took the event: kept if the sweep had set it, else the finish time.
+    return Coalesce(F("dispatched_at"), Value(now, output_field=DateTimeField()))
+
+
+def _superseded(version: int) -> str:
+    return _("Superseded: the directory record was applied at version %(version)s.") % {
+        "version": version
+    }
 
 
 def _event_skip(event_id: int, reason: str) -> None:
@@ -229,29 +271,27 @@ def change_event_apply(*, event_id: int) -> ApplyResult | None:
     return record_apply(record_id=event.record_id, event_id=event_id)
 
 
-def record_apply(*, record_id: int, event_id: int | None = None) -> ApplyResult | None:
+def record_events_fail(*, record_id: int, reason: str) -> int:
+    """Fail every pending event of the record (a drain gave up on it)."""
+    return ChangeEvent.objects.filter(record_id=record_id, status=Status.PENDING).update(
+        status=Status.FAILED, reason=reason[:2000], finished_at=timezone.now()
+    )
+
+
+def record_apply(
+    *, record_id: int, event_id: int | None = None, if_stale: bool = False
+) -> ApplyResult | None:
     """Converge one directory record now and finish its pending events.
 
     With ``event_id`` the apply is skipped when that event is no longer pending or when the
     record was already applied at its current version; without it (an administrator's review
-    decision) the record is always re-applied.
+    decision) the record is always re-applied, unless ``if_stale`` (a drain): then a record
+    already applied at its current version only has its pending events finished as skipped.
     """
     version = None
     try:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                # A job must not wait forever behind a stuck lock: past this it fails with
-                # OperationalError and Celery retries it later with backoff.
-                # No WAL flush wait at commit either (an fsync, ~6 ms on the bench machine, a
-                # large share of a job): an apply lost to a PostgreSQL crash is lost whole,
-                # member and event status together, so the event is still pending and the
-                # sweep re-dispatches it; jobs converge, nothing the directory sent is lost.
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true), "
-                        "set_config('synchronous_commit', 'off', true)",
-                        [LOCK_TIMEOUT],
-                    )
+            _transaction_tune()
             record = _record_lock(record_id)
             if record is None:
                 if event_id is not None:
@@ -271,6 +311,15 @@ def record_apply(*, record_id: int, event_id: int | None = None) -> ApplyResult 
                         % {"version": record.applied_version},
                     )
                     return ApplyResult(status=Status.SKIPPED)
+            elif if_stale and record.applied_version >= version:
+                _events_finish(
+                    record_id=record.pk,
+                    version=version,
+                    status=Status.SKIPPED,
+                    outcome="",
+                    reason=_superseded(record.applied_version),
+                )
+                return ApplyResult(status=Status.SKIPPED)
             sync_settings = _sync_settings(record.organization_id)
             if record.resource_type == DirectoryRecord.ResourceType.GROUP:
                 outcome, notes = _group_converge(record)
@@ -304,6 +353,525 @@ def record_apply(*, record_id: int, event_id: int | None = None) -> ApplyResult 
                 change_event_fail(event_id=event_id, reason=reason)
         logger.info("directory record %s not applied: %s", record_id, reason)
         return ApplyResult(status=Status.FAILED, reason=reason)
+
+
+# --- draining an organization's outbox (the batch job) -------------------------------------
+
+# Pending events read per batch (oldest first), and records applied per transaction.
+DRAIN_BATCH = 500
+DRAIN_CHUNK = 100
+# pg_try_advisory_lock(class, organization id): one drain per organization at a time.
+_DRAIN_LOCK_CLASS = 0x6265
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
+
+
+def _drain_lock(organization_id: int) -> bool:
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_DRAIN_LOCK_CLASS, organization_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _drain_unlock(organization_id: int) -> None:
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", [_DRAIN_LOCK_CLASS, organization_id]
+            )
+    except Exception:  # noqa: BLE001 - a lost connection released the lock already
+        logger.warning("could not release the drain lock of organization %s", organization_id)
+
+
+def events_drain(*, organization_id: int, batch_size: int = DRAIN_BATCH) -> int:
+    """Apply every pending change event of the organization; returns how many were finished.
+
+    Events are read oldest first in batches; each record of a batch is applied once, at its
+    newest version (which finishes all its pending events up to it). Records are applied in
+    chunks of ``DRAIN_CHUNK``, one transaction each. One drain per organization runs at a
+    time: a second one (woken meanwhile) returns at once, the running one keeps reading until
+    a full pass finds nothing new. Transient errors propagate (the task retries, tagged with
+    the record: ``exc.beem_record_id``); a record that cannot apply fails its events.
+    """
+    if not _drain_lock(organization_id):
+        return 0
+    try:
+        return _events_drain(organization_id=organization_id, batch_size=max(1, batch_size))
+    finally:
+        _drain_unlock(organization_id)
+
+
+def _events_drain(*, organization_id: int, batch_size: int) -> int:
+    pending = ChangeEvent.objects.filter(organization_id=organization_id, status=Status.PENDING)
+    seen: set[int] = set()
+    cursor, progressed, finished = 0, False, 0
+    while True:
+        rows = list(
+            pending.filter(pk__gt=cursor).order_by("pk").values_list("pk", "record_id")[:batch_size]
+        )
+        if not rows:
+            # An event committed late with a lower id than the cursor: one more pass from the
+            # start, until a pass finds nothing new.
+            if cursor == 0 or not progressed:
+                return finished
+            cursor, progressed = 0, False
+            continue
+        cursor = rows[-1][0]
+        rows = [row for row in rows if row[0] not in seen]
+        if not rows:
+            continue
+        progressed = True
+        event_ids = [pk for pk, _record_id in rows]
+        seen.update(event_ids)
+        ChangeEvent.objects.filter(pk__in=event_ids).update(attempts=F("attempts") + 1)
+        orphans = [pk for pk, record_id in rows if record_id is None]
+        if orphans:
+            ChangeEvent.objects.filter(pk__in=orphans, status=Status.PENDING).update(
+                status=Status.SKIPPED,
+                reason=_("The directory record no longer exists."),
+                finished_at=timezone.now(),
+            )
+        record_ids = list(dict.fromkeys(r for _pk, r in rows if r is not None))
+        for start in range(0, len(record_ids), DRAIN_CHUNK):
+            _records_drain(record_ids[start : start + DRAIN_CHUNK])
+        finished += len(rows)
+
+
+def _records_drain(record_ids: list[int]) -> None:
+    """Apply a chunk of records: active users in one batched transaction, the rest (groups,
+    removals, refusals, anything the batch gave up on) one by one with ``record_apply``."""
+    try:
+        done = _users_batch_apply(record_ids)
+    except PERMANENT_ERRORS:
+        # A refusal (a phone another member holds): the chunk rolled back whole; each record
+        # applies alone now, and the refused one fails with its own reason.
+        done = set()
+    except Exception:  # noqa: BLE001 - the careful path below sorts it out (or fails it)
+        # A unique race, a lock timeout, bad data: same, and worth a line in the log.
+        logger.warning(
+            "batched apply of %s records rolled back; applying one by one",
+            len(record_ids),
+            exc_info=True,
+        )
+        done = set()
+    for record_id in record_ids:
+        if record_id not in done:
+            _record_drain(record_id)
+
+
+def _record_drain(record_id: int) -> None:
+    try:
+        record_apply(record_id=record_id, if_stale=True)
+    except TRANSIENT_ERRORS as exc:
+        exc.beem_record_id = record_id
+        raise
+    except Exception as exc:  # noqa: BLE001 - fail this record's events, keep draining
+        logger.exception("directory record %s could not be applied", record_id)
+        record_events_fail(
+            record_id=record_id, reason=f"Unexpected error ({exc.__class__.__name__}): {exc}"
+        )
+
+
+# --- the batched user apply ----------------------------------------------------------------
+
+
+@dataclass
+class _UserPlan:
+    record: DirectoryRecord
+    document: dict
+    fields: dict
+    notes: _Notes
+    member: Member | None = None
+    created: bool = False
+    outcome: str = Outcome.UPDATED
+    duplicates: list[tuple[Member, str]] = field(default_factory=list)
+    departments: _DepartmentPlan | None = None
+
+
+def _same_member(a: Member | None, b: Member | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a is b or (a.pk is not None and a.pk == b.pk)
+
+
+class _MemberIndex:
+    """The organization's members a batch can meet, by phone and email, with their links.
+
+    Kept current while the batch applies (members it creates or renumbers), so two records
+    of one batch see each other as the per-record path would see committed rows.
+    """
+
+    def __init__(self, organization_id: int, phones: set[str], emails: set[str]):
+        self.by_phone: dict[str, Member] = {}
+        self.by_email: dict[str, Member] = {}
+        # id(member) -> the directory record the member is linked to.
+        self.linked: dict[int, DirectoryRecord] = {}
+        q = Q()
+        if phones:
+            q |= Q(phone__in=phones)
+        if emails:
+            q |= Q(email_lower__in=emails)
+        if not q:
+            return
+        found = list(
+            Member.objects.filter(organization_id=organization_id)
+            .annotate(email_lower=Lower("email"))
+            .filter(q)
+        )
+        for member in found:
+            self.add(member)
+        if found:
+            links = DirectoryRecord.objects.filter(member_id__in=[m.pk for m in found]).only(
+                "pk", "member_id", "user_name", "display_name"
+            )
+            by_pk = {m.pk: m for m in found}
+            for record in links:
+                self.linked[id(by_pk[record.member_id])] = record
+
+    def add(self, member: Member) -> None:
+        if member.phone:
+            self.by_phone[member.phone] = member
+        if member.email:
+            self.by_email[member.email.lower()] = member
+
+    def replace(self, member: Member) -> None:
+        """``member`` may be a second object for a row already indexed: use this one."""
+        for index in (self.by_phone, self.by_email):
+            for key, value in list(index.items()):
+                if _same_member(value, member):
+                    if value is not member and id(value) in self.linked:
+                        self.linked.setdefault(id(member), self.linked[id(value)])
+                    del index[key]
+        self.add(member)
+
+    def find(self, key: str, value: str) -> Member | None:
+        return (self.by_phone if key == "phone" else self.by_email).get(
+            value if key == "phone" else value.lower()
+        )
+
+    def linked_elsewhere(self, member: Member, record: DirectoryRecord) -> DirectoryRecord | None:
+        linked = self.linked.get(id(member))
+        return linked if linked is not None and linked.pk != record.pk else None
+
+
+def _batch_identify(plan: _UserPlan, index: _MemberIndex, identify_by: str) -> Member | None:
+    key = "email" if identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
+    value = plan.fields.get(key)
+    found = index.find(key, value) if value else None
+    if found is None or index.linked_elsewhere(found, plan.record) is not None:
+        return None
+    return found
+
+
+def _batch_clashes(
+    plan: _UserPlan, member: Member | None, index: _MemberIndex, identify_by: str
+) -> list[tuple[Member, str]]:
+    """``_resolve_clashes`` against the batch's member index (same rules, same reasons)."""
+    identifier = "email" if identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
+    fields, notes, record = plan.fields, plan.notes, plan.record
+    duplicates = []
+    for key in ("phone", "email"):
+        value = fields.get(key)
+        if not value:
+            continue
+        other = index.find(key, value)
+        if other is None or _same_member(other, member):
+            continue
+        linked = index.linked_elsewhere(other, record)
+        if key == identifier:
+            owner = (
+                _("directory user %(user)s") % {"user": linked.user_name or linked.display_name}
+                if linked
+                else _member_label(other)
+            )
+            raise ApplyError(
+                _("%(attribute)s %(value)s already belongs to %(owner)s.")
+                % {
+                    "attribute": _("The mobile number") if key == "phone" else _("The email"),
+                    "value": value,
+                    "owner": owner,
+                }
+            )
+        del fields[key]
+        duplicates.append((other, key))
+        notes.add(
+            _(
+                "%(attribute)s %(value)s belongs to member %(other)s; not synced "
+                "(possible duplicate)."
+            )
+            % {
+                "attribute": _("The mobile number") if key == "phone" else _("The email"),
+                "value": value,
+                "other": _member_label(other),
+            }
+        )
+    return duplicates
+
+
+def _users_batch_apply(record_ids: list[int]) -> set[int]:
+    """Converge the chunk's active directory users in one transaction, with a few statements
+    per chunk instead of ~25 per user; returns the ids of the records it finished.
+
+    Same rules as ``_user_converge`` (identify, clashes and possible duplicates, manager,
+    departments and holds, groups, reports): only the reads are prefetched for the chunk and
+    the writes are bulk. Records it does not take (groups, removals, a refusal found while
+    reading) are left to ``record_apply``; any error rolls the whole chunk back (the caller
+    then applies every record one by one).
+    """
+    with transaction.atomic():
+        _transaction_tune()
+        records = list(
+            DirectoryRecord.objects.select_for_update(of=("self",))
+            .select_related("organization", "member")
+            .filter(pk__in=record_ids)
+            .order_by("pk")
+        )
+        if not records:
+            return set()
+        organization = records[0].organization
+        organization_id = organization.pk
+        for record in records:
+            record.organization = organization
+        sync_settings = _sync_settings(organization_id)
+        identify_by = sync_settings.identify_by
+        default_country = sync_settings.default_phone_country or None
+
+        current = [r for r in records if r.applied_version >= r.version]
+        plans: list[_UserPlan] = []
+        for record in records:
+            if (
+                record.applied_version >= record.version
+                or record.resource_type != DirectoryRecord.ResourceType.USER
+                or record.deleted_at is not None
+                or not record.active
+            ):
+                continue
+            try:
+                document = record.document or {}
+                notes = _Notes()
+                fields = document_member_fields(document)
+                _normalise_phone(
+                    fields, identify_by=identify_by, default_country=default_country, notes=notes
+                )
+                _check_email(fields, identify_by=identify_by, notes=notes)
+            except Exception:  # noqa: BLE001 - refused or malformed: record_apply says why
+                continue
+            plans.append(_UserPlan(record=record, document=document, fields=fields, notes=notes))
+        if not plans and not current:
+            return set()
+
+        # Managers: lock their records before any member row is written (module docstring).
+        in_chunk = {r.pk: r for r in records}
+        manager_of: dict[int, uuid.UUID] = {}
+        for plan in plans:
+            scim_id = document_manager_scim_id(plan.document)
+            if scim_id is not None and scim_id != plan.record.scim_id:
+                manager_of[plan.record.pk] = scim_id
+        manager_records: dict[uuid.UUID, int] = {}
+        outside_managers: dict[int, Member] = {}
+        if manager_of:
+            manager_records = {
+                scim_id: pk
+                for pk, scim_id in DirectoryRecord.objects.filter(
+                    organization_id=organization_id,
+                    resource_type=DirectoryRecord.ResourceType.USER,
+                    scim_id__in=set(manager_of.values()),
+                ).values_list("pk", "scim_id")
+            }
+            outside = [pk for pk in manager_records.values() if pk not in in_chunk]
+            _lock_for_share(outside)
+            # Read after the lock: a manager job that just committed has set its member.
+            outside_managers = {
+                r.pk: r.member
+                for r in DirectoryRecord.objects.filter(
+                    pk__in=outside, deleted_at__isnull=True, member__isnull=False
+                ).select_related("member")
+            }
+
+        index = _MemberIndex(
+            organization_id,
+            {p.fields["phone"] for p in plans if p.fields.get("phone")},
+            {p.fields["email"] for p in plans if p.fields.get("email")},
+        )
+        for record in records:
+            if record.member is not None:
+                index.replace(record.member)
+                index.linked[id(record.member)] = record
+        departments = _DepartmentCache()
+        if sync_settings.department_format != SyncSettings.DepartmentFormat.STRUCTURE_STRING:
+            names = {document_department(p.document) for p in plans} - {""}
+            departments.named = {name: [] for name in names}
+            for department in Department.objects.filter(
+                organization_id=organization_id, name__in=names
+            ).order_by("id"):
+                departments.named[department.name].append(department)
+
+        new_members: list[Member] = []
+        for plan in plans:
+            record, fields = plan.record, plan.fields
+            member = record.member
+            if member is None:
+                member = _batch_identify(plan, index, identify_by)
+                plan.outcome = Outcome.LINKED if member is not None else Outcome.CREATED
+            plan.duplicates = _batch_clashes(plan, member, index, identify_by)
+            fields["directory_managed"] = True
+            plan.departments = _department_plan(
+                record, plan.document, sync_settings, plan.notes, departments
+            )
+            if plan.departments.display is not None:
+                fields["department_display"] = plan.departments.display
+            if member is None:
+                create_fields = {k: v for k, v in fields.items() if v not in ("", None)}
+                member = member_services.members_build(
+                    organization=organization, rows=[create_fields], default_country=default_country
+                )[0]
+                new_members.append(member)
+                plan.created = True
+                plan.notes.changed = True
+            else:
+                member, changed = member_services.member_update(
+                    member=member, default_country=default_country, check_unique=False, **fields
+                )
+                plan.notes.changed = plan.notes.changed or bool(changed)
+            index.replace(member)
+            index.linked[id(member)] = record
+            plan.member = member
+
+        member_services.members_insert(members=new_members)
+        members_of = {p.record.pk: p.member for p in plans}
+        for record in records:
+            if record.pk not in members_of:
+                members_of[record.pk] = record.member if record.deleted_at is None else None
+
+        # Managers, now that every member of the chunk has its id.
+        manager_changed: list[Member] = []
+        for plan in plans:
+            manager = None
+            manager_pk = manager_records.get(manager_of.get(plan.record.pk))
+            if manager_pk is not None:
+                manager = (
+                    members_of.get(manager_pk)
+                    if manager_pk in in_chunk
+                    else outside_managers.get(manager_pk)
+                )
+            if _same_member(manager, plan.member):
+                manager = None
+            if plan.member.manager_id != (manager.pk if manager is not None else None):
+                plan.member.manager = manager
+                manager_changed.append(plan.member)
+                plan.notes.changed = True
+        member_services.members_save_fields(members=manager_changed, fields=["manager"])
+
+        for plan in plans:
+            plan.record.member = plan.member
+            plan.record.applied_version = plan.record.version
+        DirectoryRecord.objects.bulk_update(
+            [p.record for p in plans], ["member", "applied_version"]
+        )
+
+        changed = member_services.member_departments_set_many(
+            plans=[
+                (p.member, p.departments.departments, (p.departments.departments or [None])[0])
+                for p in plans
+                if p.departments.departments is not None
+            ]
+        )
+        for plan in plans:
+            if plan.departments.hold_value:
+                _department_hold_member(plan.record, plan.member)
+            for other, attribute in plan.duplicates:
+                _possible_duplicate_open(plan.record, plan.member, other, attribute)
+
+        wanted: dict[int, set[int]] = {}
+        for record_id, group_id in DirectoryMembership.objects.filter(
+            user_record_id__in=[p.record.pk for p in plans],
+            group_record__deleted_at__isnull=True,
+            group_record__group__isnull=False,
+        ).values_list("user_record_id", "group_record__group_id"):
+            wanted.setdefault(members_of[record_id].pk, set()).add(group_id)
+        changed |= member_services.member_groups_add_many(wanted=wanted)
+
+        _reports_fix_many(organization_id, {p.record.scim_id: p.member for p in plans})
+
+        results: dict[int, tuple[int, str, str, str]] = {}
+        for plan in plans:
+            outcome = plan.outcome
+            if outcome == Outcome.UPDATED:
+                if plan.notes.held:
+                    outcome = Outcome.HELD
+                elif not (plan.notes.changed or plan.member.pk in changed):
+                    outcome = Outcome.UNCHANGED
+            results[plan.record.pk] = (
+                plan.record.version,
+                Status.APPLIED,
+                outcome,
+                plan.notes.text,
+            )
+        for record in current:
+            results[record.pk] = (
+                record.version,
+                Status.SKIPPED,
+                "",
+                _superseded(record.applied_version),
+            )
+        _events_finish_many(results)
+        return set(results)
+
+
+def _reports_fix_many(organization_id: int, managers: dict[uuid.UUID, Member]) -> None:
+    """``_reports_fix`` for a chunk: members whose directory manager is one of ``managers``."""
+    if not managers:
+        return
+    reports = DirectoryRecord.objects.filter(
+        organization_id=organization_id,
+        resource_type=DirectoryRecord.ResourceType.USER,
+        manager_scim_id__in=list(managers),
+        deleted_at__isnull=True,
+        member__isnull=False,
+    ).select_related("member")
+    fix = []
+    for report in reports:
+        manager = managers[report.manager_scim_id]
+        if report.member_id == manager.pk or report.member.manager_id == manager.pk:
+            continue
+        report.member.manager = manager
+        fix.append(report.member)
+    member_services.members_save_fields(members=fix, fields=["manager"])
+
+
+def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
+    """``_events_finish`` for many records: ``results`` maps a record id to (version, status,
+    outcome, reason). One read, one update per distinct result."""
+    if not results:
+        return
+    rows = (
+        ChangeEvent.objects.filter(record_id__in=list(results), status=Status.PENDING)
+        .order_by("record_id", "-record_version", "-id")
+        .values_list("pk", "record_id", "record_version")
+    )
+    updates: dict[tuple[str, str, str], list[int]] = {}
+    newest_done: set[int] = set()
+    for pk, record_id, record_version in rows:
+        version, status, outcome, reason = results[record_id]
+        if record_version > version:
+            continue
+        if record_id in newest_done:
+            key = (Status.SKIPPED, "", _superseded(version))
+        else:
+            newest_done.add(record_id)
+            key = (status, outcome, reason)
+        updates.setdefault(key, []).append(pk)
+    now = timezone.now()
+    for (status, outcome, reason), pks in updates.items():
+        ChangeEvent.objects.filter(pk__in=pks).update(
+            status=status,
+            outcome=outcome,
+            reason=reason,
+            finished_at=now,
+            dispatched_at=_dispatched_at(now),
+        )
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -607,6 +1175,14 @@ def _reports_fix(record: DirectoryRecord, member: Member) -> None:
 
 
 @dataclass
+class _DepartmentCache:
+    """Departments read once for a batch: plain names (all matches, by id) and paths."""
+
+    named: dict[str, list[Department]] = field(default_factory=dict)
+    paths: dict[tuple[str, ...], Department] = field(default_factory=dict)
+
+
+@dataclass
 class _DepartmentPlan:
     # None: leave the member's departments as they are (held for the administrator).
     departments: list[Department] | None = None
@@ -615,33 +1191,42 @@ class _DepartmentPlan:
 
 
 def _department_plan(
-    record: DirectoryRecord, document: dict, sync_settings: SyncSettings, notes: _Notes
+    record: DirectoryRecord,
+    document: dict,
+    sync_settings: SyncSettings,
+    notes: _Notes,
+    cache: _DepartmentCache | None = None,
 ) -> _DepartmentPlan:
     value = document_department(document)
     organization = record.organization
     if sync_settings.department_format == SyncSettings.DepartmentFormat.STRUCTURE_STRING:
         delimiter = sync_settings.department_delimiter or "/"
         parts = [p.strip() for p in value.split(delimiter) if p.strip()]
-        departments = (
-            [member_services.department_path_ensure(organization=organization, path=parts)]
-            if parts
-            else []
-        )
+        departments = []
+        if parts:
+            leaf = cache.paths.get(tuple(parts)) if cache is not None else None
+            if leaf is None:
+                leaf = member_services.department_path_ensure(organization=organization, path=parts)
+                if cache is not None:
+                    cache.paths[tuple(parts)] = leaf
+            departments = [leaf]
         return _DepartmentPlan(
             departments=departments, display=Member.DepartmentDisplay.CURRENT_ONLY
         )
     if not value:
         return _DepartmentPlan(departments=[])
-    matches = member_selectors.departments_named(organization=organization, name=value)
+    if cache is not None and value in cache.named:
+        matches = cache.named[value]
+    else:
+        matches = member_selectors.departments_named(organization=organization, name=value)
     if not matches:
         # Plain names come from a flat directory attribute: a name Beem does not know yet is
         # created at the root, where the administrator can move it (README "How sync treats
         # your members").
-        return _DepartmentPlan(
-            departments=[
-                member_services.department_get_or_create(organization=organization, name=value)
-            ]
-        )
+        created = member_services.department_get_or_create(organization=organization, name=value)
+        if cache is not None:
+            cache.named[value] = [created]
+        return _DepartmentPlan(departments=[created])
     if len(matches) == 1:
         return _DepartmentPlan(departments=matches)
     policy = sync_settings.duplicate_department_policy

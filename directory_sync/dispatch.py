@@ -1,10 +1,12 @@
-"""Never lose a change: hand pending change events to Celery again (design.md §3).
+"""Never lose a change: wake the apply job again for pending change events (design.md §3).
 
-An event is committed with its directory record and dispatched after commit. When the broker
-was down at that moment, or a worker died holding the job, the event stays ``pending``. The
-beat task ``directory_sync.redispatch_pending_events`` and ``manage.py directory_sync
-redispatch`` call :func:`change_events_redispatch` to send such events again. Sending an event
-twice is harmless: the job converges and a finished event is a no-op.
+An event is committed with its directory record and its organization's apply job is woken
+after commit. When the broker was down at that moment, or a worker died holding the job, the
+event stays ``pending``. The beat task ``directory_sync.redispatch_pending_events`` and
+``manage.py directory_sync redispatch`` call :func:`change_events_redispatch` to wake the
+organizations of such events again (one job per organization, which drains all its pending
+events). Waking twice is harmless: one drain runs per organization, jobs converge and a
+finished event is a no-op.
 """
 
 from collections.abc import Callable
@@ -103,9 +105,10 @@ def change_events_redispatch(
             )
     total = len(result.event_ids)
     batch_size = max(1, batch_size)
+    woken: set[int] = set()
     for start in range(0, total, batch_size):
         batch = result.event_ids[start : start + batch_size]
-        sent = change_event_dispatch(event_ids=batch)
+        sent = change_event_dispatch(event_ids=batch, woken=woken)
         result.dispatched += sent
         if progress is not None:
             progress(start + sent, total)

@@ -320,6 +320,11 @@ class ChangeEvent(models.Model):
                 condition=Q(status="pending"),
                 name="change_event_pending",
             ),
+            models.Index(
+                fields=["organization", "id"],
+                condition=Q(status="pending"),
+                name="change_event_pending_org",
+            ),
             models.Index(fields=["record", "status"], name="change_event_record_status"),
             models.Index(fields=["run", "status"], name="change_event_run_status"),
         ]

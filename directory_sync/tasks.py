@@ -53,6 +53,53 @@ def apply_change_event(event_id: int) -> None:
     change_event_apply(event_id=event_id)
 
 
+class ApplyChangeEventsTask(Task):
+    """When a drain gives up on a record, that record's pending events fail with the reason."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        from .apply import record_events_fail
+
+        record_id = getattr(exc, "beem_record_id", None)
+        if record_id is None:
+            # Not tied to one record (the database itself is gone): the sweep wakes it again.
+            logger.error("apply job of organization %s failed: %s", args or kwargs, exc)
+            return
+        reason = f"Gave up after {self.request.retries} retries: {exc}"
+        try:
+            record_events_fail(record_id=record_id, reason=reason)
+        except Exception:  # noqa: BLE001 - the database itself is gone; the sweep re-runs it
+            logger.exception("could not record the failure of directory record %s", record_id)
+            return
+        # The organization's other pending events still need a drain.
+        from .outbox import organization_wake
+
+        organization_id = kwargs.get("organization_id", args[0] if args else None)
+        if organization_id is not None:
+            organization_wake(organization_id=organization_id, force=True)
+
+
+@shared_task(
+    base=ApplyChangeEventsTask,
+    name="directory_sync.apply_change_events",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def apply_change_events(organization_id: int) -> int:
+    """Drain the organization's pending change events in batches (the outbox wake-up).
+
+    Killed mid-batch, the job runs again (late ack) and converges: a batch commits per chunk
+    of records, and what did not commit is still pending.
+    """
+    from .apply import events_drain
+
+    return events_drain(organization_id=organization_id)
+
+
 @shared_task(name="directory_sync.redispatch_pending_events")
 def redispatch_pending_events() -> int:
     from .dispatch import change_events_redispatch

@@ -16,7 +16,7 @@ from .engine_factories import (
     user_create,
     user_update,
 )
-from .test_apply_users import apply_all, last_event
+from .test_apply_users import apply_all, apply_mode, last_event  # noqa: F401 - both modes
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from directory_sync.apply import change_event_apply
+from directory_sync import apply as engine
+from directory_sync.apply import change_event_apply, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, ReviewItem, SyncSettings
 from members import services as member_services
 from members.models import AuditEntry, Member, Resource
@@ -18,8 +19,24 @@ from .engine_factories import (
 pytestmark = pytest.mark.django_db
 
 
+_APPLY_MODE = {"value": "per_event"}
+
+
+@pytest.fixture(autouse=True, params=["per_event", "drain"])
+def apply_mode(request, monkeypatch):
+    """Every engine test runs twice: one job per event (``change_event_apply``, still used by
+    jobs queued before the batch job existed) and the organization drain the outbox wakes
+    (``events_drain``: batched users, small chunks so a test's records span several)."""
+    monkeypatch.setattr(engine, "DRAIN_CHUNK", 3)
+    _APPLY_MODE["value"] = request.param
+    yield request.param
+    _APPLY_MODE["value"] = "per_event"
+
+
 def apply_all(organization):
     """Run every pending event's job, oldest first (what the worker does)."""
+    if _APPLY_MODE["value"] == "drain":
+        return events_drain(organization_id=organization.pk)
     results = []
     for event_id in ChangeEvent.objects.filter(
         organization=organization, status=ChangeEvent.Status.PENDING

@@ -8,7 +8,7 @@ from members import services as member_services
 from members.models import AuditEntry, Department, GroupMembership, Member, Resource
 
 from .engine_factories import group_create, sync_settings_make, user_create, user_update
-from .test_apply_users import apply_all, last_event
+from .test_apply_users import apply_all, apply_mode, last_event  # noqa: F401 - both modes
 
 pytestmark = pytest.mark.django_db
 
