@@ -43,7 +43,7 @@ from django.utils.translation import gettext as _
 
 from members import selectors as member_selectors
 from members import services as member_services
-from members.models import Department, Group, Member
+from members.models import Department, Group, Member, Organization
 from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from .models import ChangeEvent, DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
@@ -506,6 +506,8 @@ class _MemberIndex:
     def __init__(self, organization_id: int, phones: set[str], emails: set[str]):
         self.by_phone: dict[str, Member] = {}
         self.by_email: dict[str, Member] = {}
+        # Member row (pk, or the object while unsaved) -> its (index, key) entries.
+        self.entries: dict[object, list[tuple[dict, str]]] = {}
         # id(member) -> the directory record the member is linked to.
         self.linked: dict[int, DirectoryRecord] = {}
         q = Q()
@@ -530,20 +532,28 @@ class _MemberIndex:
             for record in links:
                 self.linked[id(by_pk[record.member_id])] = record
 
+    @staticmethod
+    def _row(member: Member) -> object:
+        return member.pk if member.pk is not None else id(member)
+
     def add(self, member: Member) -> None:
+        entries = self.entries.setdefault(self._row(member), [])
         if member.phone:
             self.by_phone[member.phone] = member
+            entries.append((self.by_phone, member.phone))
         if member.email:
             self.by_email[member.email.lower()] = member
+            entries.append((self.by_email, member.email.lower()))
 
     def replace(self, member: Member) -> None:
-        """``member`` may be a second object for a row already indexed: use this one."""
-        for index in (self.by_phone, self.by_email):
-            for key, value in list(index.items()):
-                if _same_member(value, member):
-                    if value is not member and id(value) in self.linked:
-                        self.linked.setdefault(id(member), self.linked[id(value)])
-                    del index[key]
+        """Index ``member``'s current phone and email (its old ones are dropped); it may be a
+        second object for a row already indexed: this one is used from now on."""
+        for index, key in self.entries.pop(self._row(member), []):
+            value = index.get(key)
+            if value is not None and _same_member(value, member):
+                if value is not member and id(value) in self.linked:
+                    self.linked.setdefault(id(member), self.linked[id(value)])
+                del index[key]
         self.add(member)
 
     def find(self, key: str, value: str) -> Member | None:
@@ -624,14 +634,14 @@ def _users_batch_apply(record_ids: list[int]) -> set[int]:
         _transaction_tune()
         records = list(
             DirectoryRecord.objects.select_for_update(of=("self",))
-            .select_related("organization", "member")
+            .select_related("member")
             .filter(pk__in=record_ids)
             .order_by("pk")
         )
         if not records:
             return set()
-        organization = records[0].organization
-        organization_id = organization.pk
+        organization_id = records[0].organization_id
+        organization = Organization.objects.get(pk=organization_id)
         for record in records:
             record.organization = organization
         sync_settings = _sync_settings(organization_id)
@@ -724,8 +734,12 @@ def _users_batch_apply(record_ids: list[int]) -> set[int]:
                 fields["department_display"] = plan.departments.display
             if member is None:
                 create_fields = {k: v for k, v in fields.items() if v not in ("", None)}
+                # _normalise_phone and _check_email validated both (or dropped them).
                 member = member_services.members_build(
-                    organization=organization, rows=[create_fields], default_country=default_country
+                    organization=organization,
+                    rows=[create_fields],
+                    default_country=default_country,
+                    validated=True,
                 )[0]
                 new_members.append(member)
                 plan.created = True
@@ -767,8 +781,10 @@ def _users_batch_apply(record_ids: list[int]) -> set[int]:
         for plan in plans:
             plan.record.member = plan.member
             plan.record.applied_version = plan.record.version
-        DirectoryRecord.objects.bulk_update(
-            [p.record for p in plans], ["member", "applied_version"]
+        member_services.rows_update(
+            model=DirectoryRecord,
+            objs=[p.record for p in plans],
+            fields=["member", "applied_version"],
         )
 
         changed = member_services.member_departments_set_many(

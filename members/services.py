@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -105,7 +105,9 @@ def administrator_ensure(
 # --- members -----------------------------------------------------------------------------
 
 
-def _normalise_member_fields(fields: dict, *, default_country: str | None) -> dict:
+def _normalise_member_fields(
+    fields: dict, *, default_country: str | None, validated: bool = False
+) -> dict:
     clean = {}
     for key, value in fields.items():
         if key not in MEMBER_FIELDS and key not in (
@@ -119,7 +121,10 @@ def _normalise_member_fields(fields: dict, *, default_country: str | None) -> di
             clean[key] = value
             continue
         value = (value or "").strip() if isinstance(value, str) or value is None else value
-        if key == "phone":
+        if validated and key in ("phone", "email"):
+            # The caller (the sync engine) already normalised and validated both.
+            value = (value.lower() if key == "email" else value) if value else None
+        elif key == "phone":
             if value:
                 try:
                     value = phone_to_e164(value, default_country=default_country)
@@ -170,16 +175,23 @@ def member_create(
 
 
 def members_build(
-    *, organization: Organization, rows: Sequence[dict], default_country: str | None = None
+    *,
+    organization: Organization,
+    rows: Sequence[dict],
+    default_country: str | None = None,
+    validated: bool = False,
 ) -> list[Member]:
     """Unsaved members for ``rows`` (as ``member_create`` normalises and validates them).
 
     For the sync engine's batches, which check phone and email against other members itself
-    and saves them with :func:`members_insert`.
+    and saves them with :func:`members_insert`. ``validated``: phone is E.164 and email a
+    valid address already (not parsed again).
     """
     built = []
     for fields in rows:
-        clean = _normalise_member_fields(fields, default_country=default_country)
+        clean = _normalise_member_fields(
+            fields, default_country=default_country, validated=validated
+        )
         if not clean.get("phone") and not clean.get("email"):
             raise MemberError("A member needs a mobile number or an email address.", field="phone")
         built.append(Member(organization=organization, **clean))
@@ -192,6 +204,37 @@ def members_insert(*, members: Sequence[Member]) -> list[Member]:
     return Member.objects.bulk_create(members) if members else []
 
 
+def rows_update(*, model, objs: Sequence, fields: Sequence[str]) -> int:
+    """Write ``fields`` of ``objs`` (saved rows of ``model``) in one statement.
+
+    ``bulk_update`` builds a CASE WHEN per row and field, which costs more Python than the
+    whole rest of a sync batch; on PostgreSQL this is one ``UPDATE ... FROM unnest(...)``.
+    No signals, no ``auto_now`` (list the field to write it).
+    """
+    if not objs:
+        return 0
+    if connection.vendor != "postgresql":
+        return model.objects.bulk_update(objs, fields)
+    meta = model._meta
+    quote = connection.ops.quote_name
+    pk = meta.pk
+    columns = [meta.get_field(name) for name in fields]
+    arrays = [[obj.pk for obj in objs]] + [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs] for f in columns
+    ]
+    types = [pk.rel_db_type(connection)] + [f.db_type(connection) for f in columns]
+    names = [quote(pk.column)] + [quote(f.column) for f in columns]
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    unnest = ", ".join(f"%s::{db_type}[]" for db_type in types)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "  # noqa: S608 - names from models
+        f"FROM unnest({unnest}) AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
+        return cursor.rowcount
+
+
 def members_save_fields(*, members: Sequence[Member], fields: Sequence[str]) -> int:
     """Write ``fields`` of already validated members in one statement (``updated_at`` too)."""
     if not members:
@@ -199,7 +242,7 @@ def members_save_fields(*, members: Sequence[Member], fields: Sequence[str]) -> 
     now = timezone.now()
     for member in members:
         member.updated_at = now
-    return Member.objects.bulk_update(members, [*fields, "updated_at"])
+    return rows_update(model=Member, objs=members, fields=[*fields, "updated_at"])
 
 
 def _current_value(member: Member, key: str):
