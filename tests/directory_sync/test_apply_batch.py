@@ -1,7 +1,6 @@
 """The batch job: wake-ups after commit, the organization drain and its statement budget."""
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -160,6 +159,13 @@ def test_a_second_drain_of_the_same_organization_leaves_it_to_the_running_one(
 # --- wake-ups ------------------------------------------------------------------------------
 
 
+def _close_windows():
+    from members.models import Organization
+
+    for pk in Organization.objects.values_list("pk", flat=True):
+        outbox.wakeup_window_close(organization_id=pk)
+
+
 @pytest.fixture
 def sent(monkeypatch, settings):
     """Publish for real (not eagerly), recording the wake-ups instead of sending them."""
@@ -174,9 +180,9 @@ def sent(monkeypatch, settings):
         "apply_async",
         lambda args, countdown=None: calls.append((args[0], countdown)),
     )
-    cache.clear()
+    _close_windows()
     yield calls
-    cache.clear()
+    _close_windows()
     app.conf.task_always_eager = previous
 
 
@@ -202,7 +208,7 @@ def test_a_burst_of_writes_wakes_the_organization_once_without_any_extra_stateme
 def test_a_write_after_the_window_wakes_again(organization, sent):
     outbox.organization_wake(organization_id=organization.pk)
     outbox.organization_wake(organization_id=organization.pk)
-    cache.delete(outbox.WAKEUP_KEY.format(organization_id=organization.pk))  # window over
+    outbox.wakeup_window_close(organization_id=organization.pk)  # the window is over
     outbox.organization_wake(organization_id=organization.pk)
 
     assert sent == [(organization.pk, 1), (organization.pk, 1)]
