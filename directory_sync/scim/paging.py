@@ -14,14 +14,16 @@ costs O(blocks + page):
   an index range scan on ``(organization, resource_type, id)`` instead of every earlier row.
 
 On PostgreSQL one statement reads the counts and the page, so ``totalResults`` and the page
-come from one snapshot and equal ``COUNT(*)`` and ``OFFSET`` on it (today's two statements
-could disagree). For an unprojected page that statement also renders the resources as JSON
-text (``render=True``), so 100 stored documents are not parsed and re-serialised in Python.
+come from one snapshot and equal ``COUNT(*)`` and ``OFFSET`` on it (COUNT(*) and OFFSET as two
+statements could disagree). For an unprojected page (``rendered_page``) that statement returns
+each document as the database's JSON text and Python splices the resources together, so 100
+stored documents are neither parsed nor re-serialised.
 
 Filtered lists (Entra's lookups return zero or one record) keep ``OFFSET`` and count only when
 the page itself cannot tell the total: a page shorter than ``count`` ends the list.
 """
 
+import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from django.db.models import QuerySet
 
 from .. import record_counts
 from ..models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
-from .documents import ENTERPRISE_SCHEMA
+from .documents import ENTERPRISE_SCHEMA, manager_id
 
 logger = logging.getLogger(__name__)
 
@@ -112,58 +114,81 @@ def _iso(column: str) -> str:
     )
 
 
-def _document_sql(resource_type: str) -> str:
-    """The stored document as the adapter answers it: a user's manager gets its ``$ref``, an
-    empty enterprise extension is left out (as ``views.project`` does)."""
-    if resource_type != DirectoryRecord.ResourceType.USER:
-        return "r.document"
-    manager = f"'{{{ENTERPRISE_SCHEMA},manager,value}}'"
-    return f"""CASE
-        WHEN r.document #>> {manager} <> '' THEN jsonb_set(
-            r.document, '{{{ENTERPRISE_SCHEMA},manager}}',
-            jsonb_build_object(
-                'value', r.document #> {manager},
-                '$ref', %(users_location)s || (r.document #>> {manager})))
-        WHEN r.document -> '{ENTERPRISE_SCHEMA}' IN ('{{}}'::jsonb, 'null'::jsonb)
-            THEN r.document - '{ENTERPRISE_SCHEMA}'
-        ELSE r.document END"""
-
-
-def _resource_sql(resource_type: str) -> str:
-    """One resource as JSON text, laid out as ``json.dumps(adapter.to_dict())``: ``schemas``,
-    ``id``, the rest of the document, ``meta``."""
-    return f"""'{{"schemas": ' || (r.document -> 'schemas')::text
-        || ', "id": "' || r.scim_id::text || '"'
-        || COALESCE(', ' || NULLIF(substr(d.rest, 2, length(d.rest) - 2), ''), '')
-        || ', "meta": {{"resourceType": "{resource_type}", "created": "' || {_iso("r.created_at")}
-        || '", "lastModified": "' || {_iso("r.updated_at")}
-        || '", "location": ' || to_json(%(location)s || r.scim_id::text)::text
-        || ', "version": "W/\\"' || r.version::text || '\\""}}}}'"""
-
-
 def _page_sql(resource_type: str) -> str:
+    """Totals and the page's rows, as text pieces ``_resource_json`` assembles. On an empty
+    page, one row with the totals and NULLs."""
+    manager = (
+        f"r.document #>> '{{{ENTERPRISE_SCHEMA},manager,value}}'"
+        if resource_type == DirectoryRecord.ResourceType.USER
+        else "NULL"
+    )
     return f"""
 WITH {_WINDOW_CTES},
+totals AS (
+    SELECT CAST(COALESCE(SUM(live), 0) AS BIGINT) AS total,
+        CAST(COALESCE(SUM(count_rows), 0) - COUNT(*) AS BIGINT) AS extra_rows
+    FROM blocks
+),
 page AS (
-    SELECT r.id, r.scim_id, {_resource_sql(resource_type)} AS body
-    FROM (
-        -- Rendered after OFFSET: the rows skipped in the block are only read.
-        SELECT id, scim_id, document, created_at, updated_at, version
-        FROM {_RECORDS}
-        WHERE organization_id = %(organization)s AND resource_type = %(resource_type)s
-            AND deleted_at IS NULL
-            AND id >= (SELECT block * {RECORD_COUNT_BLOCK} FROM target)
-        ORDER BY id
-        OFFSET (SELECT %(start)s - 1 - before FROM target)
-        LIMIT %(count)s
-    ) r
-    CROSS JOIN LATERAL (
-        SELECT (({_document_sql(resource_type)}) - 'schemas')::text AS rest
-    ) d
+    SELECT id, scim_id, document, created_at, updated_at, version
+    FROM {_RECORDS}
+    WHERE organization_id = %(organization)s AND resource_type = %(resource_type)s
+        AND deleted_at IS NULL
+        AND id >= (SELECT block * {RECORD_COUNT_BLOCK} FROM target)
+    ORDER BY id
+    OFFSET (SELECT %(start)s - 1 - before FROM target)
+    LIMIT %(count)s
 )
-SELECT {_TOTALS},
-    (SELECT string_agg(scim_id::text, ',' ORDER BY id) FROM page),
-    (SELECT string_agg(body, ', ' ORDER BY id) FROM page)"""
+SELECT totals.total, totals.extra_rows, r.scim_id::text, (r.document -> 'schemas')::text,
+    (r.document - 'schemas')::text, {_iso("r.created_at")}, {_iso("r.updated_at")},
+    r.version, {manager}
+FROM totals LEFT JOIN page r ON TRUE
+ORDER BY r.id"""
+
+
+_EXTENSION_KEY = json.dumps(ENTERPRISE_SCHEMA) + ": "
+_FALSY_JSON = ("{}", "null", "[]", '""', "0,", "0}", "false")
+
+
+def _resource_json(row: tuple, *, resource_type: str, location: str, users_location: str) -> str:
+    """One resource as ``json.dumps(adapter.to_dict())`` lays it out (``schemas``, ``id``, the
+    document, ``meta``), from the database's JSON text of the document: Python only splices
+    strings. ``location`` and ``users_location`` are JSON-escaped already."""
+    _, _, scim_id, schemas, rest, created, updated, version, manager = row
+    if manager:
+        # A user's manager gets its $ref (RFC 7643 §4.3), as UserAdapter.to_dict adds it.
+        plain = f'"manager": {{"value": "{manager}"}}'
+        if plain in rest and json.dumps(manager)[1:-1] == manager:
+            rest = rest.replace(
+                plain,
+                f'"manager": {{"value": "{manager}", "$ref": "{users_location}{manager}"}}',
+                1,
+            )
+        else:  # not the canonical {"value": id}: do it on the parsed document
+            rest = _with_manager_ref(rest, users_location)
+    at = rest.find(_EXTENSION_KEY)
+    if at >= 0 and rest.startswith(_FALSY_JSON, at + len(_EXTENSION_KEY)):
+        # An empty extension is left out, as views.project does.
+        document = json.loads(rest)
+        if not document.get(ENTERPRISE_SCHEMA):
+            document.pop(ENTERPRISE_SCHEMA, None)
+        rest = json.dumps(document, ensure_ascii=False)
+    inner = rest[1:-1]
+    return (
+        f'{{"schemas": {schemas}, "id": "{scim_id}", {inner + ", " if inner else ""}'
+        f'"meta": {{"resourceType": "{resource_type}", "created": "{created}", '
+        f'"lastModified": "{updated}", "location": "{location}{scim_id}", '
+        f'"version": "W/\\"{version}\\""}}}}'
+    )
+
+
+def _with_manager_ref(rest: str, users_location: str) -> str:
+    document = json.loads(rest)
+    manager = manager_id(document)
+    extension = dict(document[ENTERPRISE_SCHEMA])
+    extension["manager"] = {"value": manager, "$ref": json.loads(f'"{users_location}"') + manager}
+    document[ENTERPRISE_SCHEMA] = extension
+    return json.dumps(document, ensure_ascii=False)
 
 
 def _params(organization_id: int, resource_type: str, start: int) -> dict:
@@ -191,30 +216,43 @@ def _maybe_compact(organization_id: int, resource_type: str, extra_rows: int) ->
 
 
 def renders_in_database() -> bool:
-    """Whether ``rendered_page`` can be used (PostgreSQL's JSON functions)."""
+    """Whether ``rendered_page`` can be used (its statement is PostgreSQL's SQL)."""
     return connection.vendor == "postgresql"
 
 
 def rendered_page(
     *, organization_id: int, resource_type: str, start: int, count: int, base_url: str
 ) -> Page:
-    """An unfiltered page with its resources rendered by PostgreSQL, in one statement.
+    """An unfiltered page in one statement, its resources spliced from the documents' JSON text.
 
-    The resources equal ``json.dumps`` of the adapters' ``to_dict()`` without projection
-    (a group without ``members``: only for ``excludedAttributes=members``), key for key.
+    The resources equal the adapters' ``to_dict()`` without projection (a group without
+    ``members``: only for ``excludedAttributes=members``), in the same key order.
     """
     endpoint = "/Users/" if resource_type == DirectoryRecord.ResourceType.USER else "/Groups/"
     params = _params(organization_id, resource_type, start)
-    params.update(count=count, location=base_url + endpoint, users_location=base_url + "/Users/")
+    params["count"] = count
     with connection.cursor() as cursor:
         cursor.execute(_page_sql(resource_type), params)
-        total, extra_rows, ids, resources = cursor.fetchone()
+        rows = cursor.fetchall()
+    total, extra_rows = rows[0][0], rows[0][1]
     _maybe_compact(organization_id, resource_type, extra_rows)
+    if rows[0][2] is None:
+        return Page(total=total, start=start, resources_json="")
+    location = json.dumps(base_url + endpoint)[1:-1]
+    users_location = json.dumps(base_url + "/Users/")[1:-1]
     return Page(
         total=total,
         start=start,
-        resources_json=resources or "",
-        scim_ids=ids.split(",") if ids else [],
+        resources_json=", ".join(
+            _resource_json(
+                row,
+                resource_type=resource_type,
+                location=location,
+                users_location=users_location,
+            )
+            for row in rows
+        ),
+        scim_ids=[row[2] for row in rows],
     )
 
 

@@ -304,6 +304,17 @@ def test_rendered_resources_equal_what_get_answers(scim, organization):
         document={**_document(99), ENTERPRISE: {}},
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
+    odd_manager = _user(organization, 98)
+    DirectoryRecord.objects.filter(pk=odd_manager.pk).update(
+        document={
+            **_document(98),
+            ENTERPRISE: {"manager": {"displayName": "Boss", "value": manager["id"]}},
+        }
+    )
+    null_extension = _user(organization, 97)
+    DirectoryRecord.objects.filter(pk=null_extension.pk).update(
+        document={**_document(97), ENTERPRISE: None}
+    )
     group = create_group(scim, display_name="Ops <&> \u0627\u0644\u0641\u0631\u064a\u0642")
 
     listed = scim.get("/Users").json()["Resources"]
@@ -314,15 +325,22 @@ def test_rendered_resources_equal_what_get_answers(scim, organization):
         plain["id"],
         managed["id"],
         str(empty_extension.scim_id),
+        str(odd_manager.scim_id),
+        str(null_extension.scim_id),
     ]
     for resource in listed:
-        assert resource == scim.get(f"/Users/{resource['id']}").json()
+        answered = scim.get(f"/Users/{resource['id']}").json()
+        # Same keys, values and key order.
+        assert json.dumps(resource) == json.dumps(answered)
     assert listed[2][ENTERPRISE]["manager"]["$ref"].endswith(f"/Users/{manager['id']}")
-    assert ENTERPRISE not in listed[3]
+    assert ENTERPRISE not in listed[3] and ENTERPRISE not in listed[5]
+    assert listed[4][ENTERPRISE]["manager"] == {
+        "value": manager["id"],
+        "$ref": listed[2][ENTERPRISE]["manager"]["$ref"],
+    }
     assert listed[3]["meta"]["created"] == "2026-01-02T03:04:05+00:00"
-    assert groups == [
-        scim.get(f"/Groups/{group['id']}", params={"excludedAttributes": "members"}).json()
-    ]
+    answered = scim.get(f"/Groups/{group['id']}", params={"excludedAttributes": "members"})
+    assert json.dumps(groups) == json.dumps([answered.json()])
 
 
 def test_group_pages_with_members_still_list_them(scim):
