@@ -109,9 +109,10 @@ def test_reassigning_a_resource_is_recorded_from_both_pages(admin_client, admin_
     admin_client.post(
         reverse("members:resource_reassign", kwargs={"pk": first.pk}), {"owner": owner.email}
     )
+    # The sync's review page posts the same form and comes back to itself.
     admin_client.post(
-        reverse("directory_sync:resource_reassign", kwargs={"pk": second.pk}),
-        {"owner": owner.pk},
+        reverse("members:resource_reassign", kwargs={"pk": second.pk}),
+        {"owner": owner.email, "next": reverse("directory_sync:review_list")},
     )
 
     recorded = entries(organization, "resource.reassigned")
