@@ -100,7 +100,10 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
                 # Another process opened a run while we waited for the lock.
                 return current
         if trigger == ProvisioningRun.Trigger.PROBE and _probe_coalesces(
-            current, changed=current is not None and current.events.exists(), now=now
+            current,
+            changed=current is not None and current.events.exists(),
+            now=now,
+            sync_settings=sync_settings,
         ):
             # Another process's probe opened a run moments ago (a burst of probes).
             return current
@@ -162,14 +165,18 @@ def _open_run_and_probe_match(
     return run, changed, bool(row[-1])
 
 
-def _probe_coalesces(run: ProvisioningRun | None, *, changed: bool, now: datetime) -> bool:
+def _probe_coalesces(
+    run: ProvisioningRun | None, *, changed: bool, now: datetime, sync_settings: SyncSettings
+) -> bool:
     """Whether a probe joins ``run`` rather than opening a new one.
 
     Entra sends the probe at the start of every cycle and every Test Connection; a burst of
     probes (Test Connection clicked twice, several lookups of random GUIDs at once) would
     otherwise make a run per probe, each with nothing in it. A probe joins the open run when
     that run was itself opened by a probe less than ``BEEM_PROBE_COALESCE_SECONDS`` (default
-    5 s, 0 turns this off) ago and no directory change was recorded in it yet.
+    5 s, 0 turns this off) ago and no directory change was recorded in it yet — and not
+    before the sync was last (re)activated: the Test Connection after a reactivation is what
+    the reactivation page waits for, so it always opens a run and records its time.
     """
     window = float(getattr(settings, "BEEM_PROBE_COALESCE_SECONDS", DEFAULT_PROBE_COALESCE_SECONDS))
     return (
@@ -178,6 +185,7 @@ def _probe_coalesces(run: ProvisioningRun | None, *, changed: bool, now: datetim
         and not changed
         and run.trigger == ProvisioningRun.Trigger.PROBE
         and timedelta(0) <= now - run.started_at < timedelta(seconds=window)
+        and (sync_settings.activated_at is None or run.started_at >= sync_settings.activated_at)
     )
 
 
@@ -201,7 +209,7 @@ def run_for_request(
         )
     run, changed, probe_matches = open_run
     if probe is not None and not probe_matches:
-        if not _probe_coalesces(run, changed=changed, now=now):
+        if not _probe_coalesces(run, changed=changed, now=now, sync_settings=sync_settings):
             run = _run_open(
                 sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now
             )

@@ -274,7 +274,7 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
     expect(failed).to_contain_text("nora.twin@demo.beem")
     expect(failed).to_contain_text("already belongs to directory user nora@demo.beem")
     requests = page.locator("#request-table")
-    refused = requests.locator("tr", has_text="400")
+    refused = requests.locator('tr[data-status="400"]')
     expect(refused).to_have_count(1)
     refused.locator("summary").click()
     expect(refused).to_contain_text("invalidValue")

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from directory_sync import runs
 from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun, SyncSettings
+from directory_sync.scim import auth as scim_auth
 
 PROBE_GUID = "0b5c9a57-9d5e-4d4b-8d43-1a8b6f0e2c11"
 PROBE = f'/Users?filter=userName+eq+"{PROBE_GUID}"'
@@ -292,6 +293,30 @@ def test_probe_does_not_join_an_activity_run(scim, organization, settings):
     scim.get(PROBE)
 
     assert [r.trigger for r in _runs(organization)] == ["activity", "probe"]
+
+
+def test_probe_after_a_reactivation_opens_a_run_and_records_test_connection(
+    scim, organization, settings
+):
+    """The reactivation page waits for a Test Connection made after it: a probe moments after
+    stop + reactivate must not join the run of the probe before the stop."""
+    settings.BEEM_PROBE_COALESCE_SECONDS = 5
+    scim.get(PROBE)
+    [first] = _runs(organization)
+    _age_start(first, seconds=2)
+    SyncSettings.objects.filter(organization=organization).update(
+        activated_at=timezone.now() - timedelta(seconds=1),
+        last_test_connection_at=timezone.now() - timedelta(seconds=2),
+    )
+    scim_auth.auth_cache_clear()
+
+    scim.get(PROBE)
+
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk and previous.ended_at is not None
+    assert current.trigger == ProvisioningRun.Trigger.PROBE
+    sync_settings = SyncSettings.objects.get(organization=organization)
+    assert sync_settings.last_test_connection_at >= sync_settings.activated_at
 
 
 def test_probe_coalescing_can_be_turned_off(scim, organization, settings):
