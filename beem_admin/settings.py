@@ -319,6 +319,9 @@ BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
 # A probe joins the open run when a probe opened it less than this many seconds ago and no
 # directory change was recorded in it yet (0: every probe opens a run). directory_sync.runs.
 BEEM_PROBE_COALESCE_SECONDS = env_int("BEEM_PROBE_COALESCE_SECONDS", 5)
+# A SCIM write wakes its organization's apply job at most once per this many seconds (the job
+# drains every pending event; 0: one wake-up per write). directory_sync.outbox.
+BEEM_APPLY_WAKEUP_SECONDS = env_int("BEEM_APPLY_WAKEUP_SECONDS", 1)
 # Events still pending after this many seconds are re-dispatched by the sweep.
 BEEM_REDISPATCH_AFTER_SECONDS = env_int("BEEM_REDISPATCH_AFTER_SECONDS", 60)
 
