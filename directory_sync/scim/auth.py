@@ -38,9 +38,10 @@ SCIM_CONTENT_TYPE = "application/scim+json"
 SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 REALM = 'Bearer realm="beem-scim"'
 # Auth lookups are cached per process for at most this long, so stopping sync, rotating the
-# credentials or revoking a token takes effect on every web process within a second, while
-# Entra's bursts do not pay a query per request.
-DEFAULT_AUTH_CACHE_SECONDS = 1.0
+# credentials or revoking a token takes effect on every web process within a second — half a
+# second of cache leaves room for a request already in flight — while Entra's bursts do not
+# pay a query per request (one auth query per process every 0.5 s).
+DEFAULT_AUTH_CACHE_SECONDS = 0.5
 # last_request_at is informational ("Entra last called at ..."): one write per organization
 # every few seconds per process, never one per request.
 LAST_REQUEST_WRITE_SECONDS = 5.0
