@@ -139,6 +139,16 @@ _PROBE_MATCH_SQL = (
 )
 
 
+def open_run_orm(*, organization_id: int) -> tuple[ProvisioningRun | None, bool]:
+    """``(open run or None, a change was recorded in it)`` through the ORM (not PostgreSQL)."""
+    run = (
+        ProvisioningRun.objects.filter(organization_id=organization_id, ended_at__isnull=True)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    return run, run is not None and ChangeEvent.objects.filter(run=run).exists()
+
+
 def open_run_from_row(values) -> tuple[ProvisioningRun | None, bool]:
     """``(open run or None, a change was recorded in it)`` from ``OPEN_RUN_COLUMNS``."""
     run = None
@@ -151,6 +161,18 @@ def _open_run_and_probe_match(
     *, organization_id: int, probe: str | None
 ) -> tuple[ProvisioningRun | None, bool, bool]:
     """``(open run or None, a change was recorded in it, the probe GUID is a user)``."""
+    if connection.vendor != "postgresql":
+        # The embedded default (SQLite) has no LATERAL: the same answer in a few statements.
+        run, changed = open_run_orm(organization_id=organization_id)
+        matches = probe is not None and (
+            DirectoryRecord.objects.filter(
+                organization_id=organization_id,
+                resource_type=DirectoryRecord.ResourceType.USER,
+                user_name_key=probe.casefold(),
+                deleted_at__isnull=True,
+            ).exists()
+        )
+        return run, changed, matches
     params: list = []
     probe_sql = "FALSE"
     if probe is not None:

