@@ -575,6 +575,46 @@ def _batch_identify(plan: _UserPlan, index: _MemberIndex, identify_by: str) -> M
     return found
 
 
+def _clash(
+    *,
+    key: str,
+    value: str,
+    other: Member,
+    linked: DirectoryRecord | None,
+    identifier: str,
+    fields: dict,
+    duplicates: list,
+    notes: _Notes,
+) -> None:
+    """``value`` of attribute ``key`` belongs to ``other`` (linked to directory user
+    ``linked``, if any): a refusal when ``key`` identifies members, otherwise the value is not
+    synced and ``other`` is a possible duplicate. Shared by the per-record and batch paths."""
+    if key == identifier:
+        owner = (
+            _("directory user %(user)s") % {"user": linked.user_name or linked.display_name}
+            if linked
+            else _member_label(other)
+        )
+        raise ApplyError(
+            _("%(attribute)s %(value)s already belongs to %(owner)s.")
+            % {
+                "attribute": _("The mobile number") if key == "phone" else _("The email"),
+                "value": value,
+                "owner": owner,
+            }
+        )
+    del fields[key]
+    duplicates.append((other, key))
+    notes.add(
+        _("%(attribute)s %(value)s belongs to member %(other)s; not synced (possible duplicate).")
+        % {
+            "attribute": _("The mobile number") if key == "phone" else _("The email"),
+            "value": value,
+            "other": _member_label(other),
+        }
+    )
+
+
 def _batch_clashes(
     plan: _UserPlan, member: Member | None, index: _MemberIndex, identify_by: str
 ) -> list[tuple[Member, str]]:
@@ -590,32 +630,15 @@ def _batch_clashes(
         if other is None or _same_member(other, member):
             continue
         linked = index.linked_elsewhere(other, record)
-        if key == identifier:
-            owner = (
-                _("directory user %(user)s") % {"user": linked.user_name or linked.display_name}
-                if linked
-                else _member_label(other)
-            )
-            raise ApplyError(
-                _("%(attribute)s %(value)s already belongs to %(owner)s.")
-                % {
-                    "attribute": _("The mobile number") if key == "phone" else _("The email"),
-                    "value": value,
-                    "owner": owner,
-                }
-            )
-        del fields[key]
-        duplicates.append((other, key))
-        notes.add(
-            _(
-                "%(attribute)s %(value)s belongs to member %(other)s; not synced "
-                "(possible duplicate)."
-            )
-            % {
-                "attribute": _("The mobile number") if key == "phone" else _("The email"),
-                "value": value,
-                "other": _member_label(other),
-            }
+        _clash(
+            key=key,
+            value=value,
+            other=other,
+            linked=linked,
+            identifier=identifier,
+            fields=fields,
+            duplicates=duplicates,
+            notes=notes,
         )
     return duplicates
 
@@ -1099,32 +1122,15 @@ def _resolve_clashes(
         if other is None:
             continue
         linked = _member_linked_elsewhere(other, record)
-        if key == identifier:
-            owner = (
-                _("directory user %(user)s") % {"user": linked.user_name or linked.display_name}
-                if linked
-                else _member_label(other)
-            )
-            raise ApplyError(
-                _("%(attribute)s %(value)s already belongs to %(owner)s.")
-                % {
-                    "attribute": _("The mobile number") if key == "phone" else _("The email"),
-                    "value": value,
-                    "owner": owner,
-                }
-            )
-        del fields[key]
-        duplicates.append((other, key))
-        notes.add(
-            _(
-                "%(attribute)s %(value)s belongs to member %(other)s; not synced "
-                "(possible duplicate)."
-            )
-            % {
-                "attribute": _("The mobile number") if key == "phone" else _("The email"),
-                "value": value,
-                "other": _member_label(other),
-            }
+        _clash(
+            key=key,
+            value=value,
+            other=other,
+            linked=linked,
+            identifier=identifier,
+            fields=fields,
+            duplicates=duplicates,
+            notes=notes,
         )
     return duplicates
 

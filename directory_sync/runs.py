@@ -66,7 +66,7 @@ def probe_value(request: HttpRequest) -> str | None:
     return match.group(1)
 
 
-def run_current(*, organization: Organization) -> ProvisioningRun | None:
+def run_current(*, organization: Organization | int) -> ProvisioningRun | None:
     """The organization's open run (not ended), if any."""
     return (
         ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
@@ -141,11 +141,7 @@ _PROBE_MATCH_SQL = (
 
 def open_run_orm(*, organization_id: int) -> tuple[ProvisioningRun | None, bool]:
     """``(open run or None, a change was recorded in it)`` through the ORM (not PostgreSQL)."""
-    run = (
-        ProvisioningRun.objects.filter(organization_id=organization_id, ended_at__isnull=True)
-        .order_by("-started_at", "-id")
-        .first()
-    )
+    run = run_current(organization=organization_id)
     return run, run is not None and ChangeEvent.objects.filter(run=run).exists()
 
 

@@ -17,6 +17,19 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 MAX_RETRIES = 8
 
 
+# Apply jobs: acknowledged late (a killed worker's job runs again and converges), retried with
+# backoff on transient database errors.
+APPLY_JOB_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
 class ApplyChangeEventTask(Task):
     """Fails the event with a readable reason when the job gives up, so none stays pending."""
 
@@ -39,13 +52,7 @@ class ApplyChangeEventTask(Task):
 @shared_task(
     base=ApplyChangeEventTask,
     name="directory_sync.apply_change_event",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **APPLY_JOB_OPTIONS,
 )
 def apply_change_event(event_id: int) -> None:
     from .apply import change_event_apply
@@ -81,13 +88,7 @@ class ApplyChangeEventsTask(Task):
 @shared_task(
     base=ApplyChangeEventsTask,
     name="directory_sync.apply_change_events",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
+    **APPLY_JOB_OPTIONS,
 )
 def apply_change_events(organization_id: int) -> int:
     """Drain the organization's pending change events in batches (the outbox wake-up).

@@ -151,3 +151,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"hardening: {REQUEST_COUNTER['scim']} SCIM requests sent in-process"
         )
+
+
+# The "Set up in Beem" form with every rule filled in (tests post it and change one field).
+SETTINGS_FORM = {
+    "deletion_rule": "delete_directly",
+    "identify_by": "phone",
+    "department_format": "plain_name",
+    "department_delimiter": "/",
+    "duplicate_department_policy": "hold_for_admin",
+    "default_phone_country": "",
+}

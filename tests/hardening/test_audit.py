@@ -11,16 +11,7 @@ from directory_sync.models import ReviewItem
 from members import services as member_services
 from members.models import AuditEntry, Member
 
-from .conftest import scim_user, token_for
-
-SETTINGS_FORM = {
-    "deletion_rule": "delete_directly",
-    "identify_by": "phone",
-    "department_format": "plain_name",
-    "department_delimiter": "/",
-    "duplicate_department_policy": "hold_for_admin",
-    "default_phone_country": "",
-}
+from .conftest import SETTINGS_FORM, scim_user, token_for
 
 
 def entries(organization, action: str) -> list[AuditEntry]:

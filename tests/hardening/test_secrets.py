@@ -13,16 +13,7 @@ from oauth2_provider.models import AccessToken, Application
 from directory_sync import services as sync_services
 from directory_sync.models import RequestLog
 
-from .conftest import PATCH_SCHEMA, scim_user, token_for
-
-SETTINGS_FORM = {
-    "deletion_rule": "delete_directly",
-    "identify_by": "phone",
-    "department_format": "plain_name",
-    "department_delimiter": "/",
-    "duplicate_department_policy": "hold_for_admin",
-    "default_phone_country": "",
-}
+from .conftest import PATCH_SCHEMA, SETTINGS_FORM, scim_user, token_for
 
 
 def test_client_secret_is_stored_hashed_and_still_authenticates(client, organization):
