@@ -335,6 +335,9 @@ BEEM_METRICS_TOKEN = os.environ.get("BEEM_METRICS_TOKEN", "")
 BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS = env_int("BEEM_HEALTHZ_BROKER_TIMEOUT_SECONDS", 1)
 # /healthz reports "degraded" when no worker recorded a heartbeat for this long.
 BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("BEEM_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 120)
+# A worker checks this often whether its consumer silently stopped receiving (messages wait,
+# it could take one, it took none): it reconnects, then exits for its supervisor. 0: off.
+BEEM_WORKER_WATCHDOG_SECONDS = env_int("BEEM_WORKER_WATCHDOG_SECONDS", 30)
 # The worker imports this module at start so its worker_ready heartbeat receiver is connected.
 CELERY_IMPORTS = ["directory_sync.health"]
 # Keep Django's LOGGING in the worker too: same JSON format, request-id and redaction filters
