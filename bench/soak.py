@@ -100,6 +100,10 @@ class SoakReport:
     groups: int = 0
     converge_seconds: float = 0.0
     converged: bool = False
+    # When the soak did not converge: the state of every part at that moment (stack_diagnose).
+    diagnostics: list[str] = field(default_factory=list)
+    # Workers that exited on their own and were started again (worker_supervise).
+    supervisor_restarts: int = 0
 
     @property
     def server_errors(self) -> int:
@@ -140,6 +144,7 @@ class SoakReport:
         out.append(
             "change events: " + ", ".join(f"{k} {n}" for k, n in sorted(self.events.items()))
         )
+        out.append(f"workers that exited on their own, started again: {self.supervisor_restarts}")
         out.append(f"converged in {self.converge_seconds:.1f}s: {self.converged}")
         out.append(
             f"records checked: {self.records_checked} "
@@ -154,6 +159,9 @@ class SoakReport:
         out.append(f"directory records differing from Entra: {len(self.directory_mismatches)}")
         out += [f"  {d}" for d in self.directory_mismatches[:20]]
         out += [f"unexpected: {u}" for u in self.unexpected[:20]]
+        if self.diagnostics:
+            out.append("diagnostics (the state when the wait for convergence gave up):")
+            out += [f"  {line}" for line in self.diagnostics]
         out.append("RESULT: " + ("OK" if self.ok else "FAILED — " + "; ".join(self.problems)))
         return out
 
@@ -262,6 +270,8 @@ class Stack:
             BEEM_REDISPATCH_AFTER_SECONDS="4",
             BEEM_REDISPATCH_INTERVAL_SECONDS="2",
             BEEM_BROKER_VISIBILITY_TIMEOUT="20",
+            # A consumer that stops receiving is noticed within seconds, not half a minute.
+            BEEM_WORKER_WATCHDOG_SECONDS="5",
             BEEM_LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
@@ -300,6 +310,7 @@ class Stack:
             logdir=logdir,
         )
         self.worker_starts = 0
+        self.worker_lock = threading.Lock()
         self.worker = self._worker()
         self.beat = Process(
             "beat",
@@ -327,7 +338,7 @@ class Stack:
                 "beem_admin",
                 "worker",
                 "-l",
-                "WARNING",
+                "INFO",
                 "-c",
                 str(self.options.worker_concurrency),
                 "-n",
@@ -362,15 +373,27 @@ class Stack:
         raise RuntimeError(f"{self.base_url} did not answer within {timeout}s")
 
     def worker_restart(self) -> None:
-        self.worker.stop()
-        self.worker = self._worker()
-        self.worker.start()
+        with self.worker_lock:
+            self.worker.stop()
+            self.worker = self._worker()
+            self.worker.start()
 
     def worker_kill(self) -> None:
-        self.worker.kill()
-        time.sleep(0.5)
-        self.worker = self._worker()
-        self.worker.start()
+        with self.worker_lock:
+            self.worker.kill()
+            time.sleep(0.5)
+            self.worker = self._worker()
+            self.worker.start()
+
+    def worker_supervise(self) -> bool:
+        """Start a worker that exited on its own again (as systemd's Restart=always would: the
+        worker watchdog exits a worker whose consumer stays stalled). True when it did."""
+        with self.worker_lock:
+            if self.worker.running:
+                return False
+            self.worker = self._worker()
+            self.worker.start()
+            return True
 
     def redis_stop(self) -> None:
         self.redis.stop()
@@ -386,6 +409,15 @@ class Stack:
                 process.stop(timeout=10)
             except Exception:  # noqa: BLE001 - best effort on the way out
                 process.kill()
+
+
+def supervisor_loop(stack: Stack, report: SoakReport, stop: threading.Event, verbose: bool):
+    """The process manager of a deployment: a worker that exits on its own is started again."""
+    while not stop.wait(1.0):
+        if stack.worker_supervise():
+            report.supervisor_restarts += 1
+            if verbose:
+                print("[soak] worker exited on its own; started again", flush=True)
 
 
 def chaos_loop(stack: Stack, options: SoakOptions, report: SoakReport, stop: threading.Event):
@@ -727,6 +759,97 @@ def wait_converged(
         time.sleep(1.0)
 
 
+def _log_tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return [f"({exc})"]
+    return [line[:300] for line in text[-lines:]]
+
+
+def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
+    """What each part looks like when events stay pending: enough to tell a dead beat, a worker
+    that stopped consuming, a lost or misrouted message, a held lock or a stuck query apart."""
+    import redis as redis_lib
+    from django.db import connection
+    from django.db.models import Count, Max, Min
+
+    from directory_sync.models import ChangeEvent
+
+    out = [
+        "processes: "
+        + ", ".join(
+            f"{p.name} {'running' if p.running else 'exited ' + str(p.proc and p.proc.returncode)}"
+            for p in (stack.web, stack.worker, stack.beat, stack.redis)
+        )
+    ]
+    pending = (
+        ChangeEvent.objects.filter(
+            organization_id__in=organization_ids, status=ChangeEvent.Status.PENDING
+        )
+        .values("organization_id")
+        .annotate(
+            n=Count("id"),
+            first=Min("created_at"),
+            last=Max("created_at"),
+            sent=Max("dispatched_at"),
+            tries=Max("attempts"),
+        )
+    )
+    for row in pending:
+        sent = row["sent"].strftime("%H:%M:%S") if row["sent"] else "never"
+        out.append(
+            f"pending org {row['organization_id']}: {row['n']} events created "
+            f"{row['first']:%H:%M:%S}–{row['last']:%H:%M:%S}, last sent {sent}, "
+            f"attempts {row['tries']}"
+        )
+    try:
+        for db in (0, 1):
+            client = redis_lib.Redis(port=stack.redis_port, db=db, socket_timeout=2)
+            for key in sorted(client.keys("*"))[:40]:
+                kind = client.type(key).decode()
+                size = {
+                    "list": client.llen,
+                    "hash": client.hlen,
+                    "zset": client.zcard,
+                    "set": client.scard,
+                }.get(kind, lambda k: "")(key)
+                out.append(f"redis db{db} {key!r} {kind} {size}")
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
+        out.append(f"redis: {exc!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, "
+            "left(query, 120) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'"
+        )
+        for row in cursor.fetchall():
+            out.append(f"postgres session {row}")
+        cursor.execute(
+            "SELECT pid, classid, objid, granted FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        for row in cursor.fetchall():
+            out.append(f"advisory lock {row}")
+    for what in ("active", "reserved"):
+        try:
+            inspect = subprocess.run(
+                [str(BIN / "celery"), "-A", "beem_admin", "inspect", what, "--timeout", "3"],
+                cwd=ROOT,
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            answer = (inspect.stdout + inspect.stderr).splitlines()
+            out += [f"celery inspect {what}: {line}" for line in answer[-15:]]
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
+            out.append(f"celery inspect {what}: {exc!r}")
+    out += ["worker.log: " + line for line in _log_tail(stack.worker.log_path, 40)]
+    out += ["beat.log: " + line for line in _log_tail(stack.beat.log_path, 15)]
+    return out
+
+
 def verify(report: SoakReport, tenants: list[EntraTenant]) -> None:
     from django.db.models import Count
     from django.db.models.functions import Lower
@@ -863,6 +986,11 @@ def run_soak(options: SoakOptions, *, database_url: str | None = None) -> SoakRe
     credentials = tenants_provision(options.tenants, run_tag)
     # Django keeps a connection open in this thread; the load threads do not use it.
     stack.start()
+    supervised = threading.Event()
+    supervisor = threading.Thread(
+        target=supervisor_loop, args=(stack, report, supervised, options.verbose), daemon=True
+    )
+    supervisor.start()
     try:
         tenants = [
             EntraTenant(index=i, stack=stack, credentials=c, report=report, seed=options.seed)
@@ -881,14 +1009,16 @@ def run_soak(options: SoakOptions, *, database_url: str | None = None) -> SoakRe
         chaos.join()
         say(f"[soak] load done: {sum(report.requests.values())} requests", flush=True)
         stack.redis_start()
-        if not stack.worker.running:
-            stack.worker_restart()
         organization_ids = [t.organization_id for t in tenants]
         report.converged, report.converge_seconds = wait_converged(
             organization_ids, options.converge_timeout, options.verbose
         )
+        if not report.converged:
+            report.diagnostics = stack_diagnose(stack, organization_ids)
         verify(report, tenants)
     finally:
+        supervised.set()
+        supervisor.join()
         stack.stop()
     for line in report.lines():
         say(line, flush=True)
