@@ -104,6 +104,8 @@ class SoakReport:
     diagnostics: list[str] = field(default_factory=list)
     # Workers that exited on their own and were started again (worker_supervise).
     supervisor_restarts: int = 0
+    # Times a worker's watchdog found its consumer stalled and reconnected it (worker logs).
+    watchdog_reconnects: int = 0
 
     @property
     def server_errors(self) -> int:
@@ -144,7 +146,10 @@ class SoakReport:
         out.append(
             "change events: " + ", ".join(f"{k} {n}" for k, n in sorted(self.events.items()))
         )
-        out.append(f"workers that exited on their own, started again: {self.supervisor_restarts}")
+        out.append(
+            f"stalled consumers reconnected by the worker watchdog: {self.watchdog_reconnects}; "
+            f"workers that exited on their own, started again: {self.supervisor_restarts}"
+        )
         out.append(f"converged in {self.converge_seconds:.1f}s: {self.converged}")
         out.append(
             f"records checked: {self.records_checked} "
@@ -759,12 +764,15 @@ def wait_converged(
         time.sleep(1.0)
 
 
-def _log_tail(path: Path, lines: int) -> list[str]:
+def _log_text(path: Path) -> str:
     try:
-        text = path.read_text(errors="replace").splitlines()
+        return path.read_text(errors="replace")
     except OSError as exc:
-        return [f"({exc})"]
-    return [line[:300] for line in text[-lines:]]
+        return f"({exc})"
+
+
+def _log_tail(path: Path, lines: int) -> list[str]:
+    return [line[:300] for line in _log_text(path).splitlines()[-lines:]]
 
 
 def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
@@ -1020,6 +1028,7 @@ def run_soak(options: SoakOptions, *, database_url: str | None = None) -> SoakRe
         supervised.set()
         supervisor.join()
         stack.stop()
+    report.watchdog_reconnects = _log_text(stack.worker.log_path).count("worker consumer stalled")
     for line in report.lines():
         say(line, flush=True)
     if not report.ok:
