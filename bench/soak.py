@@ -191,6 +191,16 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def environment_without_project_settings() -> dict[str, str]:
+    """This process's environment minus everything that configures Beem (Django, Beem, Celery,
+    Redis, database): a child gets exactly the settings its caller adds."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "BEEM_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
+    }
+
+
 class Process:
     """A child process in its own session (so a SIGKILL takes its children with it)."""
 
@@ -257,11 +267,7 @@ class Stack:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.web_port}"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DJANGO_", "BEEM_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
-        }
+        env = environment_without_project_settings()
         env.update(
             DATABASE_URL=database_url,
             CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",

@@ -19,7 +19,7 @@ import pytest
 from celery import Celery
 
 from beem_admin.worker_watchdog import Observation, StallDetector
-from bench.soak import Process, free_port, wait_for_port
+from bench.soak import Process, environment_without_project_settings, free_port, wait_for_port
 
 WORKER = Path(__file__).with_name("stalling_worker.py")
 
@@ -88,29 +88,40 @@ def broker():
     shutil.rmtree(logdir, ignore_errors=True)
 
 
-def _worker(broker_url: str, logdir: Path, watchdog_seconds: int) -> Process:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "BEEM_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
-    }
-    env.update(
-        CELERY_BROKER_URL=broker_url,
-        # The touch task needs no database; keep Django's default SQLite file out of the tree.
-        DATABASE_URL=f"sqlite:///{logdir / 'worker.sqlite3'}",
-        BEEM_WORKER_WATCHDOG_SECONDS=str(watchdog_seconds),
-        BEEM_LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
-    )
-    worker = Process(
-        f"worker-{watchdog_seconds}",
-        [sys.executable, str(WORKER), "-l", "INFO", "-c", "1", "-n", f"w{uuid.uuid4().hex[:6]}@%h"]
-        + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=env,
-        logdir=logdir,
-    )
-    worker.start()
-    return worker
+@pytest.fixture
+def started_worker(broker):
+    """``started_worker(watchdog_seconds)``: a real worker on the private broker that has run a
+    task already; returns (worker, app, logdir). Stopped at the end of the test."""
+    broker_url, logdir = broker
+    app = Celery(broker=broker_url)
+    workers = []
+
+    def start(watchdog_seconds: int) -> tuple[Process, Celery, Path]:
+        env = environment_without_project_settings()
+        env.update(
+            CELERY_BROKER_URL=broker_url,
+            # The touch task needs no database; keep Django's default SQLite file out of the tree.
+            DATABASE_URL=f"sqlite:///{logdir / 'worker.sqlite3'}",
+            BEEM_WORKER_WATCHDOG_SECONDS=str(watchdog_seconds),
+            BEEM_LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+        )
+        worker = Process(
+            f"worker-{watchdog_seconds}",
+            [sys.executable, str(WORKER), "-l", "INFO", "-c", "1"]
+            + ["-n", f"w{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"]
+            + ["--without-heartbeat"],
+            env=env,
+            logdir=logdir,
+        )
+        workers.append(worker)
+        worker.start()
+        assert _ran(app, logdir / "started", timeout=120), _log(worker)
+        return worker, app, logdir
+
+    yield start
+    for worker in workers:
+        worker.stop(timeout=10)
 
 
 def _ran(app: Celery, path: Path, timeout: float) -> bool:
@@ -137,56 +148,40 @@ def _log(worker: Process) -> str:
 
 
 @pytest.mark.redis
-def test_without_the_watchdog_a_stalled_consumer_fetches_nothing(broker):
-    broker_url, logdir = broker
-    app = Celery(broker=broker_url)
-    worker = _worker(broker_url, logdir, watchdog_seconds=0)
-    try:
-        assert _ran(app, logdir / "started", timeout=120), _log(worker)
-        _stall(app, logdir)
+def test_without_the_watchdog_a_stalled_consumer_fetches_nothing(started_worker):
+    worker, app, logdir = started_worker(watchdog_seconds=0)
+    _stall(app, logdir)
 
-        assert not _ran(app, logdir / "after-stall", timeout=8)
-        assert worker.running
-        # Not received at all (rather than received and not run): the consumer stalled.
-        assert "after-stall" not in _log(worker)
-    finally:
-        worker.stop(timeout=10)
+    assert not _ran(app, logdir / "after-stall", timeout=8)
+    assert worker.running
+    # Not received at all (rather than received and not run): the consumer stalled.
+    assert "after-stall" not in _log(worker)
 
 
 @pytest.mark.redis
-def test_the_watchdog_reconnects_a_stalled_consumer_and_the_waiting_task_runs(broker):
-    broker_url, logdir = broker
-    app = Celery(broker=broker_url)
-    worker = _worker(broker_url, logdir, watchdog_seconds=1)
-    try:
-        assert _ran(app, logdir / "started", timeout=120), _log(worker)
-        _stall(app, logdir)
+def test_the_watchdog_reconnects_a_stalled_consumer_and_the_waiting_task_runs(started_worker):
+    worker, app, logdir = started_worker(watchdog_seconds=1)
+    _stall(app, logdir)
 
-        assert _ran(app, logdir / "after-stall", timeout=30), _log(worker)
-        assert "worker consumer stalled" in _log(worker)
-        assert worker.running
-        # Reconnected for good: the next task runs at once.
-        assert _ran(app, logdir / "later", timeout=5), _log(worker)
-    finally:
-        worker.stop(timeout=10)
+    assert _ran(app, logdir / "after-stall", timeout=30), _log(worker)
+    assert "worker consumer stalled" in _log(worker)
+    assert worker.running
+    # Reconnected for good: the next task runs at once.
+    assert _ran(app, logdir / "later", timeout=5), _log(worker)
 
 
 @pytest.mark.redis
-def test_a_stall_that_survives_reconnects_shuts_the_worker_down_for_its_supervisor(broker):
-    broker_url, logdir = broker
-    app = Celery(broker=broker_url)
-    worker = _worker(broker_url, logdir, watchdog_seconds=1)
-    try:
-        assert _ran(app, logdir / "started", timeout=120), _log(worker)
-        _stall(app, logdir, always=True)
-        app.send_task("beem_test.touch", args=[str(logdir / "waiting")], task_id="waiting")
+def test_a_stall_that_survives_reconnects_shuts_the_worker_down_for_its_supervisor(
+    started_worker,
+):
+    worker, app, logdir = started_worker(watchdog_seconds=1)
+    _stall(app, logdir, always=True)
+    app.send_task("beem_test.touch", args=[str(logdir / "waiting")], task_id="waiting")
 
-        try:
-            code = worker.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the worker kept running stalled:\n" + _log(worker))
-        assert code == 70, _log(worker)
-        assert "still stalled after 2 reconnects" in _log(worker)
-        assert not (logdir / "waiting").exists()
-    finally:
-        worker.stop(timeout=10)
+    try:
+        code = worker.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker kept running stalled:\n" + _log(worker))
+    assert code == 70, _log(worker)
+    assert "still stalled after 2 reconnects" in _log(worker)
+    assert not (logdir / "waiting").exists()
