@@ -9,6 +9,9 @@ import uuid
 from collections import defaultdict
 
 from django.db import connection
+from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDebugWrapper
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Q, QuerySet
 
 from members.models import Organization
@@ -93,6 +96,38 @@ LOOKUP_COLUMNS = {
 }
 
 
+def prepared_cursor():
+    """A cursor (PostgreSQL) whose statements the server parses and plans once per connection.
+
+    Django binds parameters on the client and so never prepares: PostgreSQL parsed and planned
+    each hot lookup afresh, about 0.6 ms of its CPU against 0.1 ms to execute it (bench). This
+    cursor binds on the server, and the connection prepares every statement it runs on first
+    use (``prepare_threshold`` 0 in ``settings.DATABASES``; ``DATABASE_PREPARED_STATEMENTS=false``
+    turns preparing off). Everything else keeps Django's client-side binding. Opened like
+    ``connection.cursor()`` (health check, thread check, query logging, ``execute_wrapper``).
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    cursor = ServerBindingCursor(connection.connection)
+    if connection.queries_logged:
+        return _PreparedDebugWrapper(cursor, connection)
+    return connection.make_cursor(cursor)
+
+
+class _PreparedDebugWrapper(PostgresDebugWrapper):
+    """Logs (DEBUG, tests) the statement with its values, as Django does when it binds on the
+    server: psycopg keeps no query text to read back after a prepared execution."""
+
+    def execute(self, sql, params=None):
+        try:
+            logged = self.db.ops.compose_sql(sql, params)
+        except Exception:  # noqa: BLE001 - a value psycopg cannot quote: log the template
+            logged = sql
+        with self.debug_sql(logged, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
 class RecordRow:
     """The columns a SCIM answer needs (same attribute names as ``DirectoryRecord``)."""
 
@@ -167,14 +202,14 @@ def records_lookup_with_open_run(
     )
     params = [organization_id, resource_type, value, limit]
     if not open_run:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(records, params)
             return [RecordRow(row, with_members) for row in cursor.fetchall()], None, False
     sql = (
         f"SELECT {runs.OPEN_RUN_COLUMNS}, rr.* FROM (SELECT 1) AS one {runs.OPEN_RUN_LATERAL} "
         f"LEFT JOIN LATERAL ({records}) rr ON TRUE ORDER BY rr.id"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [organization_id, *params])
         fetched = cursor.fetchall()
     split = runs.OPEN_RUN_COLUMN_COUNT
