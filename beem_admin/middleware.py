@@ -26,7 +26,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_clean(request.headers.get("X-Request-ID")) or request_id_new()
+        # META, not request.headers: that builds a dict of every header, for one of them.
+        request_id = request_id_clean(request.META.get("HTTP_X_REQUEST_ID")) or request_id_new()
         request.request_id = request_id
         # Not reset on the way out: Django logs "Not Found: ..." and the server logs the request
         # line after the middleware chain returned, and those lines need the id too. The

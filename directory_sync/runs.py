@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.exceptions import SuspiciousOperation
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Greatest
 from django.http import HttpRequest
@@ -53,7 +54,12 @@ def probe_value(request: HttpRequest) -> str | None:
     """The GUID of an Entra probe (``GET .../Users?filter=userName eq "<GUID>"``), else None."""
     if request.method != "GET" or not request.path.rstrip("/").endswith("/Users"):
         return None
-    filters = parse_qs(request.META.get("QUERY_STRING", "")).get("filter")
+    try:
+        # The view parsed the query string already (request.GET is cached on the request).
+        # Blank values are skipped, as parse_qs skips them.
+        filters = [value for value in request.GET.getlist("filter") if value]
+    except SuspiciousOperation:  # more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        filters = parse_qs(request.META.get("QUERY_STRING", "")).get("filter")
     if not filters:
         return None
     match = _PROBE_FILTER.match(filters[0])
@@ -149,7 +155,7 @@ def open_run_from_row(values) -> tuple[ProvisioningRun | None, bool]:
     """``(open run or None, a change was recorded in it)`` from ``OPEN_RUN_COLUMNS``."""
     run = None
     if values[0] is not None:
-        run = ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, values[: len(_RUN_FIELDS)])
+        run = ProvisioningRun.from_db(DEFAULT_DB_ALIAS, _RUN_FIELDS, values[: len(_RUN_FIELDS)])
     return run, bool(values[len(_RUN_FIELDS)])
 
 

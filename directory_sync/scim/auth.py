@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection as db_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -303,7 +303,9 @@ _database_ok: tuple[int, float] | None = None  # (id of the raw connection, mono
 
 
 def _health_check_if_idle() -> None:
-    wrapper = db_connection
+    # connections[...] once: each attribute read through django.db.connection looks the
+    # wrapper up again in an asgiref Local, which costs more than the check itself.
+    wrapper = connections[DEFAULT_DB_ALIAS]
     raw = wrapper.connection
     if raw is None or not wrapper.health_check_enabled or wrapper.health_check_done:
         return
@@ -318,7 +320,7 @@ def _health_check_if_idle() -> None:
 
 def _database_answered() -> None:
     global _database_ok
-    wrapper = db_connection
+    wrapper = connections[DEFAULT_DB_ALIAS]
     if wrapper.connection is not None and not wrapper.errors_occurred:
         _database_ok = (id(wrapper.connection), time.monotonic())
 

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections import defaultdict
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDebugWrapper
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
@@ -106,13 +106,14 @@ def prepared_cursor():
     turns preparing off). Everything else keeps Django's client-side binding. Opened like
     ``connection.cursor()`` (health check, thread check, query logging, ``execute_wrapper``).
     """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    cursor = ServerBindingCursor(connection.connection)
-    if connection.queries_logged:
-        return _PreparedDebugWrapper(cursor, connection)
-    return connection.make_cursor(cursor)
+    wrapper = connections[DEFAULT_DB_ALIAS]  # once: each django.db.connection.x looks it up
+    wrapper.close_if_health_check_failed()
+    wrapper.ensure_connection()
+    wrapper.validate_thread_sharing()
+    cursor = ServerBindingCursor(wrapper.connection)
+    if wrapper.queries_logged:
+        return _PreparedDebugWrapper(cursor, wrapper)
+    return wrapper.make_cursor(cursor)
 
 
 class _PreparedDebugWrapper(PostgresDebugWrapper):
