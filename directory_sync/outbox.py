@@ -17,6 +17,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun
 
@@ -39,14 +40,78 @@ def change_event_append(
         run=run,
         resource_type=record.resource_type,
         scim_id=record.scim_id,
-        label=(record.user_name or record.display_name or "")[:255],
+        label=_label(record),
         kind=kind,
         record_version=record.version,
         request_id=request_id,
     )
-    organization_id = record.organization_id
-    transaction.on_commit(lambda: organization_wake(organization_id=organization_id))
+    wake_after_commit(organization_id=record.organization_id)
     return event
+
+
+def _label(record: DirectoryRecord) -> str:
+    return (record.user_name or record.display_name or "")[:255]
+
+
+def wake_after_commit(*, organization_id: int) -> None:
+    """Wake the organization's apply job once the current transaction commits."""
+    transaction.on_commit(lambda: organization_wake(organization_id=organization_id))
+
+
+_EVENT_COLUMNS = (
+    "organization_id",
+    "record_id",
+    "run_id",
+    "resource_type",
+    "scim_id",
+    "label",
+    "kind",
+    "record_version",
+    "status",
+    "outcome",
+    "reason",
+    "attempts",
+    "request_id",
+    "created_at",
+)
+
+
+def change_event_insert_sql(
+    *,
+    source: str,
+    record: DirectoryRecord,
+    kind: str,
+    run_id: int | None,
+    request_id: str,
+    run_id_sql: str = "",
+) -> tuple[str, list]:
+    """``INSERT INTO <events> ... SELECT ... FROM <source> RETURNING id`` and its parameters:
+    the event ``change_event_append`` would append for ``record``, written by the same
+    statement as the record (PostgreSQL: a data-modifying CTE whose ``source`` returns the
+    record's ``id``; no row from ``source``, no event). The caller registers the wake-up
+    (``wake_after_commit``) when an event was written. ``run_id_sql``: an SQL expression for
+    the run (instead of ``run_id``)."""
+    values = ", ".join(["%s"] * (len(_EVENT_COLUMNS) - 3))
+    sql = (
+        f"INSERT INTO {ChangeEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
+        f"SELECT %s, {source}.id, {run_id_sql or '%s'}, {values} FROM {source} RETURNING id"
+    )
+    params = [
+        record.organization_id,
+        *([] if run_id_sql else [run_id]),
+        record.resource_type,
+        record.scim_id,
+        _label(record),
+        kind,
+        record.version,
+        ChangeEvent.Status.PENDING,
+        "",
+        "",
+        0,
+        request_id,
+        timezone.now(),
+    ]
+    return sql, params
 
 
 def _eager() -> bool:
@@ -132,8 +197,6 @@ def change_event_dispatch(*, event_ids: list[int], woken: set[int] | None = None
 
     ``woken``: organizations already woken by this sweep (not woken twice); updated.
     """
-    from django.utils import timezone
-
     rows = list(ChangeEvent.objects.filter(pk__in=event_ids).values_list("pk", "organization_id"))
     by_org: dict[int, list[int]] = {}
     for pk, organization_id in rows:

@@ -16,8 +16,10 @@ partial write behind: every refusal (conflict, unknown members, a change callbac
 raises) is decided before the first write statement and raised after the block, so the
 caller's transaction stays usable. The hot paths are a few hand-written SQL statements (bench
 profile: the ORM cost more than the rest of a write): a create is one INSERT, an update one
-``SELECT ... FOR UPDATE`` and one UPDATE, a member add or remove one statement, then the
-outbox INSERT.
+``SELECT ... FOR UPDATE`` and one UPDATE, a member add or remove one statement. On PostgreSQL
+the outbox event is appended by the record's INSERT/UPDATE itself (a data-modifying CTE), and
+a SCIM write's run (``runs.WriteRun``) is read by its first statement; the embedded SQLite
+default appends the event with an INSERT of its own.
 
 These services know documents, not SCIM requests: ``directory_sync.scim`` computes the new
 document (from a POST body or by applying PATCH operations to the locked current document) and
@@ -33,8 +35,10 @@ from django.utils import timezone
 
 from members.models import Organization
 
+from . import runs
 from .models import ChangeEvent, DirectoryMembership, DirectoryRecord, ProvisioningRun
-from .outbox import change_event_append
+from .outbox import change_event_append, change_event_insert_sql, wake_after_commit
+from .runs import WriteRun
 
 USER = DirectoryRecord.ResourceType.USER
 GROUP = DirectoryRecord.ResourceType.GROUP
@@ -43,6 +47,7 @@ _RECORDS = DirectoryRecord._meta.db_table
 _LINKS = DirectoryMembership._meta.db_table
 _FIELDS = [f for f in DirectoryRecord._meta.concrete_fields]
 _COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
+_R_COLUMNS = ", ".join(f'r."{f.column}"' for f in _FIELDS)
 _INSERT_FIELDS = [f for f in _FIELDS if not f.primary_key]
 _MIRROR = (
     "user_name",
@@ -89,7 +94,67 @@ class MemberChange:
 class RecordWrite:
     record: DirectoryRecord
     changed: bool
-    event: ChangeEvent | None
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class _Event:
+    """The outbox event a write appends: its kind, run and request."""
+
+    kind: str
+    run: ProvisioningRun | WriteRun | None
+    request_id: str
+
+    def known_run(self) -> ProvisioningRun | None:
+        return self.run.run if isinstance(self.run, WriteRun) else self.run
+
+
+def _fused() -> bool:
+    """Whether the record statement also appends the event (a data-modifying CTE: PostgreSQL;
+    the embedded SQLite default appends it with a statement of its own)."""
+    return connection.vendor == "postgresql"
+
+
+def _execute_with_event(
+    sql: str, params: list, *, record: DirectoryRecord, event: _Event
+) -> tuple[int | None, int | None]:
+    """Run ``sql`` (an INSERT or UPDATE of ``record`` returning its ``id``, or nothing) and,
+    in the same statement, append ``event`` when it returned a row. ``(record id, event id)``,
+    both None when nothing was written."""
+    pending = event.run if isinstance(event.run, WriteRun) else None
+    run_cte, run_params, run_id_sql = "", [], ""
+    select = "SELECT written.id, event.id FROM written, event"
+    if pending is not None and not pending.read:
+        # The write's run is not known yet: read the open run here and append to it.
+        run_cte, run_params = f"open_run AS ({runs.OPEN_RUN_SELECT}), ", [pending.organization_id]
+        run_id_sql = "(SELECT id FROM open_run)"
+        select = (
+            f"SELECT written.id, event.id, {runs.run_columns('open_run')} FROM (SELECT 1) AS one "
+            "LEFT JOIN written ON TRUE LEFT JOIN event ON TRUE LEFT JOIN open_run ON TRUE"
+        )
+    known = event.known_run()
+    event_sql, event_params = change_event_insert_sql(
+        source="written",
+        record=record,
+        kind=event.kind,
+        run_id=known.pk if known is not None else None,
+        request_id=event.request_id,
+        run_id_sql=run_id_sql,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {run_cte}written AS ({sql}), event AS ({event_sql}) {select}",
+            [*run_params, *params, *event_params],
+        )
+        row = cursor.fetchone()
+    if run_id_sql:
+        pending.found(runs.run_from_values(row[2:]))
+    if row is None or row[0] is None:
+        return None, None
+    if pending is not None:
+        pending.event_ids.append(row[1])
+    wake_after_commit(organization_id=record.organization_id)
+    return row[0], row[1]
 
 
 # --- SQL helpers -----------------------------------------------------------------------------
@@ -155,50 +220,90 @@ def _conflict_of(
     return None
 
 
-def _insert(record: DirectoryRecord) -> bool:
-    """INSERT the record unless it breaks a unique constraint; sets its pk. One statement."""
+def _insert(record: DirectoryRecord, *, event: _Event | None = None) -> bool:
+    """INSERT the record unless it breaks a unique constraint; sets its pk. One statement,
+    which on PostgreSQL also appends ``event`` (only when the record was inserted)."""
     names = ", ".join(f'"{f.column}"' for f in _INSERT_FIELDS)
     marks = ", ".join(["%s"] * len(_INSERT_FIELDS))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{_RECORDS}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING '
-            'RETURNING "id"',
-            [_prep(record, f) for f in _INSERT_FIELDS],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    sql = (
+        f'INSERT INTO "{_RECORDS}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING "id"'
+    )
+    params = [_prep(record, f) for f in _INSERT_FIELDS]
+    if event is not None and _fused():
+        pk, _event_id = _execute_with_event(sql, params, record=record, event=event)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        pk = None if row is None else row[0]
+        if pk is not None and event is not None:
+            record.pk = pk
+            change_event_append(
+                record=record, kind=event.kind, run=event.known_run(), request_id=event.request_id
+            )
+    if pk is None:
         return False
-    record.pk = row[0]
+    record.pk = pk
     record._state.adding = False
     record._state.db = connection.alias
     return True
 
 
 def _lock(
-    *, organization: Organization, resource_type: str, scim_id: str
+    *,
+    organization: Organization,
+    resource_type: str,
+    scim_id: str,
+    run: ProvisioningRun | WriteRun | None = None,
 ) -> DirectoryRecord | None:
+    """Lock and read a live record; a ``WriteRun`` learns the open run in the same statement."""
     try:
         key = uuid.UUID(str(scim_id))
     except ValueError:
         return None
+    where = [organization.pk, resource_type, *_uuid_params([str(key)])]
+    if isinstance(run, WriteRun) and not run.read:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT {_R_COLUMNS}, {runs.run_columns("open_run")} FROM "{_RECORDS}" r '
+                f"LEFT JOIN LATERAL ({runs.OPEN_RUN_SELECT}) open_run ON TRUE "
+                'WHERE r."organization_id" = %s AND r."resource_type" = %s AND '
+                'r."deleted_at" IS NULL AND r."scim_id" = %s FOR UPDATE OF r',
+                [run.organization_id, *where],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        run.found(runs.run_from_values(row[len(_FIELDS) :]))
+        return _record_from_row(row[: len(_FIELDS)])
     with connection.cursor() as cursor:
         cursor.execute(
             f'SELECT {_COLUMNS} FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
             '"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" = %s' + _for_update(),
-            [organization.pk, resource_type, *_uuid_params([str(key)])],
+            where,
         )
         row = cursor.fetchone()
     return None if row is None else _record_from_row(row)
 
 
-def _update(record: DirectoryRecord, names: Sequence[str]) -> None:
+def _update(
+    record: DirectoryRecord, names: Sequence[str], *, event: _Event | None = None
+) -> int | None:
+    """UPDATE these columns of the record; with ``event``, append it (one statement on
+    PostgreSQL) and return its id."""
     fields = [DirectoryRecord._meta.get_field(name) for name in names]
     assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
+    sql = f'UPDATE "{_RECORDS}" SET {assignments} WHERE "id" = %s'
+    params = [_prep(record, f) for f in fields] + [record.pk]
+    if event is not None and _fused():
+        return _execute_with_event(sql + ' RETURNING "id"', params, record=record, event=event)[1]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{_RECORDS}" SET {assignments} WHERE "id" = %s',
-            [_prep(record, f) for f in fields] + [record.pk],
-        )
+        cursor.execute(sql, params)
+    if event is None:
+        return None
+    return change_event_append(
+        record=record, kind=event.kind, run=event.known_run(), request_id=event.request_id
+    ).pk
 
 
 # --- members ---------------------------------------------------------------------------------
@@ -328,7 +433,7 @@ def record_create(
     document: dict,
     mirror: dict,
     member_ids: Sequence[str] | None = None,
-    run: ProvisioningRun | None = None,
+    run: ProvisioningRun | WriteRun | None = None,
     request_id: str = "",
 ) -> DirectoryRecord:
     """Create a record from a canonical document (and a group's members); event ``created``."""
@@ -351,8 +456,9 @@ def record_create(
         except UnknownMembers as exc:
             failure = exc
         else:
+            event = _Event(ChangeEvent.Kind.CREATED, run, request_id)
             for _attempt in range(3):
-                if _insert(record):
+                if _insert(record, event=event):
                     break
                 # Nothing written: name the attribute another live record holds (a concurrent
                 # insert of the same value has committed by now); if that record is already
@@ -367,12 +473,8 @@ def record_create(
                     break
             else:
                 raise IntegrityError("directory record insert kept conflicting")
-            if failure is None:
-                if member_ids:
-                    _links_add(record, member_ids, checked=True)
-                change_event_append(
-                    record=record, kind=ChangeEvent.Kind.CREATED, run=run, request_id=request_id
-                )
+            if failure is None and member_ids:
+                _links_add(record, member_ids, checked=True)
     if failure is not None:
         raise failure
     return record
@@ -405,7 +507,7 @@ def record_update(
     scim_id: str,
     change: Callable[[DirectoryRecord], tuple[dict, dict]] | None = None,
     member_changes: Sequence[MemberChange] = (),
-    run: ProvisioningRun | None = None,
+    run: ProvisioningRun | WriteRun | None = None,
     request_id: str = "",
 ) -> RecordWrite:
     """Change a record under its row lock.
@@ -421,7 +523,9 @@ def record_update(
     failure: Exception | None = None
     result: RecordWrite | None = None
     with transaction.atomic(savepoint=False):
-        record = _lock(organization=organization, resource_type=resource_type, scim_id=scim_id)
+        record = _lock(
+            organization=organization, resource_type=resource_type, scim_id=scim_id, run=run
+        )
         if record is None:
             failure = RecordNotFound(scim_id)
         else:
@@ -447,7 +551,7 @@ def _record_change(
     *,
     change: Callable[[DirectoryRecord], tuple[dict, dict]] | None,
     member_changes: Sequence[MemberChange],
-    run: ProvisioningRun | None,
+    run: ProvisioningRun | WriteRun | None,
     request_id: str,
 ) -> RecordWrite:
     """The body of record_update once the record is locked; raises only before writing (a
@@ -480,7 +584,7 @@ def _record_change(
         # Rare (Entra renames): write in a savepoint so a unique race undoes only this write.
         try:
             with transaction.atomic():
-                event = _record_write(record, was_active, document_changed, mirror, **rest)
+                event_id = _record_write(record, was_active, document_changed, mirror, **rest)
         except IntegrityError:
             conflict = _conflict_of(
                 organization_id=record.organization_id,
@@ -492,10 +596,10 @@ def _record_change(
                 raise conflict
             raise
     else:
-        event = _record_write(record, was_active, document_changed, mirror, **rest)
-    if event is None:
-        return RecordWrite(record=record, changed=False, event=None)
-    return RecordWrite(record=record, changed=True, event=event)
+        event_id = _record_write(record, was_active, document_changed, mirror, **rest)
+    if event_id is None:
+        return RecordWrite(record=record, changed=False, event_id=None)
+    return RecordWrite(record=record, changed=True, event_id=event_id)
 
 
 def _record_write(
@@ -505,10 +609,11 @@ def _record_write(
     mirror: dict,
     *,
     member_changes: Sequence[MemberChange],
-    run: ProvisioningRun | None,
+    run: ProvisioningRun | WriteRun | None,
     request_id: str,
-) -> ChangeEvent | None:
-    """Member changes (refused before any write), then the record UPDATE and its event."""
+) -> int | None:
+    """Member changes (refused before any write), then the record UPDATE and its event (one
+    statement on PostgreSQL); the event's id, None when nothing changed."""
     members_changed = (
         _apply_member_changes(group=record, changes=member_changes) if member_changes else False
     )
@@ -519,13 +624,8 @@ def _record_write(
     fields = ["version", "updated_at"]
     if document_changed:
         fields += ["document", *mirror.keys()]
-    _update(record, fields)
-    return change_event_append(
-        record=record,
-        kind=_event_kind(record, was_active=was_active, document_changed=document_changed),
-        run=run,
-        request_id=request_id,
-    )
+    kind = _event_kind(record, was_active=was_active, document_changed=document_changed)
+    return _update(record, fields, event=_Event(kind, run, request_id))
 
 
 def record_delete(
@@ -533,7 +633,7 @@ def record_delete(
     organization: Organization,
     resource_type: str,
     scim_id: str,
-    run: ProvisioningRun | None = None,
+    run: ProvisioningRun | WriteRun | None = None,
     request_id: str = "",
 ) -> DirectoryRecord:
     """Tombstone a record (invisible to SCIM from now on) and append a ``deleted`` event.
@@ -542,14 +642,17 @@ def record_delete(
     tombstone frees the userName/externalId at once (the unique constraints skip it).
     """
     with transaction.atomic(savepoint=False):
-        record = _lock(organization=organization, resource_type=resource_type, scim_id=scim_id)
+        record = _lock(
+            organization=organization, resource_type=resource_type, scim_id=scim_id, run=run
+        )
         if record is not None:
             record.deleted_at = timezone.now()
             record.updated_at = record.deleted_at
             record.version += 1
-            _update(record, ["deleted_at", "version", "updated_at"])
-            change_event_append(
-                record=record, kind=ChangeEvent.Kind.DELETED, run=run, request_id=request_id
+            _update(
+                record,
+                ["deleted_at", "version", "updated_at"],
+                event=_Event(ChangeEvent.Kind.DELETED, run, request_id),
             )
     if record is None:
         raise RecordNotFound(scim_id)

@@ -90,8 +90,11 @@ def _last_activity(run: ProvisioningRun) -> datetime:
 
 def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> ProvisioningRun:
     organization = sync_settings.organization
+    # Inside a SCIM write's transaction the run commits with the write, durably: SET LOCAL
+    # would apply to the whole transaction, the write included.
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if outermost and connection.vendor == "postgresql":
             # Every Entra probe opens a run under the settings row lock. Waiting for the WAL
             # flush while holding that lock capped probes at the disk's fsync rate (bench
             # profile); a run row is bookkeeping, and any later durable SCIM write flushes it
@@ -143,6 +146,55 @@ _PROBE_MATCH_SQL = (
     f"EXISTS(SELECT 1 FROM {_RECORD_TABLE} d WHERE d.organization_id = %s "
     "AND d.resource_type = %s AND d.user_name_key = %s AND d.deleted_at IS NULL)"
 )
+
+
+# The open run's own columns, for a write's statement to read alongside its record
+# (``records``): ``{alias}.<field>, ...`` over ``OPEN_RUN_SELECT`` (parameter: organization id).
+OPEN_RUN_SELECT = (
+    f"SELECT * FROM {_RUN_TABLE} WHERE organization_id = %s AND ended_at IS NULL "
+    "ORDER BY started_at DESC, id DESC LIMIT 1"
+)
+RUN_FIELD_COUNT = len(_RUN_FIELDS)
+
+
+def run_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{name}" for name in _RUN_FIELDS)
+
+
+def run_from_values(values) -> ProvisioningRun | None:
+    """The run in ``run_columns`` values (all NULL: no open run)."""
+    if values[0] is None:
+        return None
+    return ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, list(values))
+
+
+class WriteRun:
+    """A SCIM write's run before it is known (PostgreSQL): the record services read the
+    organization's open run in the statement that locks or inserts the record, and append
+    their events to it; after the view, ``write_run_settle`` decides the request's run as
+    ``run_for_request`` always does and moves the events when it is another one (the first
+    write of a run: none was open, or it had been idle too long). Saves a round trip per
+    write (bench profile: the separate run lookup was a quarter of a POST)."""
+
+    def __init__(self, organization_id: int):
+        self.organization_id = organization_id
+        self.read = False
+        self.run: ProvisioningRun | None = None
+        self.event_ids: list[int] = []
+
+    def found(self, run: ProvisioningRun | None) -> None:
+        self.read, self.run = True, run
+
+
+def write_run_settle(
+    *, sync_settings: SyncSettings, request: HttpRequest, pending: WriteRun
+) -> ProvisioningRun:
+    """The run of a write whose statement read the open run (``WriteRun``); counts it."""
+    open_run = (pending.run, False, False) if pending.read else None
+    run = run_for_request(sync_settings=sync_settings, request=request, open_run=open_run)
+    if pending.event_ids and (pending.run is None or pending.run.pk != run.pk):
+        ChangeEvent.objects.filter(pk__in=pending.event_ids).update(run=run)
+    return run
 
 
 def open_run_orm(*, organization_id: int) -> tuple[ProvisioningRun | None, bool]:

@@ -260,7 +260,8 @@ class SCIMAuthCheckMiddleware:
             organization = _organization_or_none(organization_id)
         else:
             organization = sync_settings.organization
-            _health_check_if_idle()
+            db = connections[DEFAULT_DB_ALIAS]
+            health_check_if_idle()
             request.scim_organization = organization
             request.scim_sync_settings = sync_settings
             _touch_last_request(sync_settings)
@@ -275,8 +276,23 @@ class SCIMAuthCheckMiddleware:
                     open_run=getattr(request, "scim_open_run", None),
                 )
                 request.scim_run = run
+            elif db.vendor == "postgresql":
+                # A write's change events belong to its run: the record services read the
+                # open run in the write's own statement and the run is settled after the view
+                # (runs.WriteRun), inside the write's transaction.
+                pending = runs.WriteRun(sync_settings.organization_id)
+                request.scim_run = pending
+                response = self.get_response(request, *args, **kwargs)
+                if db.needs_rollback:
+                    # The view's transaction failed (a 500): nothing to attribute.
+                    request.scim_run = None
+                else:
+                    run = runs.write_run_settle(
+                        sync_settings=sync_settings, request=request, pending=pending
+                    )
+                    request.scim_run = run
             else:
-                # A write's change events belong to its run: known before the view.
+                # The embedded default (SQLite): the run first, in statements of its own.
                 run = runs.run_for_request(sync_settings=sync_settings, request=request)
                 request.scim_run = run
                 response = self.get_response(request, *args, **kwargs)
@@ -302,7 +318,7 @@ HEALTH_CHECK_SKIP_SECONDS = 1.0
 _database_ok: tuple[int, float] | None = None  # (id of the raw connection, monotonic time)
 
 
-def _health_check_if_idle() -> None:
+def health_check_if_idle() -> None:
     # connections[...] once: each attribute read through django.db.connection looks the
     # wrapper up again in an asgiref Local, which costs more than the check itself.
     wrapper = connections[DEFAULT_DB_ALIAS]

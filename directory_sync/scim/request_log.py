@@ -345,7 +345,11 @@ def request_log_write(
         if request.method in BUFFERED_METHODS and _flush_seconds() > 0:
             _buffer_add(values)
             return None
-        outermost = not transaction.get_connection().in_atomic_block
+        connection = transaction.get_connection()
+        outermost = not connection.in_atomic_block
+        if not outermost and connection.vendor == "postgresql":
+            _insert_in_savepoint(connection, values)
+            return None
         # A savepoint: a row that cannot be written must not break the caller's transaction.
         with transaction.atomic():
             if outermost:
@@ -354,6 +358,29 @@ def request_log_write(
     except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call still gets its answer
         logger.exception("could not write the SCIM request log")
         return None
+
+
+_SAVEPOINT = "beem_request_log"
+
+
+def _insert_in_savepoint(connection, values: dict) -> None:
+    """The row of a write, inside the write's transaction (PostgreSQL): savepoint, INSERT and
+    release sent as one round trip instead of three, and no model instance (bench profile:
+    the ORM create and its savepoint were a sixth of a POST). If the INSERT fails, only the
+    savepoint is rolled back and the caller's transaction goes on; the error is raised."""
+    columns = ", ".join(_COLUMNS)
+    marks = ", ".join(["%s"] * len(_COLUMNS))
+    row = [values[c] for c in _COLUMNS[:-1]] + [timezone.now()]
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(
+                f"SAVEPOINT {_SAVEPOINT}; INSERT INTO {RequestLog._meta.db_table} ({columns}) "
+                f"VALUES ({marks}); RELEASE SAVEPOINT {_SAVEPOINT}",
+                row,
+            )
+        except Exception:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
+            raise
 
 
 # --- buffered rows of reads ----------------------------------------------------------------

@@ -23,7 +23,7 @@ from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
 from ..models import DirectoryRecord
-from . import discovery, errors, filters, paging, queries
+from . import auth, discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
@@ -188,7 +188,10 @@ class ScimView(scim_views.SCIMView):
             # One transaction per write request: the record, its outbox event and the request
             # log row (written by the auth check around the view) share one commit, so one WAL
             # flush per write. Record services decide every refusal before writing, so an
-            # error answer commits only its log row.
+            # error answer commits only its log row. Opening the transaction runs Django's
+            # connection health check ("SELECT 1", a round trip) unless the connection was
+            # found answering moments ago: decided here, before the transaction starts.
+            auth.health_check_if_idle()
             with transaction.atomic():
                 response = auth_check(request, *args, **kwargs)
         else:

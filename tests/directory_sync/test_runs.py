@@ -6,7 +6,13 @@ import pytest
 from django.utils import timezone
 
 from directory_sync import runs
-from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun, SyncSettings
+from directory_sync.models import (
+    ChangeEvent,
+    DirectoryRecord,
+    ProvisioningRun,
+    RequestLog,
+    SyncSettings,
+)
 from directory_sync.scim import auth as scim_auth
 
 PROBE_GUID = "0b5c9a57-9d5e-4d4b-8d43-1a8b6f0e2c11"
@@ -345,6 +351,70 @@ def test_events_of_a_write_belong_to_the_run(scim, organization):
     assert response.status_code == 201, response.content
     [run] = _runs(organization)
     assert list(ChangeEvent.objects.values_list("run_id", flat=True)) == [run.pk]
+
+
+_USER = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "userName": "grace@acme.example",
+    "externalId": "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5",
+    "active": True,
+    "phoneNumbers": [{"type": "mobile", "value": "+966512345679"}],
+}
+
+
+def test_first_write_without_an_open_run_opens_one_and_its_event_belongs_to_it(scim, organization):
+    # No run yet: the write's own statement finds none (PostgreSQL reads the open run there).
+    response = scim.post("/Users", json=_USER)
+
+    assert response.status_code == 201, response.content
+    [run] = _runs(organization)
+    assert run.trigger == ProvisioningRun.Trigger.ACTIVITY
+    assert response.wsgi_request.scim_run == run
+    assert list(ChangeEvent.objects.values_list("run_id", flat=True)) == [run.pk]
+    [log] = RequestLog.objects.filter(method="POST")
+    assert log.run_id == run.pk
+
+
+def test_write_after_idle_gap_opens_a_new_run_and_its_event_moves_there(
+    scim, organization, settings
+):
+    settings.BEEM_RUN_IDLE_MINUTES = 15
+    created = scim.post("/Users", json=_USER).json()
+    [first] = _runs(organization)
+    _age(first, minutes=16)
+
+    response = scim.patch(
+        f"/Users/{created['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
+        },
+    )
+
+    assert response.status_code == 200, response.content
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk
+    assert previous.ended_at == ProvisioningRun.objects.get(pk=first.pk).last_activity_at
+    assert response.wsgi_request.scim_run == current
+    events = ChangeEvent.objects.order_by("id").values_list("kind", "run_id")
+    assert list(events) == [("created", first.pk), ("updated", current.pk)]
+
+
+def test_refused_write_is_logged_in_the_run(scim, organization):
+    scim.get(PROBE)
+    [run] = _runs(organization)
+
+    response = scim.patch(
+        "/Users/4b0e7c55-1d6a-4f0e-9a3b-2c8d7e6f5a41",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
+        },
+    )
+
+    assert response.status_code == 404
+    assert response.wsgi_request.scim_run == run
+    assert RequestLog.objects.get(method="PATCH").run_id == run.pk
 
 
 @pytest.mark.postgres

@@ -57,6 +57,34 @@ def _on(table: str, statements: list[str]) -> list[str]:
     return [sql for sql in statements if table in sql]
 
 
+def _verb(sql: str) -> str:
+    """A statement's verb; for ``WITH ... written AS (<statement>) ...`` the inner one's."""
+    if sql.startswith("WITH ") and "written AS (" in sql:
+        sql = sql.split("written AS (", 1)[1]
+    return sql.split()[0]
+
+
+def _event_in_the_same_statement(record_sql: str, statements: list[str]) -> None:
+    """On PostgreSQL the outbox event is appended by the record's own statement (a CTE); the
+    embedded SQLite default appends it with a statement of its own."""
+    events = [
+        sql for sql in statements if sql.startswith('INSERT INTO "directory_sync_changeevent"')
+    ]
+    if connection.vendor == "postgresql":
+        assert "INSERT INTO directory_sync_changeevent" in record_sql
+        assert not events, statements
+    else:
+        assert len(events) == 1, statements
+
+
+def _run_read_by(first_record_sql: str, statements: list[str]) -> None:
+    """On PostgreSQL the write's first record statement also reads the open provisioning run
+    (no statement of its own); SQLite reads it first through the ORM."""
+    runs = [sql for sql in statements if "directory_sync_provisioningrun" in sql]
+    if connection.vendor == "postgresql":
+        assert runs == [first_record_sql], statements
+
+
 def _no_own_commit_for_the_log(statements: list[str]) -> None:
     # The log row shares the write's transaction: no second transaction, no async commit.
     assert not [sql for sql in statements if "synchronous_commit" in sql]
@@ -69,11 +97,14 @@ def test_warm_post_is_one_insert_of_the_record(scim, quiet_bookkeeping):
         create_user(scim, user_name="measured@contoso.com", external_id=str(uuid.uuid4()))
     statements = _statements(capture)
     records = _on(RECORDS, statements)
-    assert len(records) == 1 and records[0].startswith("INSERT"), statements
+    assert len(records) == 1 and _verb(records[0]) == "INSERT", statements
     assert "ON CONFLICT DO NOTHING" in records[0]
+    _event_in_the_same_statement(records[0], statements)
+    _run_read_by(records[0], statements)
     _no_own_commit_for_the_log(statements)
-    # transaction, run lookup, record, event, log row (in a savepoint).
-    _at_most(statements, 8)
+    # transaction, record with its event and the open run, log row (savepoint, insert and
+    # release in one round trip).
+    _at_most(statements, 4)
 
 
 def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
@@ -90,12 +121,14 @@ def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
     assert response.json()["title"] == "Principal"
     statements = _statements(capture)
     records = _on(RECORDS, statements)
-    assert [sql.split()[0] for sql in records] == ["SELECT", "UPDATE"], statements
+    assert [_verb(sql) for sql in records] == ["SELECT", "UPDATE"], statements
     if connection.features.has_select_for_update:
-        assert records[0].endswith("FOR UPDATE")
+        assert "FOR UPDATE" in records[0]
+    _event_in_the_same_statement(records[1], statements)
+    _run_read_by(records[0], statements)
     _no_own_commit_for_the_log(statements)
-    # transaction, run lookup, lock, update, event, log row (in a savepoint).
-    _at_most(statements, 9)
+    # transaction, lock with the open run, update with its event, log row.
+    _at_most(statements, 5)
     assert record_of(user["id"]).document["title"] == "Principal"
 
 
@@ -120,9 +153,10 @@ def test_warm_group_member_add_and_remove_are_one_statement_each(scim, quiet_boo
         assert response.status_code == 204, response.content
         statements = _statements(capture)
         assert len(_on(LINKS, statements)) == 1, statements
+        _run_read_by(_on(RECORDS, statements)[0], statements)
         _no_own_commit_for_the_log(statements)
-        # transaction, run lookup, lock, member statement, version, event, log row.
-        _at_most(statements, 10)
+        # transaction, lock with the open run, member statement, version with its event, log.
+        _at_most(statements, 6)
     group_pk = record_of(group["id"]).pk
     members = DirectoryMembership.objects.filter(group_record_id=group_pk)
     assert list(members.values_list("user_record__scim_id", flat=True)) == [
@@ -162,6 +196,24 @@ def test_refused_writes_still_log_their_request(scim):
     assert scim.patch(f"/Users/{user['id']}", json=bad).status_code == 400
     assert RequestLog.objects.count() == before + 2
     assert [kind for kind, _ in events_of(user["id"])] == ["created"]
+
+
+def test_a_log_row_that_cannot_be_stored_leaves_the_write_intact(scim, monkeypatch):
+    from directory_sync.scim import request_log
+
+    row_values = request_log._row_values
+
+    def broken(**kwargs):
+        values = row_values(**kwargs)
+        values["status"] = "not a number"  # the database refuses the row
+        return values
+
+    monkeypatch.setattr(request_log, "_row_values", broken)
+    before = RequestLog.objects.count()
+    user = create_user(scim, user_name="kept@contoso.com")
+    assert record_of(user["id"]).user_name == "kept@contoso.com"
+    assert [kind for kind, _ in events_of(user["id"])] == ["created"]
+    assert RequestLog.objects.count() == before
 
 
 # --- PATCH fast path == engine ----------------------------------------------------------------
