@@ -121,3 +121,80 @@ def test_group_document_drops_members_and_unknown_schemas():
 
     assert document == {"schemas": [GROUP_SCHEMA], "displayName": "Sales"}
     assert members == [BOSS]
+
+
+# --- the usual create body, checked by hand == scim2-models -----------------------------------
+
+
+def _engine_document(payload: dict) -> dict:
+    model = documents.UserModel.model_validate(payload, scim_policy=documents.ENTRA_POLICY)
+    return documents.canonical_user(model)
+
+
+def _without(body: dict, *keys: str) -> dict:
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+USUAL_BODIES = [
+    entra_user(),
+    entra_user(active="False"),
+    entra_user(active="true"),
+    entra_user(active=True),
+    entra_user(active=False),
+    entra_user(mobile=None),
+    entra_user(roles=[]),
+    _without(entra_user(), "active"),
+    _without(entra_user(), "externalId", "title", "displayName"),
+    _without(entra_user(), ENTERPRISE) | {"schemas": [USER_SCHEMA]},
+    entra_user() | {"schemas": [ENTERPRISE, USER_SCHEMA]},
+    entra_user() | {"name": {"givenName": "Alice"}},
+    entra_user() | {"name": {}},
+    entra_user() | {"emails": []},
+    entra_user() | {"emails": [{"type": "work", "primary": True}]},
+    entra_user()
+    | {"emails": [{"value": "a@contoso.com"}, {"value": "b@contoso.com", "type": "home"}]},
+    entra_user() | {"phoneNumbers": [{"type": "work", "value": "+966512345678", "primary": False}]},
+    entra_user() | {"addresses": [{"type": "work"}]},
+    entra_user() | {ENTERPRISE: {}},
+    entra_user() | {ENTERPRISE: {"department": "Sales"}},
+]
+
+
+@pytest.mark.parametrize("body", USUAL_BODIES)
+def test_usual_create_body_gives_what_the_model_gives(body):
+    payload, _given, _manager = documents._prepare_user_payload(body)
+    fast = documents._usual_user_document(payload)
+    assert fast is not None, body
+    assert fast == _engine_document(payload)
+    assert list(fast) == list(_engine_document(payload))
+
+
+UNUSUAL_BODIES = [
+    entra_user(nickName="Al"),
+    entra_user(active="maybe"),
+    entra_user(active=None),
+    entra_user(active=1),
+    entra_user(roles=[{"value": "admin"}]),
+    entra_user(displayName=""),
+    entra_user(title=7),
+    entra_user(userName=["x"]),
+    entra_user() | {"username": "lower@contoso.com"},
+    entra_user() | {"name": {"givenName": "Alice", "formatted": "Alice Wong"}},
+    entra_user() | {"name": {"givenName": ""}},
+    entra_user() | {"emails": [{"type": "Work", "value": "a@contoso.com"}]},
+    entra_user() | {"emails": [{"type": "work", "value": "a@contoso.com", "display": "A"}]},
+    entra_user() | {"emails": [{"type": "work", "value": "a@contoso.com", "primary": "True"}]},
+    entra_user() | {"emails": {"type": "work", "value": "a@contoso.com"}},
+    entra_user() | {"addresses": [{"type": "work", "country": "SA", "locality": "Riyadh"}]},
+    entra_user() | {ENTERPRISE: {"costCenter": "CC1"}},
+    entra_user() | {ENTERPRISE.lower(): {"department": "Sales"}},
+    _without(entra_user(), "schemas"),
+    entra_user() | {"schemas": [USER_SCHEMA]},
+    entra_user() | {"schemas": [USER_SCHEMA, "urn:example:other"]},
+]
+
+
+@pytest.mark.parametrize("body", UNUSUAL_BODIES)
+def test_anything_unusual_goes_through_the_model(body):
+    payload, _given, _manager = documents._prepare_user_payload(body)
+    assert documents._usual_user_document(payload) is None
