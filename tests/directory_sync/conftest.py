@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
-from directory_sync import runs, services
+from directory_sync import outbox, runs, services
 from directory_sync.scim import auth
 from directory_sync.services import IssuedCredentials
 
@@ -104,12 +104,15 @@ def _fast_secret_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _scim_process_state():
-    """Per-process memos (auth cache, batched run counts) must not leak between tests."""
+    """Per-process memos (auth cache, batched run counts, pending wake-ups) must not leak
+    between tests."""
     auth.process_state_reset()
     runs.runs_pending_discard()
+    outbox.wakeups_covered_forget()
     yield
     auth.process_state_reset()
     runs.runs_pending_discard()
+    outbox.wakeups_covered_forget()
 
 
 def _activate(organization) -> IssuedCredentials:

@@ -214,6 +214,32 @@ def test_a_write_after_the_window_wakes_again(organization, sent):
     assert sent == [(organization.pk, 1), (organization.pk, 1)]
 
 
+def test_writes_inside_a_known_window_do_not_ask_redis_again(
+    organization, sent, monkeypatch, settings
+):
+    from directory_sync.outbox import _redis
+
+    if _redis() is None:
+        pytest.skip("needs REDIS_URL: the window is read from Redis")
+    settings.BEEM_APPLY_WAKEUP_SECONDS = 60  # a window no slow machine outlives here
+    outbox.organization_wake(organization_id=organization.pk)  # claims the window
+    calls = []
+    client = _redis()
+    real = client.pipeline
+    monkeypatch.setattr(client, "pipeline", lambda **kw: calls.append(1) or real(**kw))
+    outbox.organization_wake(organization_id=organization.pk)
+    outbox.organization_wake(organization_id=organization.pk)
+
+    assert sent == [(organization.pk, 60)]
+    assert calls == []  # covered: the window's job starts only after the key expires
+    # Another process's window, found set: covered for what Redis says is left of it.
+    outbox.wakeups_covered_forget()
+    outbox.organization_wake(organization_id=organization.pk)
+    outbox.organization_wake(organization_id=organization.pk)
+    assert calls == [1]
+    assert sent == [(organization.pk, 60)]
+
+
 def test_the_sweep_wakes_each_organization_once_immediately(organization, other_organization, sent):
     sync_settings_make(organization)
     for i in range(7):
