@@ -116,11 +116,17 @@ def _fused() -> bool:
 
 
 def _execute_with_event(
-    sql: str, params: list, *, record: DirectoryRecord, event: _Event
+    sql: str,
+    params: list,
+    *,
+    record: DirectoryRecord,
+    event: _Event,
+    before: tuple[str, list] = ("", []),
 ) -> tuple[int | None, int | None]:
     """Run ``sql`` (an INSERT or UPDATE of ``record`` returning its ``id``, or nothing) and,
     in the same statement, append ``event`` when it returned a row. ``(record id, event id)``,
-    both None when nothing was written."""
+    both None when nothing was written. ``before``: a CTE ``sql`` may read, and its
+    parameters."""
     pending = event.run if isinstance(event.run, WriteRun) else None
     run_cte, run_params, run_id_sql = "", [], ""
     select = "SELECT written.id, event.id FROM written, event"
@@ -141,10 +147,11 @@ def _execute_with_event(
         request_id=event.request_id,
         run_id_sql=run_id_sql,
     )
+    before_cte = f"{before[0]}, " if before[0] else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH {run_cte}written AS ({sql}), event AS ({event_sql}) {select}",
-            [*run_params, *params, *event_params],
+            f"WITH {before_cte}{run_cte}written AS ({sql}), event AS ({event_sql}) {select}",
+            [*before[1], *run_params, *params, *event_params],
         )
         row = cursor.fetchone()
     if run_id_sql:
@@ -343,6 +350,24 @@ def _links_add(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> 
     ids = sorted({str(uuid.UUID(i)) for i in ids})
     if not ids:
         return 0
+    sql, params = _links_add_sql(group, ids, checked=checked)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = cursor.rowcount
+    if inserted or checked:
+        return inserted
+    return _nothing_added(group, ids)
+
+
+def _nothing_added(group: DirectoryRecord, ids: Sequence[str]) -> int | None:
+    """After an unchecked add inserted nothing: 0 when every id is already a member, None
+    when some id is not a live user (nothing was written)."""
+    found = _resolve_members(organization_id=group.organization_id, ids=ids)
+    return 0 if len(found) == len(ids) else None
+
+
+def _links_add_sql(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> tuple:
+    """The INSERT of ``_links_add`` for sorted, distinct ``ids``."""
     users, params = _live_users_sql(group.organization_id, ids)
     guard = ""
     guard_params: list = []
@@ -352,20 +377,51 @@ def _links_add(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> 
     now = DirectoryMembership._meta.get_field("created_at").get_db_prep_save(
         timezone.now(), connection
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{_LINKS}" ("group_record_id", "user_record_id", "created_at") '
-            f'SELECT %s, "id", %s FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
-            f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN '
-            f"({', '.join(['%s'] * len(ids))}){guard} ON CONFLICT DO NOTHING",
-            [group.pk, now, *params, *guard_params],
+    sql = (
+        f'INSERT INTO "{_LINKS}" ("group_record_id", "user_record_id", "created_at") '
+        f'SELECT %s, "id", %s FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
+        f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN '
+        f"({', '.join(['%s'] * len(ids))}){guard} ON CONFLICT DO NOTHING"
+    )
+    return sql, [group.pk, now, *params, *guard_params]
+
+
+def _member_change_with_event(
+    group: DirectoryRecord, change: MemberChange, event: _Event
+) -> int | None:
+    """Entra's usual group PATCH — add or remove some users — with the version bump and the
+    event in one statement (PostgreSQL); the event's id, None when nothing changed. Raises
+    UnknownMembers (nothing written) when an added id is not a live user."""
+    ids = sorted({str(uuid.UUID(i)) for i in change.ids})
+    if not ids:
+        return None
+    if change.op == "add":
+        links_sql, links_params = _links_add_sql(group, ids, checked=False)
+    else:
+        users, user_params = _live_users_sql(group.organization_id, ids)
+        links_sql = (
+            f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s AND "user_record_id" IN ({users})'
         )
-        inserted = cursor.rowcount
-    if inserted or checked:
-        return inserted
-    # Nothing inserted: every id already a member, or some id unknown (nothing written).
-    found = _resolve_members(organization_id=group.organization_id, ids=ids)
-    return 0 if len(found) == len(ids) else None
+        links_params = [group.pk, *user_params]
+    version, updated_at = group.version, group.updated_at
+    group.version += 1
+    group.updated_at = timezone.now()
+    fields = [DirectoryRecord._meta.get_field(name) for name in ("version", "updated_at")]
+    _pk, event_id = _execute_with_event(
+        f'UPDATE "{_RECORDS}" SET "version" = %s, "updated_at" = %s WHERE "id" = %s '
+        'AND EXISTS (SELECT 1 FROM links) RETURNING "id"',
+        [*(_prep(group, f) for f in fields), group.pk],
+        record=group,
+        event=event,
+        before=(f"links AS ({links_sql} RETURNING 1)", links_params),
+    )
+    if event_id is not None:
+        return event_id
+    group.version, group.updated_at = version, updated_at
+    if change.op == "add" and _nothing_added(group, ids) is None:
+        found = _resolve_members(organization_id=group.organization_id, ids=ids)
+        raise UnknownMembers(sorted(set(ids) - set(found)))
+    return None
 
 
 def _links_remove(group: DirectoryRecord, ids: Sequence[str] | None, *, keep: bool) -> int:
@@ -614,6 +670,14 @@ def _record_write(
 ) -> int | None:
     """Member changes (refused before any write), then the record UPDATE and its event (one
     statement on PostgreSQL); the event's id, None when nothing changed."""
+    if (
+        not document_changed
+        and len(member_changes) == 1
+        and member_changes[0].op in ("add", "remove")
+        and _fused()
+    ):
+        kind = ChangeEvent.Kind.MEMBERS_CHANGED
+        return _member_change_with_event(record, member_changes[0], _Event(kind, run, request_id))
     members_changed = (
         _apply_member_changes(group=record, changes=member_changes) if member_changes else False
     )

@@ -264,7 +264,9 @@ class SCIMAuthCheckMiddleware:
             health_check_if_idle()
             request.scim_organization = organization
             request.scim_sync_settings = sync_settings
-            _touch_last_request(sync_settings)
+            deferred_write = request.method not in READ_METHODS and db.vendor == "postgresql"
+            if not deferred_write:
+                _touch_last_request(sync_settings)
             if request.method in READ_METHODS:
                 # A read changes nothing, so it learns its run after the view, which reads
                 # the open run in its own statement (views._ResourceView._read): one round
@@ -276,10 +278,13 @@ class SCIMAuthCheckMiddleware:
                     open_run=getattr(request, "scim_open_run", None),
                 )
                 request.scim_run = run
-            elif db.vendor == "postgresql":
+            elif deferred_write:
                 # A write's change events belong to its run: the record services read the
                 # open run in the write's own statement and the run is settled after the view
-                # (runs.WriteRun), inside the write's transaction.
+                # (runs.WriteRun), inside the write's transaction. Everything that locks the
+                # sync settings or run rows (opening a run, run counts, last_request_at) comes
+                # after the record's own locks, in every write: one lock order, no deadlock
+                # between two writes of which one opens a run.
                 pending = runs.WriteRun(sync_settings.organization_id)
                 request.scim_run = pending
                 response = self.get_response(request, *args, **kwargs)
@@ -291,6 +296,7 @@ class SCIMAuthCheckMiddleware:
                         sync_settings=sync_settings, request=request, pending=pending
                     )
                     request.scim_run = run
+                    _touch_last_request(sync_settings)
             else:
                 # The embedded default (SQLite): the run first, in statements of its own.
                 run = runs.run_for_request(sync_settings=sync_settings, request=request)
