@@ -154,7 +154,6 @@ OPEN_RUN_SELECT = (
     f"SELECT * FROM {_RUN_TABLE} WHERE organization_id = %s AND ended_at IS NULL "
     "ORDER BY started_at DESC, id DESC LIMIT 1"
 )
-RUN_FIELD_COUNT = len(_RUN_FIELDS)
 
 
 def run_columns(alias: str) -> str:
