@@ -140,15 +140,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
         "transaction_mode": "IMMEDIATE",
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Hot SCIM reads run on a server-binding cursor (directory_sync.scim.queries.prepared_cursor)
-    # whose statements psycopg prepares on first use, so PostgreSQL plans each once per
-    # connection. Django's own cursors bind on the client and never prepare. A pooler that
-    # cannot keep prepared statements (PgBouncer in transaction mode before 1.21) needs
-    # DATABASE_PREPARED_STATEMENTS=false.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        0 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
-    )
+# PostgreSQL: Entra's hot SCIM reads are prepared once per connection
+# (directory_sync.scim.queries.prepared_cursor). Off behind a pooler that cannot keep prepared
+# statements (PgBouncer in transaction mode before 1.21).
+BEEM_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
