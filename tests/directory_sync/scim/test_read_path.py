@@ -190,3 +190,35 @@ def test_connection_health_check_is_skipped_when_it_just_answered(scim, warm, mo
         del wrapper.is_usable
         wrapper.health_check_enabled = enabled
         wrapper.health_check_done = True
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_hot_reads_are_planned_once_per_connection(scim, warm):
+    """PostgreSQL prepares a lookup the first time a connection runs it and reuses it after;
+    the connection's other queries stay unprepared (Django's default)."""
+    user, _group = warm
+    assert scim.get(f"/Users/{user['id']}").status_code == 200
+    if connection.vendor != "postgresql":
+        return
+    prepared = _prepared_statements()
+    assert any("r.scim_id = $" in statement for statement in prepared), prepared
+    for _ in range(3):
+        assert scim.get(f"/Users/{user['id']}").status_code == 200
+    assert _prepared_statements() == prepared
+    assert connection.connection.prepare_threshold is None
+
+
+def test_reads_answer_the_same_without_prepared_statements(scim, warm, settings):
+    user, _group = warm
+    lookup = {"filter": f'userName eq "{user["userName"]}"'}
+    prepared = (scim.get(f"/Users/{user['id']}").json(), scim.get("/Users", params=lookup).json())
+    settings.BEEM_PREPARED_STATEMENTS = False
+    plain = (scim.get(f"/Users/{user['id']}").json(), scim.get("/Users", params=lookup).json())
+    assert plain == prepared
+    assert prepared[0]["id"] == user["id"]
+    assert prepared[1]["totalResults"] == 1
