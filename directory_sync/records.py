@@ -109,6 +109,14 @@ class _Event:
         return self.run.run if isinstance(self.run, WriteRun) else self.run
 
 
+def _statement_cursor():
+    """The cursor of a write's hot statements (PostgreSQL): one PostgreSQL prepares once per
+    connection (``scim.queries.prepared_cursor``), so it parses and plans each shape once."""
+    from .scim.queries import prepared_cursor
+
+    return prepared_cursor()
+
+
 def _fused() -> bool:
     """Whether the record statement also appends the event (a data-modifying CTE: PostgreSQL;
     the embedded SQLite default appends it with a statement of its own)."""
@@ -148,7 +156,7 @@ def _execute_with_event(
         run_id_sql=run_id_sql,
     )
     before_cte = f"{before[0]}, " if before[0] else ""
-    with connection.cursor() as cursor:
+    with _statement_cursor() as cursor:
         cursor.execute(
             f"WITH {before_cte}{run_cte}written AS ({sql}), event AS ({event_sql}) {select}",
             [*before[1], *run_params, *params, *event_params],
@@ -270,7 +278,7 @@ def _lock(
         return None
     where = [organization.pk, resource_type, *_uuid_params([str(key)])]
     if isinstance(run, WriteRun) and not run.read:
-        with connection.cursor() as cursor:
+        with _statement_cursor() as cursor:
             cursor.execute(
                 f'SELECT {_R_COLUMNS}, {runs.run_columns("open_run")} FROM "{_RECORDS}" r '
                 f"LEFT JOIN LATERAL ({runs.OPEN_RUN_SELECT}) open_run ON TRUE "

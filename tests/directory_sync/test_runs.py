@@ -400,6 +400,27 @@ def test_write_after_idle_gap_opens_a_new_run_and_its_event_moves_there(
     assert list(events) == [("created", first.pk), ("updated", current.pk)]
 
 
+def test_write_after_every_run_was_closed_opens_one_and_its_event_belongs_to_it(scim, organization):
+    created = scim.post("/Users", json=_USER).json()
+    [first] = _runs(organization)
+    _age(first, minutes=60)
+    assert runs.runs_close_idle() == 1  # beat closed it: no open run at all
+
+    response = scim.patch(
+        f"/Users/{created['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
+        },
+    )
+
+    assert response.status_code == 200, response.content
+    previous, current = _runs(organization)
+    assert previous.pk == first.pk and current.ended_at is None
+    events = ChangeEvent.objects.order_by("id").values_list("kind", "run_id")
+    assert list(events) == [("created", first.pk), ("updated", current.pk)]
+
+
 def test_refused_write_is_logged_in_the_run(scim, organization):
     scim.get(PROBE)
     [run] = _runs(organization)
