@@ -89,10 +89,12 @@ def broker():
 
 
 @pytest.fixture
-def started_worker(broker):
+def started_worker(broker, monkeypatch):
     """``started_worker(watchdog_seconds)``: a real worker on the private broker that has run a
     task already; returns (worker, app, logdir). Stopped at the end of the test."""
     broker_url, logdir = broker
+    # Celery prefers CELERY_BROKER_URL (set under CI) to the broker an app is given.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     app = Celery(broker=broker_url)
     workers = []
 
