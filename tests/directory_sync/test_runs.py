@@ -362,6 +362,16 @@ _USER = {
 }
 
 
+def _patch_title(scim, scim_id: str):
+    return scim.patch(
+        f"/Users/{scim_id}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
+        },
+    )
+
+
 def test_first_write_without_an_open_run_opens_one_and_its_event_belongs_to_it(scim, organization):
     # No run yet: the write's own statement finds none (PostgreSQL reads the open run there).
     response = scim.post("/Users", json=_USER)
@@ -383,13 +393,7 @@ def test_write_after_idle_gap_opens_a_new_run_and_its_event_moves_there(
     [first] = _runs(organization)
     _age(first, minutes=16)
 
-    response = scim.patch(
-        f"/Users/{created['id']}",
-        json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
-        },
-    )
+    response = _patch_title(scim, created["id"])
 
     assert response.status_code == 200, response.content
     previous, current = _runs(organization)
@@ -406,13 +410,7 @@ def test_write_after_every_run_was_closed_opens_one_and_its_event_belongs_to_it(
     _age(first, minutes=60)
     assert runs.runs_close_idle() == 1  # beat closed it: no open run at all
 
-    response = scim.patch(
-        f"/Users/{created['id']}",
-        json={
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "Replace", "path": "title", "value": "Lead"}],
-        },
-    )
+    response = _patch_title(scim, created["id"])
 
     assert response.status_code == 200, response.content
     previous, current = _runs(organization)
