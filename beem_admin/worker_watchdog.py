@@ -94,7 +94,8 @@ def _queue_ready(consumer) -> int:
     names = [queue.name for queue in consumer.task_consumer.queues]
     total = 0
     with consumer.app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
+        # This runs in the worker's event loop: fail fast, never sleep between attempts.
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
         channel = connection.default_channel
         for name in names:
             try:
