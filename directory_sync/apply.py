@@ -204,36 +204,6 @@ def _records_set(record: DirectoryRecord, **values) -> None:
 # --- events ------------------------------------------------------------------------------
 
 
-def _events_finish(*, record_id: int, version: int, status: str, outcome: str, reason: str) -> int:
-    """Finish the record's pending events up to ``version``: newest gets the result."""
-    pending = list(
-        ChangeEvent.objects.filter(
-            record_id=record_id, status=Status.PENDING, record_version__lte=version
-        )
-        .order_by("-record_version", "-id")
-        .values_list("pk", flat=True)
-    )
-    if not pending:
-        return 0
-    now = timezone.now()
-    ChangeEvent.objects.filter(pk=pending[0]).update(
-        status=status,
-        outcome=outcome,
-        reason=reason,
-        finished_at=now,
-        dispatched_at=_dispatched_at(now),
-    )
-    if len(pending) > 1:
-        ChangeEvent.objects.filter(pk__in=pending[1:]).update(
-            status=Status.SKIPPED,
-            outcome="",
-            reason=_("Superseded: the directory record was applied at version %(version)s.")
-            % {"version": version},
-            finished_at=now,
-        )
-    return len(pending)
-
-
 def _dispatched_at(now):
     # When a job took the event: kept if the sweep had set it, else the finish time.
     return Coalesce(F("dispatched_at"), Value(now, output_field=DateTimeField()))
@@ -287,6 +257,7 @@ def record_apply(
     record was already applied at its current version; without it (an administrator's review
     decision) the record is always re-applied, unless ``if_stale`` (a drain): then a record
     already applied at its current version only has its pending events finished as skipped.
+    A user is applied as a batch of one (``_users_apply``).
     """
     version = None
     try:
@@ -305,34 +276,26 @@ def record_apply(
                 if status != Status.PENDING:
                     return None
                 if record.applied_version >= version:
-                    _event_skip(
-                        event_id,
-                        _("Superseded: the directory record was applied at version %(version)s.")
-                        % {"version": record.applied_version},
-                    )
+                    _event_skip(event_id, _superseded(record.applied_version))
                     return ApplyResult(status=Status.SKIPPED)
             elif if_stale and record.applied_version >= version:
-                _events_finish(
-                    record_id=record.pk,
-                    version=version,
-                    status=Status.SKIPPED,
-                    outcome="",
-                    reason=_superseded(record.applied_version),
+                _events_finish_many(
+                    {record.pk: (version, Status.SKIPPED, "", _superseded(record.applied_version))}
                 )
                 return ApplyResult(status=Status.SKIPPED)
             sync_settings = _sync_settings(record.organization_id)
-            if record.resource_type == DirectoryRecord.ResourceType.GROUP:
-                outcome, notes = _group_converge(record)
-            else:
-                outcome, notes = _user_converge(record, sync_settings)
+            if record.resource_type == DirectoryRecord.ResourceType.USER:
+                results = _users_apply(
+                    [record],
+                    organization=record.organization,
+                    sync_settings=sync_settings,
+                    force=True,
+                )
+                _version, status, outcome, reason = results[record_id]
+                return ApplyResult(status=status, outcome=outcome, reason=reason)
+            outcome, notes = _group_converge(record)
             _records_set(record, applied_version=version)
-            _events_finish(
-                record_id=record.pk,
-                version=version,
-                status=Status.APPLIED,
-                outcome=outcome,
-                reason=notes.text,
-            )
+            _events_finish_many({record.pk: (version, Status.APPLIED, outcome, notes.text)})
             if record.deleted_at is not None:
                 # The tombstone has done its job; events keep scim_id and label (SET_NULL).
                 record.delete()
@@ -342,12 +305,8 @@ def record_apply(
         with transaction.atomic():
             record = _record_lock(record_id)
             if record is not None:
-                _events_finish(
-                    record_id=record.pk,
-                    version=version or record.version,
-                    status=Status.FAILED,
-                    outcome="",
-                    reason=reason,
+                _events_finish_many(
+                    {record.pk: (version or record.version, Status.FAILED, "", reason)}
                 )
             elif event_id is not None:
                 change_event_fail(event_id=event_id, reason=reason)
@@ -440,13 +399,13 @@ def _events_drain(*, organization_id: int, batch_size: int) -> int:
 
 
 def _records_drain(record_ids: list[int]) -> None:
-    """Apply a chunk of records: active users in one batched transaction, the rest (groups,
-    removals, refusals, anything the batch gave up on) one by one with ``record_apply``."""
+    """Apply a chunk of records: its users in one batched transaction, the rest (groups, and
+    every record of a batch that rolled back) one by one with ``record_apply``."""
     try:
         done = _users_batch_apply(record_ids)
     except PERMANENT_ERRORS:
-        # A refusal (a phone another member holds): the chunk rolled back whole; each record
-        # applies alone now, and the refused one fails with its own reason.
+        # Bad data the planning did not foresee: the chunk rolled back whole; each record
+        # applies alone now, and the bad one fails with its own reason.
         done = set()
     except Exception:  # noqa: BLE001 - the careful path below sorts it out (or fails it)
         # A unique race, a lock timeout, bad data: same, and worth a line in the log.
@@ -474,388 +433,566 @@ def _record_drain(record_id: int) -> None:
         )
 
 
-# --- the batched user apply ----------------------------------------------------------------
+# --- users: one path, a batch (applying one record is a batch of one) ----------------------
+#
+# Identifiers (mobile number, email) are unique per organization and move between users: two
+# users swap numbers, or a number rotates A→B→C→A over several PATCHes. A value another member
+# holds is judged against the *directory's* state, not the members' current values: when the
+# holder's directory record (its current document) no longer wants the value, that record is
+# applied in the same transaction (pulled into the batch) and gives it up; members whose value
+# moves to another member of the batch are cleared first, then set (the unique constraints are
+# partial indexes, which PostgreSQL cannot defer). A record that failed because a value was
+# taken is applied again (pulled) as soon as a batch frees that value. What remains a refusal
+# (or, for the attribute that does not identify members, a possible duplicate): the value
+# belongs to a member created in Beem, or to a directory user whose current document holds it.
+
+_KEYS = ("phone", "email")
 
 
 @dataclass
 class _UserPlan:
     record: DirectoryRecord
     document: dict
+    # The directory's member fields; "phone"/"email" normalised, or absent when not synced.
     fields: dict
     notes: _Notes
     member: Member | None = None
+    # An inactive or deleted user: its member is deleted.
+    remove: bool = False
+    # A refusal known from the document alone (invalid identifier).
+    refused: str = ""
+    # The refusal of this apply (``refused`` or a clash) and the values not synced: key ->
+    # the owner of the value (a Member, or the plan of the directory user that keeps it).
+    error: str = ""
+    rejected: dict[str, object] = field(default_factory=dict)
     created: bool = False
     outcome: str = Outcome.UPDATED
-    duplicates: list[tuple[Member, str]] = field(default_factory=list)
     departments: _DepartmentPlan | None = None
 
+    def current(self, key: str) -> str | None:
+        value = getattr(self.member, key) if self.member is not None else None
+        return (value.lower() if key == "email" else value) if value else None
 
-def _same_member(a: Member | None, b: Member | None) -> bool:
-    if a is None or b is None:
-        return False
-    return a is b or (a.pk is not None and a.pk == b.pk)
+    def desired(self, key: str) -> str | None:
+        if self.remove:
+            return None
+        if key not in self.fields:
+            return self.current(key)
+        return self.fields[key] or None
+
+    def final(self, key: str) -> str | None:
+        """The value the member ends with if this plan is applied as judged so far."""
+        if self.remove:
+            return None
+        if self.error or key in self.rejected:
+            return self.current(key)
+        return self.desired(key)
+
+    def judged_reset(self) -> None:
+        self.error, self.rejected = self.refused, {}
+        self.member, self.outcome = self.record.member, Outcome.UPDATED
 
 
-class _MemberIndex:
-    """The organization's members a batch can meet, by phone and email, with their links.
+def _user_plan(record: DirectoryRecord, sync_settings: SyncSettings) -> _UserPlan:
+    """Read what the directory wants for ``record`` (no write)."""
+    document = record.document or {}
+    notes = _Notes()
+    if record.deleted_at is not None or not record.active:
+        return _UserPlan(record, document, {}, notes, member=record.member, remove=True)
+    fields = document_member_fields(document)
+    plan = _UserPlan(record, document, fields, notes, member=record.member)
+    try:
+        _normalise_phone(
+            fields,
+            identify_by=sync_settings.identify_by,
+            default_country=sync_settings.default_phone_country or None,
+            notes=notes,
+        )
+        _check_email(fields, identify_by=sync_settings.identify_by, notes=notes)
+    except ApplyError as exc:
+        plan.refused = plan.error = str(exc)
+    return plan
 
-    Kept current while the batch applies (members it creates or renumbers), so two records
-    of one batch see each other as the per-record path would see committed rows.
+
+def _identifier(sync_settings: SyncSettings) -> str:
+    return "email" if sync_settings.identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
+
+
+def _attribute_label(key: str) -> str:
+    return _("The mobile number") if key == "phone" else _("The email")
+
+
+def _owner_member(owner: object) -> Member | None:
+    return owner.member if isinstance(owner, _UserPlan) else owner
+
+
+def _owner_member_label(owner: object) -> str:
+    member = _owner_member(owner)
+    if member is not None:
+        return _member_label(member)
+    fields = owner.fields
+    name = fields.get("display_name") or " ".join(
+        p for p in (fields.get("given_name"), fields.get("family_name")) if p
+    )
+    return name or fields.get("email") or fields.get("phone") or owner.record.user_name or ""
+
+
+@dataclass
+class _Holders:
+    """The members holding values a batch wants, and the directory records they are linked to
+    (records outside the batch only)."""
+
+    members: dict[tuple[str, str], Member]
+    records: dict[int, DirectoryRecord]
+
+
+def _holders_read(organization_id: int, plans: list[_UserPlan]) -> _Holders:
+    wanted = {key: {p.desired(key) for p in plans} - {None} for key in _KEYS}
+    q = Q()
+    if wanted["phone"]:
+        q |= Q(phone__in=wanted["phone"])
+    if wanted["email"]:
+        q |= Q(email_lower__in=wanted["email"])
+    if not q:
+        return _Holders({}, {})
+    planned = {p.member.pk: p.member for p in plans if p.member is not None}
+    holders: dict[tuple[str, str], Member] = {}
+    for member in (
+        Member.objects.filter(organization_id=organization_id)
+        .annotate(email_lower=Lower("email"))
+        .filter(q)
+    ):
+        member = planned.get(member.pk, member)
+        if member.phone in wanted["phone"]:
+            holders[("phone", member.phone)] = member
+        if member.email and member.email.lower() in wanted["email"]:
+            holders[("email", member.email.lower())] = member
+    outside = {m.pk for m in holders.values()} - set(planned)
+    records = (
+        {r.member_id: r for r in DirectoryRecord.objects.filter(member_id__in=outside)}
+        if outside
+        else {}
+    )
+    return _Holders(holders, records)
+
+
+def _refusal(key: str, value: str, owner: object, holders: _Holders) -> str:
+    if isinstance(owner, _UserPlan):
+        record = owner.record
+    else:
+        record = holders.records.get(owner.pk)
+    label = (
+        _("directory user %(user)s") % {"user": record.user_name or record.display_name}
+        if record is not None
+        else _member_label(owner)
+    )
+    return _("%(attribute)s %(value)s already belongs to %(owner)s.") % {
+        "attribute": _attribute_label(key),
+        "value": value,
+        "owner": label,
+    }
+
+
+def _users_judge(plans: list[_UserPlan], holders: _Holders, identifier: str) -> None:
+    """Decide which plans may take their identifiers (see the section comment).
+
+    A value wanted by several plans goes to the one whose member holds it, else to the first
+    (record order); a value held by a member outside the batch stays with it. The loser is
+    refused when the value identifies members, else keeps its own value (a possible
+    duplicate). Losing reverts a plan to its member's values, which may decide another
+    conflict: repeat until nothing changes.
     """
-
-    def __init__(self, organization_id: int, phones: set[str], emails: set[str]):
-        self.by_phone: dict[str, Member] = {}
-        self.by_email: dict[str, Member] = {}
-        # Member row (pk, or the object while unsaved) -> its (index, key) entries.
-        self.entries: dict[object, list[tuple[dict, str]]] = {}
-        # id(member) -> the directory record the member is linked to.
-        self.linked: dict[int, DirectoryRecord] = {}
-        q = Q()
-        if phones:
-            q |= Q(phone__in=phones)
-        if emails:
-            q |= Q(email_lower__in=emails)
-        if not q:
+    for plan in plans:
+        plan.judged_reset()
+    linked = {p.member.pk for p in plans if p.member is not None}
+    linked |= set(holders.records)
+    # Identify: a new directory user takes the member created in Beem with its identifier.
+    for plan in plans:
+        if plan.member is not None or plan.remove or plan.error:
+            continue
+        value = plan.fields.get(identifier)
+        found = holders.members.get((identifier, value)) if value else None
+        if found is not None and found.pk not in linked:
+            plan.member, plan.outcome = found, Outcome.LINKED
+            linked.add(found.pk)
+    planned = {p.member.pk for p in plans if p.member is not None}
+    while True:
+        claims: dict[tuple[str, str], list[_UserPlan]] = {}
+        for plan in plans:
+            for key in _KEYS:
+                value = plan.final(key)
+                if value:
+                    claims.setdefault((key, value), []).append(plan)
+        settled, open_ = [], []
+        for (key, value), claimants in claims.items():
+            holder = holders.members.get((key, value))
+            if holder is not None and holder.pk not in planned:
+                settled.append((key, value, holder, claimants))
+            elif len(claimants) > 1:
+                owner = next((p for p in claimants if p.current(key) == value), None)
+                target = settled if owner is not None else open_
+                owner = owner or claimants[0]
+                target.append((key, value, owner, [p for p in claimants if p is not owner]))
+        # Owners that cannot lose the value first; an undecided one only when none is left,
+        # since deciding it may make another plan lose and revert.
+        losses = settled or open_[:1]
+        changed = False
+        for key, value, owner, losers in losses:
+            for plan in losers:
+                if plan.final(key) != value:
+                    continue  # reverted by an earlier loss of this round
+                if key == identifier:
+                    plan.error = _refusal(key, value, owner, holders)
+                else:
+                    plan.rejected[key] = owner
+                changed = True
+        for plan in plans:
+            if (
+                not plan.error
+                and not plan.remove
+                and not plan.final("phone")
+                and not plan.final("email")
+            ):
+                plan.error = _("A member needs a mobile number or an email address.")
+                changed = True
+        if not changed:
             return
-        found = list(
-            Member.objects.filter(organization_id=organization_id)
-            .annotate(email_lower=Lower("email"))
-            .filter(q)
-        )
-        for member in found:
-            self.add(member)
-        if found:
-            links = DirectoryRecord.objects.filter(member_id__in=[m.pk for m in found]).only(
-                "pk", "member_id", "user_name", "display_name"
-            )
-            by_pk = {m.pk: m for m in found}
-            for record in links:
-                self.linked[id(by_pk[record.member_id])] = record
-
-    @staticmethod
-    def _row(member: Member) -> object:
-        return member.pk if member.pk is not None else id(member)
-
-    def add(self, member: Member) -> None:
-        entries = self.entries.setdefault(self._row(member), [])
-        if member.phone:
-            self.by_phone[member.phone] = member
-            entries.append((self.by_phone, member.phone))
-        if member.email:
-            self.by_email[member.email.lower()] = member
-            entries.append((self.by_email, member.email.lower()))
-
-    def replace(self, member: Member) -> None:
-        """Index ``member``'s current phone and email (its old ones are dropped); it may be a
-        second object for a row already indexed: this one is used from now on."""
-        for index, key in self.entries.pop(self._row(member), []):
-            value = index.get(key)
-            if value is not None and _same_member(value, member):
-                if value is not member and id(value) in self.linked:
-                    self.linked.setdefault(id(member), self.linked[id(value)])
-                del index[key]
-        self.add(member)
-
-    def find(self, key: str, value: str) -> Member | None:
-        return (self.by_phone if key == "phone" else self.by_email).get(
-            value if key == "phone" else value.lower()
-        )
-
-    def linked_elsewhere(self, member: Member, record: DirectoryRecord) -> DirectoryRecord | None:
-        linked = self.linked.get(id(member))
-        return linked if linked is not None and linked.pk != record.pk else None
 
 
-def _batch_identify(plan: _UserPlan, index: _MemberIndex, identify_by: str) -> Member | None:
-    key = "email" if identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
-    value = plan.fields.get(key)
-    found = index.find(key, value) if value else None
-    if found is None or index.linked_elsewhere(found, plan.record) is not None:
-        return None
-    return found
+def _released(plans: list[_UserPlan]) -> dict[str, set[str]]:
+    released: dict[str, set[str]] = {key: set() for key in _KEYS}
+    for plan in plans:
+        for key in _KEYS:
+            current = plan.current(key)
+            if current and plan.final(key) != current:
+                released[key].add(current)
+    return released
 
 
-def _clash(
-    *,
-    key: str,
-    value: str,
-    other: Member,
-    linked: DirectoryRecord | None,
-    identifier: str,
-    fields: dict,
-    duplicates: list,
-    notes: _Notes,
-) -> None:
-    """``value`` of attribute ``key`` belongs to ``other`` (linked to directory user
-    ``linked``, if any): a refusal when ``key`` identifies members, otherwise the value is not
-    synced and ``other`` is a possible duplicate. Shared by the per-record and batch paths."""
-    if key == identifier:
-        owner = (
-            _("directory user %(user)s") % {"user": linked.user_name or linked.display_name}
-            if linked
-            else _member_label(other)
-        )
-        raise ApplyError(
-            _("%(attribute)s %(value)s already belongs to %(owner)s.")
-            % {
-                "attribute": _("The mobile number") if key == "phone" else _("The email"),
-                "value": value,
-                "owner": owner,
-            }
-        )
-    del fields[key]
-    duplicates.append((other, key))
-    notes.add(
-        _("%(attribute)s %(value)s belongs to member %(other)s; not synced (possible duplicate).")
-        % {
-            "attribute": _("The mobile number") if key == "phone" else _("The email"),
-            "value": value,
-            "other": _member_label(other),
-        }
+def _waiting_records(
+    organization_id: int, plans: list[_UserPlan], released: dict[str, set[str]]
+) -> list[int]:
+    """Records of the organization that wait for a value this batch frees: their last apply
+    failed (the value was taken), or left it unsynced as a possible duplicate."""
+    members = [p.member.pk for p in plans if p.member is not None and p.member.pk is not None]
+    candidates = set(
+        ChangeEvent.objects.filter(
+            organization_id=organization_id, status=Status.FAILED, record__isnull=False
+        ).values_list("record_id", flat=True)
+    ) | set(
+        ReviewItem.objects.filter(
+            organization_id=organization_id,
+            kind=ReviewItem.Kind.POSSIBLE_DUPLICATE,
+            status=ReviewItem.Status.OPEN,
+            other_member_id__in=members,
+            record__isnull=False,
+        ).values_list("record_id", flat=True)
+    )
+    candidates -= {p.record.pk for p in plans}
+    if not candidates:
+        return []
+    settings_ = _sync_settings(organization_id)
+    waiting = []
+    for record in DirectoryRecord.objects.filter(
+        pk__in=candidates,
+        resource_type=DirectoryRecord.ResourceType.USER,
+        deleted_at__isnull=True,
+        active=True,
+    ).select_related("member"):
+        plan = _user_plan(record, settings_)
+        if any(
+            plan.desired(key) in released[key] and plan.desired(key) != plan.current(key)
+            for key in _KEYS
+        ):
+            waiting.append(record.pk)
+    return waiting
+
+
+def _users_lock(record_ids: list[int]) -> list[DirectoryRecord]:
+    return list(
+        DirectoryRecord.objects.select_for_update(of=("self",))
+        .select_related("member")
+        .filter(pk__in=record_ids, resource_type=DirectoryRecord.ResourceType.USER)
+        .order_by("pk")
     )
 
 
-def _batch_clashes(
-    plan: _UserPlan, member: Member | None, index: _MemberIndex, identify_by: str
-) -> list[tuple[Member, str]]:
-    """``_resolve_clashes`` against the batch's member index (same rules, same reasons)."""
-    identifier = "email" if identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
-    fields, notes, record = plan.fields, plan.notes, plan.record
-    duplicates = []
-    for key in ("phone", "email"):
-        value = fields.get(key)
-        if not value:
-            continue
-        other = index.find(key, value)
-        if other is None or _same_member(other, member):
-            continue
-        linked = index.linked_elsewhere(other, record)
-        _clash(
-            key=key,
-            value=value,
-            other=other,
-            linked=linked,
-            identifier=identifier,
-            fields=fields,
-            duplicates=duplicates,
-            notes=notes,
-        )
-    return duplicates
-
-
-def _users_batch_apply(record_ids: list[int]) -> set[int]:
-    """Converge the chunk's active directory users in one transaction, with a few statements
-    per chunk instead of ~25 per user; returns the ids of the records it finished.
-
-    Same rules as ``_user_converge`` (identify, clashes and possible duplicates, manager,
-    departments and holds, groups, reports): only the reads are prefetched for the chunk and
-    the writes are bulk. Records it does not take (groups, removals, a refusal found while
-    reading) are left to ``record_apply``; any error rolls the whole chunk back (the caller
-    then applies every record one by one).
-    """
-    with transaction.atomic():
-        _transaction_tune()
-        records = list(
-            DirectoryRecord.objects.select_for_update(of=("self",))
-            .select_related("member")
-            .filter(pk__in=record_ids)
-            .order_by("pk")
-        )
-        if not records:
-            return set()
-        organization_id = records[0].organization_id
-        organization = Organization.objects.get(pk=organization_id)
-        for record in records:
+def _users_plan(
+    plans: list[_UserPlan], organization: Organization, sync_settings: SyncSettings
+) -> _Holders:
+    """Identify and judge ``plans``, pulling in the records a decision depends on: holders of
+    wanted values whose directory record no longer wants them, and records waiting for a
+    value the batch frees. Set-based: a few statements per round, one round when nothing
+    moves between users (an initial sync)."""
+    identifier = _identifier(sync_settings)
+    # Each record is pulled at most once (a record that could not be locked stays outside).
+    tried: set[int] = set()
+    while True:
+        holders = _holders_read(organization.pk, plans)
+        planned = {p.record.pk for p in plans}
+        pull = []
+        for (key, value), member in holders.members.items():
+            record = holders.records.get(member.pk)
+            if record is None or record.pk in planned:
+                continue
+            record.member = member
+            if record.pk not in tried and _user_plan(record, sync_settings).final(key) != value:
+                pull.append(record.pk)
+        if not pull:
+            _users_judge(plans, holders, identifier)
+            released = _released(plans)
+            if any(released.values()):
+                pull = [
+                    pk
+                    for pk in _waiting_records(organization.pk, plans, released)
+                    if pk not in tried
+                ]
+        if not pull:
+            return holders
+        tried.update(pull)
+        for record in _users_lock(sorted(set(pull))):
             record.organization = organization
-        sync_settings = _sync_settings(organization_id)
-        identify_by = sync_settings.identify_by
-        default_country = sync_settings.default_phone_country or None
+            plans.append(_user_plan(record, sync_settings))
 
-        current = [r for r in records if r.applied_version >= r.version]
-        plans: list[_UserPlan] = []
-        for record in records:
-            if (
-                record.applied_version >= record.version
-                or record.resource_type != DirectoryRecord.ResourceType.USER
-                or record.deleted_at is not None
-                or not record.active
-            ):
-                continue
-            try:
-                document = record.document or {}
-                notes = _Notes()
-                fields = document_member_fields(document)
-                _normalise_phone(
-                    fields, identify_by=identify_by, default_country=default_country, notes=notes
-                )
-                _check_email(fields, identify_by=identify_by, notes=notes)
-            except Exception:  # noqa: BLE001 - refused or malformed: record_apply says why
-                continue
-            plans.append(_UserPlan(record=record, document=document, fields=fields, notes=notes))
-        if not plans and not current:
-            return set()
 
-        # Managers: lock their records before any member row is written (module docstring).
-        in_chunk = {r.pk: r for r in records}
-        manager_of: dict[int, uuid.UUID] = {}
-        for plan in plans:
-            scim_id = document_manager_scim_id(plan.document)
-            if scim_id is not None and scim_id != plan.record.scim_id:
-                manager_of[plan.record.pk] = scim_id
-        manager_records: dict[uuid.UUID, int] = {}
-        outside_managers: dict[int, Member] = {}
-        if manager_of:
-            manager_records = {
-                scim_id: pk
-                for pk, scim_id in DirectoryRecord.objects.filter(
-                    organization_id=organization_id,
-                    resource_type=DirectoryRecord.ResourceType.USER,
-                    scim_id__in=set(manager_of.values()),
-                ).values_list("pk", "scim_id")
-            }
-            outside = [pk for pk in manager_records.values() if pk not in in_chunk]
-            _lock_for_share(outside)
-            # Read after the lock: a manager job that just committed has set its member.
-            outside_managers = {
-                r.pk: r.member
-                for r in DirectoryRecord.objects.filter(
-                    pk__in=outside, deleted_at__isnull=True, member__isnull=False
-                ).select_related("member")
-            }
+def _users_apply(
+    records: list[DirectoryRecord],
+    *,
+    organization: Organization,
+    sync_settings: SyncSettings,
+    force: bool = False,
+) -> dict[int, tuple[int, str, str, str]]:
+    """Converge locked directory users (the only user apply; call inside a transaction) and
+    finish their events; returns each finished record's (version, status, outcome, reason).
 
-        index = _MemberIndex(
-            organization_id,
-            {p.fields["phone"] for p in plans if p.fields.get("phone")},
-            {p.fields["email"] for p in plans if p.fields.get("email")},
-        )
-        for record in records:
-            if record.member is not None:
-                index.replace(record.member)
-                index.linked[id(record.member)] = record
-        departments = _DepartmentCache()
-        if sync_settings.department_format != SyncSettings.DepartmentFormat.STRUCTURE_STRING:
-            names = {document_department(p.document) for p in plans} - {""}
-            departments.named = {name: [] for name in names}
-            for department in Department.objects.filter(
-                organization_id=organization_id, name__in=names
-            ).order_by("id"):
-                departments.named[department.name].append(department)
-
-        new_members: list[Member] = []
-        for plan in plans:
-            record, fields = plan.record, plan.fields
-            member = record.member
-            if member is None:
-                member = _batch_identify(plan, index, identify_by)
-                plan.outcome = Outcome.LINKED if member is not None else Outcome.CREATED
-            plan.duplicates = _batch_clashes(plan, member, index, identify_by)
-            fields["directory_managed"] = True
-            plan.departments = _department_plan(
-                record, plan.document, sync_settings, plan.notes, departments
-            )
-            if plan.departments.display is not None:
-                fields["department_display"] = plan.departments.display
-            if member is None:
-                create_fields = {k: v for k, v in fields.items() if v not in ("", None)}
-                # _normalise_phone and _check_email validated both (or dropped them).
-                member = member_services.members_build(
-                    organization=organization,
-                    rows=[create_fields],
-                    default_country=default_country,
-                    validated=True,
-                )[0]
-                new_members.append(member)
-                plan.created = True
-                plan.notes.changed = True
-            else:
-                member, changed = member_services.member_update(
-                    member=member, default_country=default_country, check_unique=False, **fields
-                )
-                plan.notes.changed = plan.notes.changed or bool(changed)
-            index.replace(member)
-            index.linked[id(member)] = record
-            plan.member = member
-
-        member_services.members_insert(members=new_members)
-        members_of = {p.record.pk: p.member for p in plans}
-        for record in records:
-            if record.pk not in members_of:
-                members_of[record.pk] = record.member if record.deleted_at is None else None
-
-        # Managers, now that every member of the chunk has its id.
-        manager_changed: list[Member] = []
-        for plan in plans:
-            manager = None
-            manager_pk = manager_records.get(manager_of.get(plan.record.pk))
-            if manager_pk is not None:
-                manager = (
-                    members_of.get(manager_pk)
-                    if manager_pk in in_chunk
-                    else outside_managers.get(manager_pk)
-                )
-            if _same_member(manager, plan.member):
-                manager = None
-            if plan.member.manager_id != (manager.pk if manager is not None else None):
-                plan.member.manager = manager
-                manager_changed.append(plan.member)
-                plan.notes.changed = True
-        member_services.members_save_fields(members=manager_changed, fields=["manager"])
-
-        for plan in plans:
-            plan.record.member = plan.member
-            plan.record.applied_version = plan.record.version
-        member_services.rows_update(
-            model=DirectoryRecord,
-            objs=[p.record for p in plans],
-            fields=["member", "applied_version"],
-        )
-
-        changed = member_services.member_departments_set_many(
-            plans=[
-                (p.member, p.departments.departments, (p.departments.departments or [None])[0])
-                for p in plans
-                if p.departments.departments is not None
-            ]
-        )
-        for plan in plans:
-            if plan.departments.hold_value:
-                _department_hold_member(plan.record, plan.member)
-            for other, attribute in plan.duplicates:
-                _possible_duplicate_open(plan.record, plan.member, other, attribute)
-
-        wanted: dict[int, set[int]] = {}
-        for record_id, group_id in DirectoryMembership.objects.filter(
-            user_record_id__in=[p.record.pk for p in plans],
-            group_record__deleted_at__isnull=True,
-            group_record__group__isnull=False,
-        ).values_list("user_record_id", "group_record__group_id"):
-            wanted.setdefault(members_of[record_id].pk, set()).add(group_id)
-        changed |= member_services.member_groups_add_many(wanted=wanted)
-
-        _reports_fix_many(organization_id, {p.record.scim_id: p.member for p in plans})
-
-        results: dict[int, tuple[int, str, str, str]] = {}
-        for plan in plans:
-            outcome = plan.outcome
-            if outcome == Outcome.UPDATED:
-                if plan.notes.held:
-                    outcome = Outcome.HELD
-                elif not (plan.notes.changed or plan.member.pk in changed):
-                    outcome = Outcome.UNCHANGED
-            results[plan.record.pk] = (
-                plan.record.version,
-                Status.APPLIED,
-                outcome,
-                plan.notes.text,
-            )
-        for record in current:
+    A few statements per batch instead of ~25 per user: the reads are prefetched for the batch
+    and the writes are bulk. A record already applied at its version is only finished as
+    skipped, unless ``force`` (an administrator's decision re-applies it). A refusal fails that
+    record alone (nothing of it is written); other errors roll the whole batch back.
+    """
+    results: dict[int, tuple[int, str, str, str]] = {}
+    plans: list[_UserPlan] = []
+    for record in records:
+        record.organization = organization
+        if record.applied_version >= record.version and not force:
             results[record.pk] = (
                 record.version,
                 Status.SKIPPED,
                 "",
                 _superseded(record.applied_version),
             )
+        else:
+            plans.append(_user_plan(record, sync_settings))
+    if not plans:
         _events_finish_many(results)
+        return results
+    _users_plan(plans, organization, sync_settings)
+    for plan in plans:
+        results.pop(plan.record.pk, None)
+    default_country = sync_settings.default_phone_country or None
+
+    for plan in plans:
+        if plan.error:
+            results[plan.record.pk] = (plan.record.version, Status.FAILED, "", plan.error)
+    # Removals first: a deleted member frees its identifiers for the others.
+    for plan in plans:
+        if plan.remove:
+            outcome = _user_remove(plan.record, sync_settings, plan.notes)
+            results[plan.record.pk] = (
+                plan.record.version,
+                Status.APPLIED,
+                outcome,
+                plan.notes.text,
+            )
+    live = [p for p in plans if not p.error and not p.remove]
+    for plan in live:
+        for key in _KEYS:
+            if key in plan.rejected:
+                plan.notes.add(
+                    _(
+                        "%(attribute)s %(value)s belongs to member %(other)s; not synced "
+                        "(possible duplicate)."
+                    )
+                    % {
+                        "attribute": _attribute_label(key),
+                        "value": plan.fields.pop(key),
+                        "other": _owner_member_label(plan.rejected[key]),
+                    }
+                )
+
+    # Managers: lock their records before any member row is written (module docstring).
+    in_batch = {r.pk: r for r in records}
+    in_batch.update({p.record.pk: p.record for p in plans})
+    manager_of: dict[int, uuid.UUID] = {}
+    for plan in live:
+        scim_id = document_manager_scim_id(plan.document)
+        if scim_id is not None and scim_id != plan.record.scim_id:
+            manager_of[plan.record.pk] = scim_id
+    manager_records: dict[uuid.UUID, int] = {}
+    outside_managers: dict[int, Member] = {}
+    if manager_of:
+        manager_records = {
+            scim_id: pk
+            for pk, scim_id in DirectoryRecord.objects.filter(
+                organization_id=organization.pk,
+                resource_type=DirectoryRecord.ResourceType.USER,
+                scim_id__in=set(manager_of.values()),
+            ).values_list("pk", "scim_id")
+        }
+        outside = [pk for pk in manager_records.values() if pk not in in_batch]
+        _lock_for_share(outside)
+        # Read after the lock: a manager job that just committed has set its member.
+        outside_managers = {
+            r.pk: r.member
+            for r in DirectoryRecord.objects.filter(
+                pk__in=outside, deleted_at__isnull=True, member__isnull=False
+            ).select_related("member")
+        }
+
+    departments = _DepartmentCache()
+    if sync_settings.department_format != SyncSettings.DepartmentFormat.STRUCTURE_STRING:
+        names = {document_department(p.document) for p in live} - {""}
+        departments.named = {name: [] for name in names}
+        for department in Department.objects.filter(
+            organization_id=organization.pk, name__in=names
+        ).order_by("id"):
+            departments.named[department.name].append(department)
+
+    # Values moving between members of the batch: cleared first, then set.
+    for key in _KEYS:
+        taken = {p.final(key) for p in live} - {None}
+        moving = [
+            p.member.pk
+            for p in live
+            if p.member is not None and p.current(key) in taken and p.final(key) != p.current(key)
+        ]
+        member_services.members_field_clear(member_ids=moving, field=key)
+
+    new_members: list[Member] = []
+    for plan in live:
+        record, fields = plan.record, plan.fields
+        fields["directory_managed"] = True
+        plan.departments = _department_plan(
+            record, plan.document, sync_settings, plan.notes, departments
+        )
+        if plan.departments.display is not None:
+            fields["department_display"] = plan.departments.display
+        if plan.member is None:
+            plan.outcome = Outcome.CREATED
+            create_fields = {k: v for k, v in fields.items() if v not in ("", None)}
+            # _normalise_phone and _check_email validated both (or dropped them).
+            plan.member = member_services.members_build(
+                organization=organization,
+                rows=[create_fields],
+                default_country=default_country,
+                validated=True,
+            )[0]
+            new_members.append(plan.member)
+            plan.created = True
+            plan.notes.changed = True
+        else:
+            plan.member, changed = member_services.member_update(
+                member=plan.member,
+                default_country=default_country,
+                check_unique=False,
+                **fields,
+            )
+            plan.notes.changed = plan.notes.changed or bool(changed)
+
+    member_services.members_insert(members=new_members)
+    members_of: dict[int, Member | None] = {p.record.pk: p.member for p in live}
+    for record in in_batch.values():
+        if record.pk not in members_of:
+            members_of[record.pk] = (
+                record.member if record.deleted_at is None and record.active else None
+            )
+
+    # Managers, now that every member of the batch has its id.
+    manager_changed: list[Member] = []
+    for plan in live:
+        manager = None
+        manager_pk = manager_records.get(manager_of.get(plan.record.pk))
+        if manager_pk is not None:
+            manager = (
+                members_of.get(manager_pk)
+                if manager_pk in in_batch
+                else outside_managers.get(manager_pk)
+            )
+        if manager is not None and manager.pk == plan.member.pk:
+            manager = None
+        if plan.member.manager_id != (manager.pk if manager is not None else None):
+            plan.member.manager = manager
+            manager_changed.append(plan.member)
+            plan.notes.changed = True
+    member_services.members_save_fields(members=manager_changed, fields=["manager"])
+
+    for plan in live:
+        plan.record.member = plan.member
+    for plan in plans:
+        if not plan.error:
+            plan.record.applied_version = plan.record.version
+    member_services.rows_update(
+        model=DirectoryRecord,
+        objs=[p.record for p in plans if not p.error],
+        fields=["member", "applied_version"],
+    )
+
+    changed = member_services.member_departments_set_many(
+        plans=[
+            (p.member, p.departments.departments, (p.departments.departments or [None])[0])
+            for p in live
+            if p.departments.departments is not None
+        ]
+    )
+    for plan in live:
+        if plan.departments.hold_value:
+            _department_hold_member(plan.record, plan.member)
+        for key, owner in plan.rejected.items():
+            other = _owner_member(owner)
+            if other is not None:
+                _possible_duplicate_open(plan.record, plan.member, other, key)
+
+    wanted: dict[int, set[int]] = {}
+    for record_id, group_id in DirectoryMembership.objects.filter(
+        user_record_id__in=[p.record.pk for p in live],
+        group_record__deleted_at__isnull=True,
+        group_record__group__isnull=False,
+    ).values_list("user_record_id", "group_record__group_id"):
+        wanted.setdefault(members_of[record_id].pk, set()).add(group_id)
+    changed |= member_services.member_groups_add_many(wanted=wanted)
+
+    _reports_fix_many(organization.pk, {p.record.scim_id: p.member for p in live})
+
+    for plan in live:
+        outcome = plan.outcome
+        if outcome == Outcome.UPDATED:
+            if plan.notes.held:
+                outcome = Outcome.HELD
+            elif not (plan.notes.changed or plan.member.pk in changed):
+                outcome = Outcome.UNCHANGED
+        results[plan.record.pk] = (plan.record.version, Status.APPLIED, outcome, plan.notes.text)
+    _events_finish_many(results)
+    for plan in plans:
+        if plan.remove and plan.record.deleted_at is not None:
+            # The tombstone has done its job; events keep scim_id and label (SET_NULL).
+            plan.record.delete()
+    return results
+
+
+def _users_batch_apply(record_ids: list[int]) -> set[int]:
+    """Apply the chunk's directory users in one transaction; returns the ids of the records
+    it finished (groups are left to ``record_apply``)."""
+    with transaction.atomic():
+        _transaction_tune()
+        records = _users_lock(record_ids)
+        if not records:
+            return set()
+        organization = Organization.objects.get(pk=records[0].organization_id)
+        results = _users_apply(
+            records,
+            organization=organization,
+            sync_settings=_sync_settings(organization.pk),
+        )
         return set(results)
 
 
@@ -881,20 +1018,25 @@ def _reports_fix_many(organization_id: int, managers: dict[uuid.UUID, Member]) -
 
 
 def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
-    """``_events_finish`` for many records: ``results`` maps a record id to (version, status,
-    outcome, reason). One read, one update per distinct result."""
+    """Finish the events of many records: ``results`` maps a record id to (version, status,
+    outcome, reason). Each record's newest event up to ``version`` gets the result, its older
+    ones are skipped as superseded. Failed events count too when the record applied (or was
+    already applied): a newer version or a later retry resolved them, no operator needed.
+    One read, one update per distinct result."""
     if not results:
         return
     rows = (
-        ChangeEvent.objects.filter(record_id__in=list(results), status=Status.PENDING)
+        ChangeEvent.objects.filter(
+            record_id__in=list(results), status__in=(Status.PENDING, Status.FAILED)
+        )
         .order_by("record_id", "-record_version", "-id")
-        .values_list("pk", "record_id", "record_version")
+        .values_list("pk", "record_id", "record_version", "status")
     )
     updates: dict[tuple[str, str, str], list[int]] = {}
     newest_done: set[int] = set()
-    for pk, record_id, record_version in rows:
+    for pk, record_id, record_version, current in rows:
         version, status, outcome, reason = results[record_id]
-        if record_version > version:
+        if record_version > version or (current == Status.FAILED and status == Status.FAILED):
             continue
         if record_id in newest_done:
             key = (Status.SKIPPED, "", _superseded(version))
@@ -913,80 +1055,11 @@ def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
         )
 
 
-# --- users ---------------------------------------------------------------------------------
-
-
-def _member_linked_elsewhere(member: Member, record: DirectoryRecord) -> DirectoryRecord | None:
-    return DirectoryRecord.objects.filter(member=member).exclude(pk=record.pk).first()
+# --- user helpers --------------------------------------------------------------------------
 
 
 def _member_label(member: Member) -> str:
     return member.full_name or member.email or member.phone or f"#{member.pk}"
-
-
-def _user_converge(record: DirectoryRecord, sync_settings: SyncSettings) -> tuple[str, _Notes]:
-    notes = _Notes()
-    if record.deleted_at is not None or not record.active:
-        return _user_remove(record, sync_settings, notes), notes
-
-    document = record.document or {}
-    # Lock the manager's record before touching any member row (see the module docstring).
-    manager_member = _manager_member(record, document)
-    fields = document_member_fields(document)
-    identify_by = sync_settings.identify_by
-    default_country = sync_settings.default_phone_country or None
-    _normalise_phone(fields, identify_by=identify_by, default_country=default_country, notes=notes)
-    _check_email(fields, identify_by=identify_by, notes=notes)
-
-    member = record.member
-    outcome = Outcome.UPDATED
-    if member is None:
-        member = _identify(record, fields, identify_by=identify_by)
-        outcome = Outcome.LINKED if member is not None else Outcome.CREATED
-    duplicates = _resolve_clashes(record, member, fields, identify_by=identify_by, notes=notes)
-    fields["manager"] = manager_member if manager_member != member else None
-    fields["directory_managed"] = True
-
-    department_plan = _department_plan(record, document, sync_settings, notes)
-    if department_plan.display is not None:
-        fields["department_display"] = department_plan.display
-
-    if member is None:
-        create_fields = {k: v for k, v in fields.items() if v not in ("", None) or k == "manager"}
-        member = member_services.member_create(
-            organization=record.organization, default_country=default_country, **create_fields
-        )
-        notes.changed = True
-    else:
-        member, changed = member_services.member_update(
-            member=member, default_country=default_country, **fields
-        )
-        notes.changed = notes.changed or bool(changed)
-    if record.member_id != member.pk:
-        _records_set(record, member=member)
-
-    if department_plan.departments is not None:
-        primary = department_plan.departments[0] if department_plan.departments else None
-        if member_services.member_departments_set(
-            member=member, departments=department_plan.departments, primary=primary
-        ):
-            notes.changed = True
-    if department_plan.hold_value:
-        _department_hold_member(record, member)
-
-    for other, attribute in duplicates:
-        _possible_duplicate_open(record, member, other, attribute)
-
-    if member_services.member_groups_add(member=member, group_ids=_user_group_ids(record)):
-        notes.changed = True
-    _reports_fix(record, member)
-
-    if outcome == Outcome.UPDATED:
-        if notes.held:
-            outcome = Outcome.HELD
-        elif not notes.changed:
-            outcome = Outcome.UNCHANGED
-    return outcome, notes
 
 
 def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: _Notes) -> str:
@@ -1012,28 +1085,6 @@ def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: _N
             % {"count": deletion.resources_to_manager}
         )
     return Outcome.DELETED
-
-
-def _manager_member(record: DirectoryRecord, document: dict) -> Member | None:
-    manager_scim_id = document_manager_scim_id(document)
-    if manager_scim_id is None or manager_scim_id == record.scim_id:
-        return None
-    manager_record = (
-        DirectoryRecord.objects.filter(
-            organization_id=record.organization_id,
-            resource_type=DirectoryRecord.ResourceType.USER,
-            scim_id=manager_scim_id,
-        )
-        .only("pk")
-        .first()
-    )
-    if manager_record is None:
-        return None
-    _lock_for_share([manager_record.pk])
-    # Re-read after the lock: a manager job that just committed has set its member.
-    return Member.objects.filter(
-        directory_record__pk=manager_record.pk, directory_record__deleted_at=None
-    ).first()
 
 
 def _normalise_phone(
@@ -1068,71 +1119,6 @@ def _check_email(fields: dict, *, identify_by: str, notes: _Notes) -> None:
         # Not the identifier: keep the member's current email and say why.
         del fields["email"]
         notes.add(_("Email not synced: %(error)s") % {"error": message})
-
-
-def _identify(record: DirectoryRecord, fields: dict, *, identify_by: str) -> Member | None:
-    """The existing, not yet linked member the directory user is, by the configured key."""
-    organization = record.organization
-    if identify_by == SyncSettings.IdentifyBy.EMAIL:
-        value = fields.get("email")
-        found = (
-            member_selectors.member_find_by_email(organization=organization, email=value)
-            if value
-            else None
-        )
-    else:
-        value = fields.get("phone")
-        found = (
-            member_selectors.member_find_by_phone(organization=organization, phone=value)
-            if value
-            else None
-        )
-    if found is None or _member_linked_elsewhere(found, record) is not None:
-        # Linked to another directory user: never steal it; the clash check explains.
-        return None
-    return found
-
-
-def _resolve_clashes(
-    record: DirectoryRecord,
-    member: Member | None,
-    fields: dict,
-    *,
-    identify_by: str,
-    notes: _Notes,
-) -> list[tuple[Member, str]]:
-    """Check phone and email against other members; returns likely duplicates to review.
-
-    The identifying attribute belonging to someone else is a refusal (the event fails with the
-    reason). The other attribute belonging to someone else is the product document's
-    "mismatch" case: the member is still created or updated, without that value, and a
-    possible-duplicate review item names both members.
-    """
-    identifier = "email" if identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
-    others = Member.objects.filter(organization_id=record.organization_id)
-    if member is not None:
-        others = others.exclude(pk=member.pk)
-    duplicates = []
-    for key in ("phone", "email"):
-        value = fields.get(key)
-        if not value:
-            continue
-        lookup = {"phone": value} if key == "phone" else {"email__iexact": value}
-        other = others.filter(**lookup).first()
-        if other is None:
-            continue
-        linked = _member_linked_elsewhere(other, record)
-        _clash(
-            key=key,
-            value=value,
-            other=other,
-            linked=linked,
-            identifier=identifier,
-            fields=fields,
-            duplicates=duplicates,
-            notes=notes,
-        )
-    return duplicates
 
 
 def _possible_duplicate_open(
@@ -1173,24 +1159,6 @@ def _user_group_ids(record: DirectoryRecord) -> list[int]:
         .order_by("group_record__group_id")
         .values_list("group_record__group_id", flat=True)
     )
-
-
-def _reports_fix(record: DirectoryRecord, member: Member) -> None:
-    """Link the members whose directory manager is this record (manager linked later)."""
-    reports = (
-        DirectoryRecord.objects.filter(
-            organization_id=record.organization_id,
-            resource_type=DirectoryRecord.ResourceType.USER,
-            manager_scim_id=record.scim_id,
-            deleted_at__isnull=True,
-            member__isnull=False,
-        )
-        .exclude(member=member)
-        .filter(Q(member__manager__isnull=True) | ~Q(member__manager=member))
-        .select_related("member")
-    )
-    for report in reports:
-        member_services.member_update(member=report.member, manager=member)
 
 
 # --- departments ---------------------------------------------------------------------------

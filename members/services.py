@@ -235,6 +235,17 @@ def rows_update(*, model, objs: Sequence, fields: Sequence[str]) -> int:
         return cursor.rowcount
 
 
+def members_field_clear(*, member_ids: Sequence[int], field: str) -> int:
+    """Empty ``field`` (``phone`` or ``email``) of ``member_ids``, so values can move between
+    these members inside one transaction: the caller sets the new values right after (the
+    unique constraints are partial indexes, which PostgreSQL cannot defer)."""
+    if field not in ("phone", "email"):
+        raise MemberError(f"{field!r} is not an identifier.", field=field)
+    if not member_ids:
+        return 0
+    return Member.objects.filter(pk__in=member_ids).update(**{field: None})
+
+
 def members_save_fields(*, members: Sequence[Member], fields: Sequence[str]) -> int:
     """Write ``fields`` of already validated members in one statement (``updated_at`` too)."""
     if not members:
