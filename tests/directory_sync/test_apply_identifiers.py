@@ -20,6 +20,9 @@ from .engine_factories import (
     user_update,
 )
 
+# The real worker's fixtures (a private Redis, a `celery worker` process).
+from .test_worker import _wait_for, private_redis, publish_to, worker  # noqa: F401
+
 pytestmark = pytest.mark.django_db
 
 P1, P2, P3, P4 = "+966500000001", "+966500000002", "+966500000003", "+966500000004"
@@ -296,3 +299,89 @@ def test_a_failed_event_is_skipped_once_its_record_is_deleted(organization, appl
         None,
     )
     assert Member.objects.count() == 1
+
+
+# --- over SCIM, with a real worker on PostgreSQL --------------------------------------------
+
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def _scim_user(scim, name: str, phone: str, email: str) -> str:
+    response = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": f"{name}@acme.example",
+            "externalId": name,
+            "active": True,
+            "displayName": name,
+            "emails": [{"type": "work", "value": email, "primary": True}],
+            "phoneNumbers": [{"type": "mobile", "value": phone}],
+        },
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def _scim_replace(scim, scim_id: str, **paths) -> None:
+    keys = {
+        "phone": 'phoneNumbers[type eq "mobile"].value',
+        "email": 'emails[type eq "work"].value',
+    }
+    response = scim.patch(
+        f"/Users/{scim_id}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "Replace", "path": keys[key], "value": value} for key, value in paths.items()
+            ],
+        },
+    )
+    assert response.status_code == 200, response.content
+
+
+def _settled(organization) -> bool:
+    return not ChangeEvent.objects.filter(organization=organization, status="pending").exists()
+
+
+def _members(ids) -> list[tuple]:
+    from directory_sync.models import DirectoryRecord
+
+    found = []
+    for scim_id in ids:
+        record = DirectoryRecord.objects.select_related("member").get(scim_id=scim_id)
+        found.append((record.member.phone, record.member.email))
+    return found
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("worker")
+def test_swaps_and_rotations_over_scim_converge_with_a_real_worker(organization, scim):
+    a, b, c = (
+        _scim_user(scim, name, phone, f"{name}@acme.example")
+        for name, phone in (("a", P1), ("b", P2), ("c", P3))
+    )
+    _wait_for(lambda: _settled(organization), timeout=60, what="the creates")
+
+    # A swap whose halves are applied apart: A's PATCH alone first (B still holds P2 in the
+    # directory, so it fails for now), then B's, which resolves A's by itself.
+    _scim_replace(scim, a, phone=P2)
+    _wait_for(lambda: _settled(organization), timeout=60, what="A's PATCH")
+    _scim_replace(scim, b, phone=P1)
+    _wait_for(lambda: _settled(organization), timeout=60, what="B's PATCH")
+    assert _members([a, b]) == [(P2, "a@acme.example"), (P1, "b@acme.example")]
+
+    # A rotation of numbers and a swap of emails, sent back to back.
+    _scim_replace(scim, a, phone=P3)
+    _scim_replace(scim, b, phone=P2, email="c@acme.example")
+    _scim_replace(scim, c, phone=P1, email="b@acme.example")
+    _wait_for(lambda: _settled(organization), timeout=60, what="the rotation")
+
+    assert _members([a, b, c]) == [
+        (P3, "a@acme.example"),
+        (P2, "c@acme.example"),
+        (P1, "b@acme.example"),
+    ]
+    assert _statuses(organization) <= {"applied", "skipped"}
+    assert directory_differences(organization) == []
