@@ -82,6 +82,22 @@ def test_harness_runs_every_phase_and_prints_the_table(bench_run):
         assert f"| {label} |" in table
     assert "peak RSS: web" in table
     assert "stopped sync:" in table and "revoked token:" in table
+    assert "tokens issued/s" in table
+    assert "while 6 connections send wrong secrets to /o/token/" in table
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_measures_the_token_endpoint(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    token = json.loads((out / f"results-{USERS}.json").read_text())["token"]
+    assert token["issued"]["requests"] > 0 and token["issued"]["non2xx"] == 0
+    # Every lookup answered 200 while the flood's guesses all got 401.
+    for phase in ("unloaded", "loaded"):
+        assert token[phase]["requests"] > 0 and token[phase]["errors"] == 0, phase
+    assert token["flood"]["requests"] > 0 and token["flood"]["non2xx"] == token["flood"]["answered"]
+    assert token["ratio"] > 0
 
 
 @pytest.mark.postgres
