@@ -30,36 +30,6 @@ APPLY_JOB_OPTIONS = {
 }
 
 
-class ApplyChangeEventTask(Task):
-    """Fails the event with a readable reason when the job gives up, so none stays pending."""
-
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from .apply import change_event_fail
-
-        event_id = kwargs.get("event_id", args[0] if args else None)
-        if event_id is None:
-            return
-        if isinstance(exc, TRANSIENT_ERRORS):
-            reason = f"Gave up after {self.request.retries} retries: {exc}"
-        else:
-            reason = f"Unexpected error ({exc.__class__.__name__}): {exc}"
-        try:
-            change_event_fail(event_id=event_id, reason=reason)
-        except Exception:  # noqa: BLE001 - the database itself is gone; the sweep re-runs it
-            logger.exception("could not record the failure of change event %s", event_id)
-
-
-@shared_task(
-    base=ApplyChangeEventTask,
-    name="directory_sync.apply_change_event",
-    **APPLY_JOB_OPTIONS,
-)
-def apply_change_event(event_id: int) -> None:
-    from .apply import change_event_apply
-
-    change_event_apply(event_id=event_id)
-
-
 class ApplyChangeEventsTask(Task):
     """When a drain gives up on a record, that record's pending events fail with the reason."""
 

@@ -7,7 +7,7 @@ from directory_sync import apply as engine
 from directory_sync.apply import change_event_apply, run_summary
 from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun
-from directory_sync.tasks import MAX_RETRIES, apply_change_event
+from directory_sync.tasks import MAX_RETRIES, apply_change_events
 from members import services as member_services
 from members.models import Member
 
@@ -139,7 +139,7 @@ def test_unexpected_error_fails_the_event_instead_of_leaving_it_pending(organiza
     DirectoryRecord.objects.filter(pk=record.pk).update(document=["not", "an", "object"])
     event = ChangeEvent.objects.get(scim_id=record.scim_id)
 
-    apply_change_event.apply(args=[event.pk])
+    apply_change_events.apply(args=[organization.pk])
 
     event.refresh_from_db()
     assert event.status == "failed"
@@ -172,7 +172,7 @@ def test_lock_timeout_is_retried_then_fails_and_redispatch_applies_it_later(
         other.execute(
             "SELECT id FROM directory_sync_directoryrecord WHERE id = %s FOR UPDATE", [record.pk]
         )
-        apply_change_event.apply(args=[event.pk])
+        apply_change_events.apply(args=[organization.pk])
         event.refresh_from_db()
         assert event.status == "failed"
         assert event.attempts == MAX_RETRIES + 1
