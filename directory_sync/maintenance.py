@@ -15,22 +15,22 @@ from django.db import transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from members.models import Group, GroupMembership, Member, Organization
+from members.models import Group, Member, Organization
 from members.phones import phone_or_none
 from members.services import audit_record
 
 from . import record_counts
+from .apply import record_member_differences
 from .models import (
     ChangeEvent,
-    DirectoryMembership,
     DirectoryRecord,
     ProvisioningRun,
     RequestLog,
     SyncSettings,
 )
 from .outbox import change_event_append
+from .scim.documents import mobile_number, work_email
 
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 OPERATOR = "operator"
 
 
@@ -139,91 +139,12 @@ class Difference:
         return data
 
 
-def _doc_email(document: dict) -> str | None:
-    emails = document.get("emails") or []
-    chosen = next((e for e in emails if e.get("type") == "work"), None) or next(
-        (e for e in emails if e.get("primary")), None
-    )
-    value = (chosen or {}).get("value")
-    return value.strip().lower() if isinstance(value, str) and value.strip() else None
-
-
-def _doc_phone(document: dict) -> str | None:
-    phones = document.get("phoneNumbers") or []
-    chosen = next((p for p in phones if p.get("type") == "mobile"), None)
-    value = (chosen or {}).get("value")
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _doc_country(document: dict) -> str | None:
-    addresses = document.get("addresses") or []
-    chosen = next((a for a in addresses if a.get("type") == "work"), None)
-    return (chosen or {}).get("country")
-
-
-def _fallback_differences(
-    record: DirectoryRecord,
-    member: Member,
-    *,
-    default_country: str | None,
-    member_id_by_scim_id: dict,
-) -> list[str]:
-    """Conservative field comparison, used when the sync engine offers none.
-
-    Only attributes present in the document are compared (an absent one may legitimately
-    leave an existing member's value alone) and departments are not compared.
-    """
-    document = record.document or {}
-    name = document.get("name") or {}
-    enterprise = document.get(ENTERPRISE) or {}
-    expected: dict[str, object] = {}
-    if "displayName" in document:
-        expected["display_name"] = document.get("displayName") or ""
-    if "givenName" in name:
-        expected["given_name"] = name.get("givenName") or ""
-    if "familyName" in name:
-        expected["family_name"] = name.get("familyName") or ""
-    if "title" in document:
-        expected["job_title"] = document.get("title") or ""
-    if _doc_country(document) is not None:
-        expected["country"] = _doc_country(document) or ""
-    if "employeeNumber" in enterprise:
-        expected["employee_number"] = enterprise.get("employeeNumber") or ""
-    email = _doc_email(document)
-    if email:
-        expected["email"] = email
-    phone = phone_or_none(_doc_phone(document), default_country=default_country)
-    if phone:
-        expected["phone"] = phone
-    differences = [
-        f"{key}: member has {getattr(member, key)!r}, directory has {value!r}"
-        for key, value in expected.items()
-        if (getattr(member, key) or "") != value
-    ]
-    if record.manager_scim_id is not None:
-        wanted = member_id_by_scim_id.get(record.manager_scim_id)
-        if wanted is not None and member.manager_id != wanted:
-            differences.append("manager: member's manager differs from the directory's")
-    if not member.directory_managed:
-        differences.append("directory_managed: member is not marked as managed by the sync")
-    return differences
-
-
-def _engine_differences():
-    """The sync engine's comparison (``apply.record_member_differences``), which knows what it
-    deliberately leaves alone (held departments, identifiers another member holds). The local
-    fallbacks only serve while an engine without it is deployed."""
-    from . import apply
-
-    return getattr(apply, "record_member_differences", None)
-
-
 def _person_keys(document: dict, *, default_country: str | None) -> list[tuple[str, str]]:
     keys = []
-    email = _doc_email(document)
+    email = work_email(document)
     if email:
         keys.append(("email", email))
-    phone = phone_or_none(_doc_phone(document), default_country=default_country)
+    phone = phone_or_none(mobile_number(document), default_country=default_country)
     if phone:
         keys.append(("phone", phone))
     return keys
@@ -241,10 +162,9 @@ def reconcile_differences(*, organization: Organization | None = None) -> list[D
     organizations = (
         [organization] if organization is not None else Organization.objects.order_by("id")
     )
-    engine = _engine_differences()
     out: list[Difference] = []
     for org in organizations:
-        out.extend(_reconcile_organization(org, engine=engine))
+        out.extend(_reconcile_organization(org))
         out.extend(_count_differences(org))
     return out
 
@@ -277,7 +197,7 @@ def record_counts_fix(*, differences: Iterable[Difference]) -> int:
     return len(pairs)
 
 
-def _reconcile_organization(organization: Organization, *, engine) -> list[Difference]:
+def _reconcile_organization(organization: Organization) -> list[Difference]:
     sync = SyncSettings.objects.filter(organization=organization).first()
     default_country = sync.default_phone_country if sync else None
     records = list(
@@ -290,11 +210,6 @@ def _reconcile_organization(organization: Organization, *, engine) -> list[Diffe
             organization=organization, status=ChangeEvent.Status.PENDING, record__isnull=False
         ).values_list("record_id", flat=True)
     )
-    member_id_by_scim_id = {
-        r.scim_id: r.member_id
-        for r in records
-        if r.resource_type == DirectoryRecord.ResourceType.USER and r.member_id
-    }
     out: list[Difference] = []
 
     def add(kind: str, record: DirectoryRecord | None, detail: str, **extra) -> None:
@@ -331,15 +246,7 @@ def _reconcile_organization(organization: Organization, *, engine) -> list[Diffe
         if record.member is None:
             add(Kind.MISSING_MEMBER, record, "active directory user has no member")
             continue
-        if engine is not None:
-            differences = engine(record)
-        else:
-            differences = _fallback_differences(
-                record,
-                record.member,
-                default_country=default_country,
-                member_id_by_scim_id=member_id_by_scim_id,
-            )
+        differences = record_member_differences(record)
         for difference in differences:
             add(Kind.STALE_FIELD, record, str(difference))
 
@@ -353,34 +260,8 @@ def _reconcile_organization(organization: Organization, *, engine) -> list[Diffe
         if record.group is None:
             add(Kind.MISSING_GROUP, record, "directory group has no Beem group")
             continue
-        if engine is not None:
-            for difference in engine(record):
-                add(Kind.STALE_FIELD, record, str(difference))
-            continue
-        wanted_name = (record.document or {}).get("displayName") or record.display_name
-        if wanted_name and record.group.name != wanted_name:
-            add(
-                Kind.STALE_FIELD,
-                record,
-                f"name: group has {record.group.name!r}, directory has {wanted_name!r}",
-            )
-        wanted = set(
-            DirectoryMembership.objects.filter(
-                group_record=record,
-                user_record__deleted_at__isnull=True,
-                user_record__active=True,
-                user_record__member__isnull=False,
-            ).values_list("user_record__member_id", flat=True)
-        )
-        current = set(
-            GroupMembership.objects.filter(group=record.group).values_list("member_id", flat=True)
-        )
-        if wanted != current:
-            add(
-                Kind.STALE_FIELD,
-                record,
-                f"members: {len(wanted - current)} missing, {len(current - wanted)} extra",
-            )
+        for difference in record_member_differences(record):
+            add(Kind.STALE_FIELD, record, str(difference))
 
     for member in Member.objects.filter(
         organization=organization, directory_managed=True, directory_record__isnull=True
