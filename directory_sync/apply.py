@@ -47,6 +47,7 @@ from members.models import Department, Group, Member, Organization
 from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from .models import ChangeEvent, DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
+from .scim.documents import work_email
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def document_member_fields(document: dict) -> dict:
         "given_name": _clip(str(name.get("givenName") or "").strip(), "given_name"),
         "family_name": _clip(str(name.get("familyName") or "").strip(), "family_name"),
         "phone": _typed_value(document, "phoneNumbers", "mobile"),
-        "email": _typed_value(document, "emails", "work").lower(),
+        "email": (work_email(document) or "").strip(),
         "job_title": _clip(str(document.get("title") or "").strip(), "job_title"),
         "country": _clip(_typed_value(document, "addresses", "work", "country"), "country"),
         "employee_number": _clip(
