@@ -6,6 +6,7 @@ grant, exactly as Entra ID does; nothing here reaches into the OAuth tables.
 
 import base64
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 # Every SCIM request the hardening tests send, reported at the end of the run.
 REQUEST_COUNTER = {"scim": 0}
+# What the model-based test (test_model.py) ran, reported at the end of the run.
+MODEL_COUNTER = {"examples": 0, "steps": 0, "settles": 0, "sweeps": 0, "rules": Counter()}
 
 
 def token_for(client: Client, *, client_id: str, client_secret: str) -> str:
@@ -102,15 +105,18 @@ def tenant_create(*, slug: str, name: str, **sync_fields) -> Tenant:
 
 @pytest.fixture(autouse=True)
 def _scim_process_state():
-    """The SCIM auth check and run bookkeeping keep per-process memos; start each test clean."""
-    from directory_sync import runs
+    """The SCIM auth check, run bookkeeping and wake-ups keep per-process memos; start each
+    test clean."""
+    from directory_sync import outbox, runs
     from directory_sync.scim import auth
 
     auth.process_state_reset()
     runs.runs_pending_discard()
+    outbox.wakeups_covered_forget()
     yield
     auth.process_state_reset()
     runs.runs_pending_discard()
+    outbox.wakeups_covered_forget()
 
 
 @pytest.fixture
@@ -150,6 +156,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if REQUEST_COUNTER["scim"]:
         terminalreporter.write_line(
             f"hardening: {REQUEST_COUNTER['scim']} SCIM requests sent in-process"
+        )
+    if MODEL_COUNTER["examples"]:
+        terminalreporter.write_line(
+            "model: {examples} examples, {steps} steps, {settles} settled checks, "
+            "{sweeps} sweeps of events left pending".format(**MODEL_COUNTER)
+        )
+        terminalreporter.write_line(
+            "model steps by rule: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(MODEL_COUNTER["rules"].items()))
         )
 
 
