@@ -6,13 +6,19 @@ event of that record up to the version it applied: the newest one ``applied`` wi
 the older ones ``skipped`` (superseded). So duplicated, reordered or retried jobs reach the
 same end state, and several queued changes of one user collapse into one apply.
 
+Users have one apply path, a batch (``_users_apply``; one record is a batch of one), so every
+rule (identify, identifier clashes, possible duplicates, manager, departments, groups) lives
+once. Failed events of a record are resolved when a newer version of it applies or it is
+deleted (skipped as superseded), or when it applies later at the same version (applied).
+
 Errors: a refusal the directory must fix (a phone that belongs to another member, an invalid
-value) fails the event with a readable reason and rolls the whole apply back. Transient
-database errors (deadlock, lock timeout, a lost connection, a unique race) propagate to the
-Celery task, which retries with backoff and fails the event when it gives up.
+value) fails that record's event with a readable reason and writes nothing of that record.
+Transient database errors (deadlock, lock timeout, a lost connection, a unique race) propagate
+to the Celery task, which retries with backoff and fails the events when it gives up.
 
 Locks (PostgreSQL; ``select_for_update`` is a no-op on SQLite):
-- the record being applied: ``FOR UPDATE``;
+- the records being applied: ``FOR UPDATE`` (a batch's records in id order, then the records
+  it pulls in because they hold or wait for an identifier it moves);
 - a user's manager record: ``FOR SHARE`` *before* any member row is written, so a manager
   being created right now is seen once its job commits (and the manager's job, which fixes
   up its reports, cannot miss a report created concurrently);
