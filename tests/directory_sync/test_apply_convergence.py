@@ -11,6 +11,7 @@ from members import services as member_services
 from members.models import Group, Member
 
 from .engine_factories import (
+    _attributes_of,
     directory_differences,
     group_create,
     group_update,
@@ -72,6 +73,8 @@ class Directory:
                 "phone": {"phone": f"+96656{n:07d}"},
             }[change]
             self._replace(user_update(record, **values))
+        elif roll < 0.65:
+            self._rotate(users)
         elif roll < 0.7:
             record = rng.choice(users)
             self._replace(user_update(record, active=not record.active))
@@ -79,6 +82,20 @@ class Directory:
             self._replace(record_delete(rng.choice(users)))
         else:
             self._group_step(users)
+
+    def _rotate(self, users) -> None:
+        """Two or three users pass their mobile numbers (or emails) round: A takes B's, B
+        takes C's (or A's), ... one PATCH each, so the directory's values stay distinct."""
+        rng = self.rng
+        if len(users) < 3:
+            return
+        chosen = rng.sample(users, k=rng.choice([2, 3]))
+        key = rng.choice(["phone", "email"])
+        values = [_attributes_of(r.document)[key] for r in chosen]
+        order = list(range(len(chosen)))
+        rng.shuffle(order)  # the PATCHes arrive in any order
+        for i in order:
+            self._replace(user_update(chosen[i], **{key: values[(i + 1) % len(chosen)]}))
 
     def _group_step(self, users) -> None:
         rng = self.rng
