@@ -958,6 +958,7 @@ def _users_apply(
             other = _owner_member(owner)
             if other is not None:
                 _possible_duplicate_open(plan.record, plan.member, other, key)
+    _possible_duplicates_settle(live)
 
     wanted: dict[int, set[int]] = {}
     for record_id, group_id in DirectoryMembership.objects.filter(
@@ -1154,6 +1155,31 @@ def _possible_duplicate_open(
             "attribute": _("mobile number") if attribute == "phone" else _("email"),
         },
     )
+
+
+def _possible_duplicates_settle(plans: list[_UserPlan]) -> None:
+    """Resolve the open possible-duplicate items of ``plans`` that their apply no longer
+    raises: the value was synced after all (its holder gave it up, as in a swap applied in
+    halves) or the directory changed it."""
+    raised = {
+        (p.record.pk, member.pk)
+        for p in plans
+        for member in map(_owner_member, p.rejected.values())
+        if member is not None
+    }
+    stale = [
+        pk
+        for pk, record_id, other_id in ReviewItem.objects.filter(
+            kind=ReviewItem.Kind.POSSIBLE_DUPLICATE,
+            status=ReviewItem.Status.OPEN,
+            record_id__in=[p.record.pk for p in plans],
+        ).values_list("pk", "record_id", "other_member_id")
+        if (record_id, other_id) not in raised
+    ]
+    if stale:
+        ReviewItem.objects.filter(pk__in=stale).update(
+            status=ReviewItem.Status.RESOLVED, resolution="superseded", resolved_at=timezone.now()
+        )
 
 
 def _user_group_ids(record: DirectoryRecord) -> list[int]:

@@ -226,6 +226,32 @@ def test_an_email_left_unsynced_as_a_possible_duplicate_is_synced_once_freed(
 
     assert (_email(a), _email(b)) == ("two@acme.example", "three@acme.example")
     assert directory_differences(organization) == []
+    item = ReviewItem.objects.get(kind=ReviewItem.Kind.POSSIBLE_DUPLICATE)
+    assert (item.status, item.resolution) == ("resolved", "superseded")
+
+
+def test_a_rotation_applied_one_patch_at_a_time_converges_and_leaves_no_review(
+    organization, apply_all
+):
+    """Mobile numbers (not the identifier) rotate, each PATCH applied before the next (the
+    embedded mode): the first two are left unsynced as possible duplicates for a moment."""
+    sync_settings_make(organization, identify_by="email")
+    users = [
+        user_create(
+            organization, user_name=f"u{i}@acme.example", email=f"u{i}@acme.example", phone=phone
+        )
+        for i, phone in enumerate((P1, P2, P3))
+    ]
+    apply_all(organization)
+
+    for i, phone in enumerate((P2, P3, P1)):
+        user_update(users[i], phone=phone)
+        apply_all(organization)
+
+    assert [_phone(u) for u in users] == [P2, P3, P1]
+    assert not ReviewItem.objects.filter(status="open").exists()
+    assert _statuses(organization) <= {"applied", "skipped"}
+    assert directory_differences(organization) == []
 
 
 def test_a_number_held_by_a_member_created_in_beem_is_still_refused(organization, apply_all):
