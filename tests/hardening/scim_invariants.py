@@ -1,7 +1,8 @@
 """What must hold for every SCIM answer and every stored directory record, whatever came in.
 
 Used by the fuzzer after each request and by the isolation tests. A checker returns a list of
-problems (empty: fine) so a failure names everything wrong at once.
+problems (empty: fine) so a failure names everything wrong at once. A write is either a 2xx
+that is readable as answered and applied, or a 4xx that changed nothing (issue 12).
 """
 
 import json
@@ -9,7 +10,10 @@ import uuid
 
 from scim2_models import Context, EnterpriseUser, Group, User
 
-from directory_sync.models import DirectoryMembership, DirectoryRecord
+from directory_sync.apply import record_member_differences
+from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord
+from members.models import DepartmentMembership, GroupMembership, Member
+from members.models import Group as BeemGroup
 
 from .conftest import ENTERPRISE, ERROR_SCHEMA, GROUP_SCHEMA, SCIM_CONTENT_TYPE, USER_SCHEMA
 
@@ -215,3 +219,117 @@ def store_problems(*, organization_ids: list[int] | None = None) -> list[str]:
                 f"membership {link.pk} links {group.resource_type}→{user.resource_type}"
             )
     return problems
+
+
+# --- a write's effect: 2xx and applied, or 4xx and unchanged (issue 12) -----------------------
+
+# The one refusal only the apply job can know (another user's member holds the identifier):
+# shown as a failure with this reason, which the directory must fix.
+CLASH_REASON = "already belongs to"
+
+
+def organization_state(organization_id: int) -> tuple[int, int, int]:
+    """How many records, members and change events the organization has."""
+    return (
+        DirectoryRecord.objects.filter(organization_id=organization_id).count(),
+        Member.objects.filter(organization_id=organization_id).count(),
+        ChangeEvent.objects.filter(organization_id=organization_id).count(),
+    )
+
+
+def record_state(scim_id: str | None) -> tuple | None:
+    """Everything a write to the record could change: the record, its group links, its member
+    (or Beem group) with departments and groups. None when there is no such record."""
+    try:
+        uuid.UUID(str(scim_id))
+    except ValueError:
+        return None
+    record = DirectoryRecord.objects.filter(scim_id=scim_id).first()
+    if record is None:
+        return None
+    member = (
+        Member.objects.filter(pk=record.member_id).values().first() if record.member_id else None
+    )
+    if member is not None:
+        member.pop("updated_at")
+        member["departments"] = sorted(
+            DepartmentMembership.objects.filter(member_id=record.member_id).values_list(
+                "department_id", "is_primary"
+            )
+        )
+        member["groups"] = sorted(
+            GroupMembership.objects.filter(member_id=record.member_id).values_list(
+                "group_id", flat=True
+            )
+        )
+    group = None
+    if record.group_id:
+        group = (
+            BeemGroup.objects.filter(pk=record.group_id).values_list("name", flat=True).first(),
+            sorted(
+                GroupMembership.objects.filter(group_id=record.group_id).values_list(
+                    "member_id", flat=True
+                )
+            ),
+        )
+    links = sorted(
+        DirectoryMembership.objects.filter(group_record=record).values_list(
+            "user_record_id", flat=True
+        )
+    )
+    return (
+        record.version,
+        json.dumps(record.document, sort_keys=True),
+        record.deleted_at,
+        record.active,
+        record.member_id,
+        links,
+        member,
+        group,
+    )
+
+
+def unchanged_problems(
+    before: tuple, after: tuple, target_before: tuple | None, target_after: tuple | None
+) -> list[str]:
+    """A refused request (4xx) changed nothing: no record, member or event appeared or went,
+    and the record it addressed (with its member or group) is as it was."""
+    problems = []
+    names = ("records", "members", "change events")
+    for name, b, a in zip(names, before, after, strict=True):
+        if b != a:
+            problems.append(f"a refused request changed the number of {name}: {b} -> {a}")
+    if target_before != target_after:
+        problems.append(f"a refused request changed its record: {target_before} -> {target_after}")
+    return problems
+
+
+def applied_problems(scim_id: str) -> list[str]:
+    """An accepted write to the record was applied (eagerly, before the answer): no event of
+    it pending or failed (except a clash with another user's identifier, which only the apply
+    can find and shows as a failure with its reason), and the member or group matches it."""
+    problems = []
+    for event in ChangeEvent.objects.filter(scim_id=scim_id).exclude(
+        status__in=(ChangeEvent.Status.APPLIED, ChangeEvent.Status.SKIPPED)
+    ):
+        if event.status == ChangeEvent.Status.FAILED and CLASH_REASON in event.reason:
+            continue
+        problems.append(f"accepted write not applied: {event.kind} {event.status}: {event.reason}")
+    record = DirectoryRecord.objects.filter(scim_id=scim_id).first()
+    if record is not None and not problems:
+        latest = ChangeEvent.objects.filter(record=record).order_by("-id").first()
+        if latest is None or latest.status != ChangeEvent.Status.FAILED:
+            problems += [f"applied but differs: {d}" for d in record_member_differences(record)]
+    return problems
+
+
+def read_back_problems(answered: dict, read: dict) -> list[str]:
+    """What a read of the resource says differently from the write's answer."""
+    if answered == read:
+        return []
+    keys = sorted(set(answered) | set(read))
+    return [
+        f"read {key}={read.get(key)!r:.200}, answered {answered.get(key)!r:.200}"
+        for key in keys
+        if answered.get(key) != read.get(key)
+    ]

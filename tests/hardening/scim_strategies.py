@@ -15,8 +15,8 @@ from .conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA
 
 # --- scalars -------------------------------------------------------------------------------
 
-# Text that stresses encodings, collation and length limits: NUL, RTL marks, surrogates are
-# not encodable in JSON strings from Python, so they are left to the raw-bytes strategy.
+# Text that stresses encodings, collation and length limits (NUL, RTL marks, emoji, long
+# runs). Safe in a URL: used for paths and query strings too.
 odd_text = st.one_of(
     st.text(max_size=20),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
@@ -46,19 +46,36 @@ odd_text = st.one_of(
     ),
 )
 
+# Text PostgreSQL cannot store: a lone UTF-16 surrogate (json.dumps writes it as the escape
+# "\ud800", which is how it arrives) and NUL.
+UNSTORABLE = ["\ud800", "a\udfffb", "\udc00x", "\x00", "a\x00b"]
+# Text whose case-folded form is longer than itself (userName_key is userName.casefold()).
+FOLDS_LONGER = ["ß" * 128, "ß" * 200, "ﬃ" * 90, "İ" * 200, "ŉ" * 130]
+# One character above each column limit of members/models.py and directory_sync/models.py
+# (20, 128, 254, 255, 256, 500), and far above.
+COLUMN_LIMITS = [20, 128, 254, 255, 256, 500]
+overlong_text = st.builds(
+    lambda limit, factor: "x" * (limit * factor + 1),
+    st.sampled_from(COLUMN_LIMITS),
+    st.sampled_from([1, 4, 20]),
+)
+hostile_text = st.one_of(st.sampled_from(UNSTORABLE), st.sampled_from(FOLDS_LONGER), overlong_text)
+# Text for JSON bodies: everything above (surrogates cannot be sent in a URL by the client).
+body_text = st.one_of(odd_text, hostile_text)
+
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
-    odd_text,
+    body_text,
 )
 json_values = st.recursive(
     json_scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
         st.dictionaries(
-            st.one_of(odd_text, st.sampled_from(["value", "type", "$ref"])), children, max_size=4
+            st.one_of(body_text, st.sampled_from(["value", "type", "$ref"])), children, max_size=4
         ),
     ),
     max_leaves=12,
@@ -79,14 +96,14 @@ phones = st.one_of(
     valid_phones.map(lambda p: p[4:]),  # no country code
     valid_phones.map(lambda p: p[:-3]),  # too short
     st.text(alphabet="+0123456789 -()", max_size=25),
-    odd_text,
+    body_text,
 )
 user_names = st.builds(
     lambda local, domain: f"{local}@{domain}",
     st.text(alphabet=string.ascii_letters + string.digits + "._-+", min_size=1, max_size=20),
     st.sampled_from(["contoso.com", "Contoso.COM", "fabrikam.onmicrosoft.com"]),
 )
-emails = st.one_of(user_names, odd_text)
+emails = st.one_of(user_names, body_text)
 
 
 # A reference to an existing resource, resolved against the live id pool right before the
@@ -121,7 +138,7 @@ def unique_user_name(tag: str = "") -> st.SearchStrategy[str]:
 
 
 def manager_values() -> st.SearchStrategy:
-    ref = st.one_of(refs, refs, st.uuids().map(str), odd_text)
+    ref = st.one_of(refs, refs, st.uuids().map(str), body_text)
     return st.one_of(
         ref.map(lambda v: [{"$ref": None, "value": v}]),
         ref.map(lambda v: {"value": v}),
@@ -135,10 +152,10 @@ def enterprise_extension() -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries(
         {},
         optional={
-            "employeeNumber": st.one_of(odd_text, json_values),
+            "employeeNumber": st.one_of(body_text, json_values),
             "department": st.one_of(
                 st.sampled_from(["Engineering", "Head Office/Engineering/Platform", "HR"]),
-                odd_text,
+                body_text,
             ),
             "manager": manager_values(),
         },
@@ -167,10 +184,10 @@ def user_documents() -> st.SearchStrategy[dict]:
             ),
         },
         optional={
-            "externalId": st.one_of(st.uuids().map(str), odd_text, st.none()),
-            "displayName": st.one_of(odd_text, st.none()),
+            "externalId": st.one_of(st.uuids().map(str), body_text, st.none()),
+            "displayName": st.one_of(body_text, st.none()),
             "name": st.fixed_dictionaries(
-                {}, optional={"givenName": odd_text, "familyName": odd_text}
+                {}, optional={"givenName": body_text, "familyName": body_text}
             ),
             "emails": st.lists(
                 st.fixed_dictionaries(
@@ -179,10 +196,11 @@ def user_documents() -> st.SearchStrategy[dict]:
                 ),
                 max_size=2,
             ),
-            "title": odd_text,
+            "title": body_text,
             "addresses": st.lists(
                 st.fixed_dictionaries(
-                    {"type": st.just("work")}, optional={"country": odd_text, "locality": odd_text}
+                    {"type": st.just("work")},
+                    optional={"country": body_text, "locality": body_text},
                 ),
                 max_size=1,
             ),
@@ -195,7 +213,7 @@ def user_documents() -> st.SearchStrategy[dict]:
 
 
 def group_documents() -> st.SearchStrategy[dict]:
-    member_ref = st.one_of(refs, refs, refs, st.uuids().map(str), odd_text)
+    member_ref = st.one_of(refs, refs, refs, st.uuids().map(str), body_text)
     return st.fixed_dictionaries(
         {
             "schemas": st.sampled_from(
@@ -207,10 +225,10 @@ def group_documents() -> st.SearchStrategy[dict]:
                     ],
                 ]
             ),
-            "displayName": st.one_of(st.uuids().map(lambda u: f"Group {u.hex[:8]}"), odd_text),
+            "displayName": st.one_of(st.uuids().map(lambda u: f"Group {u.hex[:8]}"), body_text),
         },
         optional={
-            "externalId": st.one_of(st.uuids().map(str), odd_text, st.none()),
+            "externalId": st.one_of(st.uuids().map(str), body_text, st.none()),
             "members": st.lists(
                 st.fixed_dictionaries({"value": member_ref}, optional={"$ref": st.none()}),
                 max_size=3,
@@ -218,6 +236,122 @@ def group_documents() -> st.SearchStrategy[dict]:
             "meta": st.just({"resourceType": "Group"}),
         },
     )
+
+
+# Every attribute Beem stores, as (where in a user document, how to set it). A hostile value
+# goes into one of them in an otherwise valid Entra body, so the request reaches the apply.
+HOSTILE_USER_FIELDS = [
+    "userName",
+    "externalId",
+    "displayName",
+    "name.givenName",
+    "name.familyName",
+    "title",
+    "emails",
+    "phoneNumbers",
+    "addresses",
+    "employeeNumber",
+    "department",
+    "nickName",
+    "urn:ietf:params:scim:schemas:extension:unknown:2.0:User",
+]
+# Case-folding expansions and over-long local parts in an email address.
+hostile_emails = st.one_of(
+    st.sampled_from(FOLDS_LONGER).map(lambda t: f"{t}@contoso.com"),
+    st.sampled_from([250, 254, 300, 5000]).map(lambda n: "x" * (n - 12) + "@contoso.com"),
+    st.sampled_from(UNSTORABLE).map(lambda t: f"a{t}@contoso.com"),
+)
+
+
+def _set_hostile(doc: dict, where: str, value: str) -> dict:
+    if where == "name.givenName" or where == "name.familyName":
+        doc.setdefault("name", {})[where.split(".")[1]] = value
+    elif where == "emails":
+        doc["emails"] = [{"type": "work", "value": value, "primary": True}]
+    elif where == "phoneNumbers":
+        doc["phoneNumbers"] = [{"type": "mobile", "value": value}]
+    elif where == "addresses":
+        doc["addresses"] = [{"type": "work", "country": value}]
+    elif where in ("employeeNumber", "department"):
+        doc.setdefault(ENTERPRISE, {})[where] = value
+    else:
+        doc[where] = value
+    return doc
+
+
+@st.composite
+def hostile_user_documents(draw) -> dict:
+    """A valid Entra user body with one stored (or ignored) attribute set to text Beem cannot
+    store as sent: unstorable, longer than its column, or longer once case-folded."""
+    doc = {
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "userName": "h@@uniq@@@contoso.com",
+        "externalId": "@@uniq@@",
+        "active": draw(st.sampled_from(["True", "False", True])),
+        "displayName": "Hostile",
+        "emails": [{"type": "work", "value": "h@@uniq@@@contoso.com", "primary": True}],
+        "phoneNumbers": [{"type": "mobile", "value": draw(valid_phones)}],
+        ENTERPRISE: {"department": "Engineering"},
+    }
+    where = draw(st.sampled_from(HOSTILE_USER_FIELDS), label="attribute")
+    value = draw(hostile_emails if where == "emails" else hostile_text, label="value")
+    if where == "userName" and draw(st.booleans(), label="as an email"):
+        value = draw(hostile_emails)
+    return _set_hostile(doc, where, value)
+
+
+def hostile_user_patches() -> st.SearchStrategy[dict]:
+    """A PATCH setting one supported path (or an ignored attribute) to hostile text, with a
+    path, path-less, or with the hostile text in the path itself."""
+    path = st.sampled_from(
+        [
+            "userName",
+            "externalId",
+            "displayName",
+            "title",
+            "name.givenName",
+            "name.familyName",
+            'emails[type eq "work"].value',
+            'phoneNumbers[type eq "mobile"].value',
+            'addresses[type eq "work"].country',
+            f"{ENTERPRISE}:employeeNumber",
+            f"{ENTERPRISE}:department",
+        ]
+    )
+    with_path = st.builds(
+        lambda p, v: [{"op": "Replace", "path": p, "value": v}], path, hostile_text
+    )
+    path_less = st.builds(
+        lambda key, v: [{"op": "replace", "value": {key: v}}],
+        st.sampled_from(["displayName", "name.givenName", "nickName", f"{ENTERPRISE}:department"]),
+        hostile_text,
+    )
+    ignored_with_change = st.builds(
+        lambda v: [
+            {"op": "Replace", "path": "title", "value": "Changed @@uniq@@"},
+            {"op": "Add", "value": {"nickName": v}},
+        ],
+        st.sampled_from(UNSTORABLE),
+    )
+    in_path = st.builds(
+        lambda t: [{"op": "Replace", "path": f'emails[type eq "{t}"].value', "value": "x"}],
+        st.sampled_from(UNSTORABLE),
+    )
+    return st.one_of(with_path, with_path, path_less, ignored_with_change, in_path).map(
+        lambda operations: {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": operations,
+        }
+    )
+
+
+hostile_group_documents = st.builds(
+    lambda where, value: (
+        {"schemas": [GROUP_SCHEMA], "displayName": "Group @@uniq@@"} | {where: value}
+    ),
+    st.sampled_from(["displayName", "externalId", "description"]),
+    hostile_text,
+)
 
 
 @st.composite
@@ -233,7 +367,7 @@ def mutated(draw, documents: st.SearchStrategy[dict]) -> object:
     elif how == "retype":
         doc[draw(st.sampled_from(keys))] = draw(json_values)
     elif how == "add":
-        doc[draw(st.one_of(odd_text, st.sampled_from(USER_KEYS)))] = draw(json_values)
+        doc[draw(st.one_of(body_text, st.sampled_from(USER_KEYS)))] = draw(json_values)
     elif how == "nest":
         doc[draw(st.sampled_from(keys))] = draw(deep_json)
     else:
@@ -364,11 +498,11 @@ ops = st.one_of(
 
 
 def patch_operations(paths: list[str]) -> st.SearchStrategy[dict]:
-    path = st.one_of(st.sampled_from(paths), st.sampled_from(ODD_PATHS), odd_text)
-    member_ref = st.one_of(refs, refs, st.uuids().map(str), odd_text)
+    path = st.one_of(st.sampled_from(paths), st.sampled_from(ODD_PATHS), body_text)
+    member_ref = st.one_of(refs, refs, st.uuids().map(str), body_text)
     value = st.one_of(
         json_values,
-        odd_text,
+        body_text,
         any_boolean,
         phones,
         emails,
@@ -377,14 +511,14 @@ def patch_operations(paths: list[str]) -> st.SearchStrategy[dict]:
         st.fixed_dictionaries(
             {},
             optional={
-                "displayName": odd_text,
-                "name.givenName": odd_text,
+                "displayName": body_text,
+                "name.givenName": body_text,
                 "active": any_boolean,
-                f"{ENTERPRISE}:employeeNumber": odd_text,
+                f"{ENTERPRISE}:employeeNumber": body_text,
                 f"{ENTERPRISE}:manager": manager_values(),
                 'emails[type eq "work"].value': emails,
                 "members": json_values,
-                "userName": st.one_of(odd_text, st.just("")),
+                "userName": st.one_of(body_text, st.just("")),
             },
         ),
     )
@@ -480,6 +614,11 @@ INJECTIONS = [
     "' union select * from auth_user --",
     '" or userName pr or "',
     "\x00",
+    # JSON-style escapes a filter parser may decode into a lone surrogate or NUL.
+    "\\ud800",
+    "a\\udfffb",
+    "\\u0000",
+    "ß" * 200,
 ]
 
 

@@ -253,8 +253,10 @@ class SyncMachine(RuleBasedStateMachine):
         department_format=st.sampled_from(["plain_name", "structure_string"]),
         deletion_rule=st.sampled_from(["delete_directly", "delete_transfer_to_manager"]),
         seeds=st.integers(min_value=1, max_value=3),
+        users=st.integers(min_value=2, max_value=4),
+        data=st.data(),
     )
-    def set_up(self, identify_by, department_format, deletion_rule, seeds):
+    def set_up(self, identify_by, department_format, deletion_rule, seeds, users, data):
         MODEL_COUNTER["examples"] += 1
         n = _fresh()
         self.identify_by = identify_by
@@ -291,6 +293,18 @@ class SyncMachine(RuleBasedStateMachine):
                 )
                 self.resources.append(ResourceModel(pk=resource.pk, owner=("seed", key)))
         self.log.append(f"set up: identify by {identify_by}, {department_format}, {deletion_rule}")
+        # A few users whose members exist before the random steps begin, so exchanges and
+        # departures meet applied members from the first step on.
+        for _ in range(users):
+            self._create_user(data)
+        if data.draw(st.booleans(), label="one disabled"):
+            # Settled disabled: eligible for re-enabling from the first step on.
+            first = next(iter(self.users.values()))
+            if first.link_seed is None:
+                self.patch_user(first, [{"op": "Replace", "path": "active", "value": "False"}])
+                first.active = False
+                self.remove_owner(first)
+        self.settle_and_check()
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -386,6 +400,9 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     @_step
     def create_user(self, data):
+        self._create_user(data)
+
+    def _create_user(self, data) -> None:
         n = _fresh()
         user = User(
             scim_id="",
@@ -1101,11 +1118,16 @@ class SwapMachine(SyncMachine):
                 user.email = value
 
     def _holders(self, which: str) -> list[User]:
+        """Users whose member holds the value already (learnt when settling): exchanging
+        values a pending create has not applied yet would collapse into that create."""
         attribute = "phone" if which == "mobile" else "email"
         return sorted(
-            (u for u in self.active_users(settled_link=True) if getattr(u, attribute)),
+            (u for u in self.members_applied() if getattr(u, attribute)),
             key=lambda u: u.user_name,
         )
+
+    def members_applied(self) -> list[User]:
+        return [u for u in self.active_users(settled_link=True) if u.member_id is not None]
 
     @precondition(
         lambda self: (
@@ -1125,13 +1147,35 @@ class SwapMachine(SyncMachine):
         self.log.append(f"exchange {which} between {[u.user_name for u in users]}")
         self._exchange(users, which)
 
-    @precondition(lambda self: not self.stopped and self.active_users(settled_link=True))
+    @precondition(
+        lambda self: (
+            not self.stopped
+            and (len(self._holders("mobile")) >= 3 or len(self._holders("email")) >= 3)
+        )
+    )
+    @rule(data=st.data())
+    @_step
+    def rotate_identifiers(self, data):
+        """A→B, B→C, C→A (a chain of reassignments that ends where it began)."""
+        kinds = [k for k in ("mobile", "email") if len(self._holders(k)) >= 3]
+        which = data.draw(st.sampled_from(kinds), label="which")
+        users = data.draw(
+            st.lists(st.sampled_from(self._holders(which)), min_size=3, max_size=4, unique=True),
+            label="users",
+        )
+        self.log.append(f"rotate {which} through {[u.user_name for u in users]}")
+        self._exchange(users, which)
+
+    @precondition(lambda self: not self.stopped and self.members_applied())
     @rule(data=st.data())
     @_step
     def rehire_with_same_identifiers(self, data):
         """A user leaves (disabled or deleted) and a new user arrives with their mobile and
         email before the departure is applied."""
-        leaving = data.draw(st.sampled_from(self.active_users(settled_link=True)), label="user")
+        leaving = data.draw(
+            st.sampled_from(sorted(self.members_applied(), key=lambda u: u.user_name)),
+            label="user",
+        )
         if data.draw(st.booleans(), label="delete"):
             self.delete_user(leaving)
         else:

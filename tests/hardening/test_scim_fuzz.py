@@ -23,8 +23,17 @@ from hypothesis import strategies as st
 from directory_sync.models import DirectoryRecord
 
 from . import scim_strategies as S
-from .conftest import LIST_SCHEMA, REQUEST_COUNTER, scim_user, tenant_create
-from .scim_invariants import record_problems, response_problems, store_problems
+from .conftest import LIST_SCHEMA, REQUEST_COUNTER, SCIM_CONTENT_TYPE, scim_user, tenant_create
+from .scim_invariants import (
+    applied_problems,
+    organization_state,
+    read_back_problems,
+    record_problems,
+    record_state,
+    response_problems,
+    store_problems,
+    unchanged_problems,
+)
 
 SCALE = float(os.environ.get("BEEM_FUZZ_SCALE", "1"))
 settings.register_profile(
@@ -44,7 +53,7 @@ settings.register_profile(
 )
 PROFILE = os.environ.get("BEEM_FUZZ_PROFILE", "ci")
 
-# Examples per test; each example sends at least one request. Sum: 10,500.
+# Examples per test; each example sends at least one request. Sum: 11,400.
 BUDGET = {
     "user_create": 2000,
     "user_replace": 1000,
@@ -53,6 +62,7 @@ BUDGET = {
     "query": 2000,
     "raw": 1000,
     "routes": 500,
+    "hostile": 300,
 }
 
 
@@ -122,7 +132,9 @@ class World:
 
 
 @pytest.fixture
-def world(db, settings) -> World:
+def world(transactional_db, settings) -> World:
+    # Committed for real (not inside a test transaction): a write's transaction must commit
+    # what it answered, and its eager apply runs on that commit, as in the embedded default.
     # Client secrets are hashed like passwords; the default hasher is slow by design and the
     # fuzzer creates credentials for every test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -130,11 +142,70 @@ def world(db, settings) -> World:
 
 
 NOT_IMPLEMENTED_ROUTES = ("/Bulk", "/Me", "/.search", "/Users/.search", "/Groups/.search")
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def check(world: World, response, *, touched: str | None = None) -> None:
+def send(
+    world: World,
+    method: str,
+    path: str,
+    body=None,
+    *,
+    touched: str | None = None,
+    raw: bytes | str | None = None,
+    content_type: str = SCIM_CONTENT_TYPE,
+    tenant=None,
+):
+    """Send one request to tenant A (or ``tenant``) and check it: the per-request properties
+    of ``check``, and for a write the contract of issue 12: a 2xx is readable as answered and
+    applied, a 4xx changed nothing."""
+    tenant = tenant or world.a
+    organization_id = tenant.organization.pk
+    write = method in WRITE_METHODS
+    if write:
+        before = organization_state(organization_id)
+        target_before = record_state(touched)
+    response = tenant.request(method, path, body, raw=raw, content_type=content_type)
+    check(world, response, touched=touched, tenant=tenant)
+    if not write:
+        return response
+    status, problems = response.status_code, []
+    if 400 <= status < 500:
+        problems = unchanged_problems(
+            before, organization_state(organization_id), target_before, record_state(touched)
+        )
+    elif status < 300:
+        problems = written_problems(tenant, method, path, response, touched)
+    assert not problems, "\n".join([f"{method} {path} -> {status}:", *problems])
+    return response
+
+
+def written_problems(tenant, method: str, path: str, response, touched: str | None) -> list[str]:
+    answered = response.json() if response.content else None
+    scim_id = (answered or {}).get("id") if isinstance(answered, dict) else None
+    scim_id = scim_id or touched
+    try:
+        uuid.UUID(str(scim_id))
+    except ValueError:
+        return []
+    resource = "/Groups" if path.removeprefix(tenant.base).startswith("/Groups") else "/Users"
+    problems = applied_problems(str(scim_id))
+    read = tenant.request("GET", f"{resource}/{scim_id}")
+    if method == "DELETE":
+        if read.status_code != 404:
+            problems.append(f"deleted, then read {read.status_code}")
+        return problems
+    if read.status_code != 200:
+        return [*problems, f"written, then read {read.status_code}: {read.content[:300]!r}"]
+    if isinstance(answered, dict) and answered.get("id") == str(scim_id):
+        problems += read_back_problems(answered, read.json())
+    return problems
+
+
+def check(world: World, response, *, touched: str | None = None, tenant=None) -> None:
     """The per-request properties; ``touched`` is the SCIM id the request tried to write."""
-    path = response.request["PATH_INFO"].removeprefix(world.a.base)
+    tenant = tenant or world.a
+    path = response.request["PATH_INFO"].removeprefix(tenant.base)
     problems = response_problems(response, not_implemented_ok=path in NOT_IMPLEMENTED_ROUTES)
     body = None
     if response.status_code in (200, 201) and response.content:
@@ -153,7 +224,7 @@ def check(world: World, response, *, touched: str | None = None) -> None:
             continue
         record = DirectoryRecord.objects.filter(scim_id=scim_id).first()
         if record is not None:
-            if record.organization_id != world.a.organization.pk:
+            if record.organization_id != tenant.organization.pk:
                 problems.append(f"request on tenant A succeeded on tenant B's record {scim_id}")
             problems += record_problems(record)
     assert not problems, "\n".join(problems)
@@ -216,8 +287,7 @@ def test_fuzzed_user_creation_never_breaks_the_store(world):
     def run(data):
         body = data.draw(USER_BODIES, label="body")
         pool = world.a_ids("User") + world.b_ids[:1]
-        response = world.a.request("POST", "/Users", S.resolve(body, pool))
-        check(world, response)
+        response = send(world, "POST", "/Users", S.resolve(body, pool))
         if response.status_code == 201:
             again = world.a.request("GET", f"/Users/{response.json()['id']}")
             assert again.status_code == 200
@@ -240,7 +310,7 @@ def test_fuzzed_user_replacement_never_breaks_the_store(world):
         body = S.resolve(body, users)
         if reuse and isinstance(body, dict) and users:
             body["userName"] = DirectoryRecord.objects.get(scim_id=users[0]).user_name.upper()
-        check(world, world.a.request("PUT", f"/Users/{scim_id}", body), touched=scim_id)
+        send(world, "PUT", f"/Users/{scim_id}", body, touched=scim_id)
 
     run()
     finish(world)
@@ -257,10 +327,9 @@ def test_fuzzed_user_patches_never_break_the_store(world):
         scim_id = target_id(target, users, world.b_ids)
         if action == "PATCH":
             body = S.resolve(body, users + world.b_ids[:1])
-            response = world.a.request("PATCH", f"/Users/{scim_id}", body)
+            response = send(world, "PATCH", f"/Users/{scim_id}", body, touched=scim_id)
         else:
-            response = world.a.request(action, f"/Users/{scim_id}")
-        check(world, response, touched=scim_id)
+            response = send(world, action, f"/Users/{scim_id}", touched=scim_id)
         if scim_id in world.b_ids:
             assert response.status_code == 404, response.content
 
@@ -287,11 +356,10 @@ def test_fuzzed_group_writes_never_break_the_store(world):
         body = S.resolve(body, world.a_ids("User") + world.b_ids)
         if action == "POST":
             scim_id = None
-            response = world.a.request("POST", "/Groups", body)
+            response = send(world, "POST", "/Groups", body)
         else:
             scim_id = target_id(target, world.a_ids("Group"), world.b_ids)
-            response = world.a.request(action, f"/Groups/{scim_id}", body)
-        check(world, response, touched=scim_id)
+            response = send(world, action, f"/Groups/{scim_id}", body, touched=scim_id)
         if scim_id in world.b_ids:
             assert response.status_code == 404, response.content
 
@@ -399,8 +467,7 @@ def test_fuzzed_raw_bodies_and_content_types_answer_scim_errors(world):
             own = world.a_ids("User" if resource == "Users" else "Group")
             scim_id = own[index % len(own)] if own else str(uuid.UUID(int=index))
             path += f"/{scim_id}"
-        response = world.a.request(method, path, raw=body, content_type=content_type)
-        check(world, response, touched=scim_id)
+        send(world, method, path, raw=body, content_type=content_type, touched=scim_id)
 
     run()
     finish(world)
@@ -440,13 +507,72 @@ def test_fuzzed_methods_on_every_route_answer_scim(world):
         body = data.draw(st.one_of(st.none(), S.json_values), label="body")
         scim_id = target_id(target, world.a_ids("User") + world.a_ids("Group"), world.b_ids)
         path = route.replace("{id}", scim_id).replace("{text}", text)
-        response = world.a.request(method, path, S.resolve(body, []))
         if method != "HEAD":
-            check(world, response, touched=scim_id if "{id}" in route else None)
+            send(
+                world,
+                method,
+                path,
+                S.resolve(body, []),
+                touched=scim_id if "{id}" in route else None,
+            )
         else:
+            response = world.a.request(method, path, S.resolve(body, []))
             assert response.status_code < 500 or (
                 response.status_code == 501 and route in NOT_IMPLEMENTED_ROUTES
             )
+
+    run()
+    finish(world)
+
+
+# --- hostile text in every stored attribute (issue 12) ----------------------------------------
+
+HOSTILE_USERS = S.hostile_user_documents()
+HOSTILE_USER_PATCHES = S.hostile_user_patches()
+
+
+@pytest.mark.parametrize("identify_by", ["phone", "email"])
+def test_fuzzed_hostile_user_writes_are_refused_or_applied(world, identify_by):
+    """Unstorable text (lone surrogates, NUL), values over every column limit and userNames
+    that grow when case-folded, in an otherwise valid Entra body or PATCH: 400 with nothing
+    written, or a 2xx that reads back as answered and is applied."""
+    tenant = world.a
+    if identify_by == "email":
+        tenant = tenant_create(slug="fuzz-email", name="Fuzz email", identify_by="email")
+
+    @examples("hostile")
+    @given(data=st.data())
+    def run(data):
+        # Every draw is made whatever the database holds, so an example replays the same.
+        action = data.draw(st.sampled_from(["POST", "POST", "PUT", "PATCH", "PATCH"]))
+        index = data.draw(st.integers(0, 999), label="target")
+        document = data.draw(HOSTILE_USERS, label="body")
+        patch = data.draw(HOSTILE_USER_PATCHES, label="patch")
+        users = world.ids(tenant.organization, "User")
+        if action == "POST" or not users:
+            send(world, "POST", "/Users", S.resolve(document, users), tenant=tenant)
+            return
+        scim_id = users[index % len(users)]
+        body = S.resolve(document if action == "PUT" else patch, users)
+        send(world, action, f"/Users/{scim_id}", body, touched=scim_id, tenant=tenant)
+
+    run()
+    assert store_problems(organization_ids=[tenant.organization.pk]) == []
+
+
+def test_fuzzed_hostile_group_writes_are_refused_or_applied(world):
+    @examples("hostile")
+    @given(data=st.data())
+    def run(data):
+        body = S.resolve(data.draw(S.hostile_group_documents, label="body"), [])
+        replace = data.draw(st.booleans(), label="PUT")
+        index = data.draw(st.integers(0, 999), label="target")
+        groups = world.a_ids("Group")
+        if replace and groups:
+            scim_id = groups[index % len(groups)]
+            send(world, "PUT", f"/Groups/{scim_id}", body, touched=scim_id)
+        else:
+            send(world, "POST", "/Groups", body)
 
     run()
     finish(world)
