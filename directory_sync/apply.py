@@ -677,7 +677,10 @@ def _released(plans: list[_UserPlan]) -> dict[str, set[str]]:
 
 
 def _waiting_records(
-    organization_id: int, plans: list[_UserPlan], released: dict[str, set[str]]
+    organization_id: int,
+    sync_settings: SyncSettings,
+    plans: list[_UserPlan],
+    released: dict[str, set[str]],
 ) -> list[int]:
     """Records of the organization that wait for a value this batch frees: their last apply
     failed (the value was taken), or left it unsynced as a possible duplicate."""
@@ -698,7 +701,6 @@ def _waiting_records(
     candidates -= {p.record.pk for p in plans}
     if not candidates:
         return []
-    settings_ = _sync_settings(organization_id)
     waiting = []
     for record in DirectoryRecord.objects.filter(
         pk__in=candidates,
@@ -706,7 +708,7 @@ def _waiting_records(
         deleted_at__isnull=True,
         active=True,
     ).select_related("member"):
-        plan = _user_plan(record, settings_)
+        plan = _user_plan(record, sync_settings)
         if any(
             plan.desired(key) in released[key] and plan.desired(key) != plan.current(key)
             for key in _KEYS
@@ -751,7 +753,7 @@ def _users_plan(
             if any(released.values()):
                 pull = [
                     pk
-                    for pk in _waiting_records(organization.pk, plans, released)
+                    for pk in _waiting_records(organization.pk, sync_settings, plans, released)
                     if pk not in tried
                 ]
         if not pull:

@@ -25,7 +25,7 @@ from django_scim.settings import scim_settings
 from ..models import DirectoryRecord
 from . import auth, discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
-from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
+from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, refuse_unstorable_body
 
 logger = logging.getLogger(__name__)
 
@@ -153,23 +153,6 @@ def _wants(attribute: str, attributes: list[tuple], excluded: list[tuple]) -> bo
     return not any(not ext and attr == attribute and sub is None for ext, attr, sub in excluded)
 
 
-def _contains_nul(value: Any) -> bool:
-    """Whether any key or string in a parsed JSON value contains U+0000 (iterative: bodies
-    can be deep)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -243,10 +226,9 @@ class ScimView(scim_views.SCIMView):
             raise errors.invalid_syntax("The request body is nested too deeply.")
         if not isinstance(data, dict):
             raise errors.invalid_syntax("The request body must be a JSON object.")
-        if _contains_nul(data):
-            # PostgreSQL cannot store U+0000 in text or jsonb: refuse it here rather than fail
-            # with a database error (found by tests/hardening/test_scim_fuzz.py).
-            raise errors.invalid_value("Text in the request must not contain the NUL character.")
+        # NUL and lone surrogates: refused before any write (found by the fuzzer: a database
+        # error, or a write silently rolled back by the request log's failed insert).
+        refuse_unstorable_body(text, data)
         return data
 
     @property
