@@ -256,6 +256,15 @@ SCIM_SERVICE_PROVIDER = {
     # Largest page a list/filter answers (advertised as filter.maxResults).
     "MAX_RESULTS": env_int("BEEM_SCIM_MAX_RESULTS", 200),
 }
+# Work one SCIM request may ask for (RFC 7644 §3.12 "tooMany" above them).
+# Microsoft documents no batch size: its PATCH examples carry one operation per changed
+# attribute (a user has ~20 mapped ones) and group member changes as one Add/Remove operation
+# listing the members, or with aadOptscim062020 one remove operation per member.
+BEEM_SCIM_MAX_PATCH_OPERATIONS = env_int("BEEM_SCIM_MAX_PATCH_OPERATIONS", 1000)
+# Group members one POST/PUT/PATCH may name in all (each is an SQL parameter, twice at most).
+BEEM_SCIM_MAX_MEMBERS_PER_REQUEST = env_int("BEEM_SCIM_MAX_MEMBERS_PER_REQUEST", 10_000)
+# Values one user may hold in each multi-valued attribute (emails, phoneNumbers, addresses).
+BEEM_SCIM_MAX_MULTI_VALUED = env_int("BEEM_SCIM_MAX_MULTI_VALUED", 100)
 
 # Celery. No broker configured: tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

@@ -14,22 +14,27 @@ not rejected (entra-contract.md, "Shapes the server must accept" #8).
 """
 
 import copy
+import re
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from pydantic import ValidationError
 from scim2_models import Context, Email, EnterpriseUser, Group, ScimPolicy, User
 
+from members.models import Department, Member
 from members.phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
 
+from ..models import DirectoryRecord, SyncSettings
 from . import errors
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MOBILE_PATH = 'phoneNumbers[type eq "mobile"].value'
+WORK_EMAIL_PATH = 'emails[type eq "work"].value'
 
 
 class _Email(Email):
@@ -53,8 +58,30 @@ ENTRA_POLICY = ScimPolicy(
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
 
-MAX_TEXT = 255
-MAX_EMAIL = 254
+
+def _column(model: Any, name: str) -> int:
+    return model._meta.get_field(name).max_length
+
+
+# What the apply job writes each attribute into, so that every value accepted here fits its
+# column (design.md §3: a value longer than its column is refused at the door, not failed in
+# the apply job). Several columns take one attribute: the shortest wins.
+MAX_TEXT = _column(DirectoryRecord, "display_name")  # also the bound of unmapped kept text
+MAX_USER_NAME = min(
+    _column(DirectoryRecord, "user_name"), _column(DirectoryRecord, "user_name_key")
+)
+MAX_EXTERNAL_ID = _column(DirectoryRecord, "external_id")
+MAX_DISPLAY_NAME = min(MAX_TEXT, _column(Member, "display_name"))
+MAX_EMAIL = min(_column(DirectoryRecord, "work_email"), _column(Member, "email"))
+MAX_GIVEN_NAME = _column(Member, "given_name")
+MAX_FAMILY_NAME = _column(Member, "family_name")
+MAX_TITLE = _column(Member, "job_title")
+MAX_COUNTRY = _column(Member, "country")
+MAX_EMPLOYEE_NUMBER = _column(Member, "employee_number")
+# The whole department value, not only each segment of a structure string: every segment
+# then fits a department name whatever format the administrator switches to later (a plain
+# name is one department). Entra's own department attribute holds at most 64 characters.
+MAX_DEPARTMENT = _column(Department, "name")
 
 # Sub-attributes kept for each multi-valued attribute (what /Schemas advertises).
 _MULTI_VALUED = {
@@ -64,6 +91,53 @@ _MULTI_VALUED = {
 }
 _SINGLE_VALUED = ("displayName", "title")
 _ENTERPRISE_TEXT = ("employeeNumber", "department")
+
+
+# --- text a database can store ----------------------------------------------------------------
+
+# PostgreSQL's text and jsonb cannot hold U+0000, and a lone UTF-16 surrogate (what JSON's
+# "\ud800" escape decodes to) has no UTF-8 form at all: the driver cannot even send it, and
+# SQLite's cannot either. In a request either one arrives only as a JSON "\u" escape (a raw
+# NUL is not valid JSON, raw surrogate bytes are not UTF-8), or as "%00" in a query string.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_ESCAPE_RE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+UNSTORABLE_DETAIL = (
+    "must not contain the NUL character (\\u0000) or an unpaired UTF-16 surrogate "
+    "(\\ud800-\\udfff): they cannot be stored"
+)
+
+
+def unstorable_text(text: str) -> bool:
+    return _UNSTORABLE_RE.search(text) is not None
+
+
+def _contains_unstorable(value: Any) -> bool:
+    """Whether any key or string of a parsed JSON value holds unstorable text (iterative:
+    bodies can be deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE_RE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def refuse_unstorable_body(text: str, data: Any) -> None:
+    """400 invalidValue when the parsed body ``data`` (of JSON ``text``) holds unstorable text.
+
+    Refused wherever it appears, also in attributes, paths and values Beem ignores (never
+    silently dropped): one rule for every SCIM write, checked once before anything else reads
+    the body, so no such text reaches a record, an event or the request log. The walk over the
+    parsed body only runs when the JSON text has such an escape at all.
+    """
+    if _UNSTORABLE_ESCAPE_RE.search(text) and _contains_unstorable(data):
+        raise errors.invalid_value(f"Text in the request body {UNSTORABLE_DETAIL}.")
 
 
 # --- Entra quirks on raw JSON ----------------------------------------------------------------
@@ -352,45 +426,124 @@ def user_mirror(document: dict) -> dict:
     }
 
 
-def validate_user_document(document: dict, *, sync_settings: Any) -> None:
-    """Refuse a user Beem cannot store or could never match, with an actionable detail."""
-    user_name = document.get("userName")
-    if not isinstance(user_name, str) or not user_name.strip():
-        raise errors.invalid_value("userName is required (Entra maps it from userPrincipalName).")
-    for label, value, limit in (
-        ("userName", user_name, MAX_TEXT),
-        ("externalId", document.get("externalId"), MAX_TEXT),
-        ("displayName", document.get("displayName"), MAX_TEXT),
-        ('emails[type eq "work"].value', work_email(document), MAX_EMAIL),
-    ):
-        if isinstance(value, str) and len(value) > limit:
-            raise errors.invalid_value(f"{label} is longer than {limit} characters.")
-    if document.get("externalId") == "":
-        raise errors.invalid_value("externalId must not be empty.")
+def _check_length(label: str, value: Any, limit: int) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        raise errors.invalid_value(f"{label} is longer than {limit} characters.")
+
+
+def max_multi_valued() -> int:
+    return settings.BEEM_SCIM_MAX_MULTI_VALUED
+
+
+# Sub-attributes kept for each multi-valued attribute and their length limits: the work email
+# becomes the member's email, the work country the member's country; the rest is kept only in
+# the document, bounded like any other directory text.
+_ENTRY_LIMITS = {
+    "emails": {"value": MAX_EMAIL, "type": MAX_TEXT},
+    "phoneNumbers": {"value": MAX_TEXT, "type": MAX_TEXT},
+    "addresses": {"country": MAX_COUNTRY, "type": MAX_TEXT},
+}
+
+
+def _check_user_lengths(document: dict) -> None:
+    """Every stored text within its column (``_column`` above), derived forms included."""
+    user_name = document["userName"]
+    _check_length("userName", user_name, MAX_USER_NAME)
+    # user_name_key holds the case-folded userName, which can be longer ("ß" folds to "ss").
+    if len(user_name.casefold()) > MAX_USER_NAME:
+        raise errors.invalid_value(
+            f"userName is longer than {MAX_USER_NAME} characters once case-folded (Beem "
+            'compares user names case-insensitively, and e.g. "ß" folds to "ss").'
+        )
+    _check_length("externalId", document.get("externalId"), MAX_EXTERNAL_ID)
+    _check_length("displayName", document.get("displayName"), MAX_DISPLAY_NAME)
+    _check_length("title", document.get("title"), MAX_TITLE)
+    name = document.get("name") or {}
+    _check_length("name.givenName", name.get("givenName"), MAX_GIVEN_NAME)
+    _check_length("name.familyName", name.get("familyName"), MAX_FAMILY_NAME)
+    maximum = max_multi_valued()
+    for attribute, limits in _ENTRY_LIMITS.items():
+        entries = document.get(attribute) or ()
+        if len(entries) > maximum:
+            raise errors.invalid_value(
+                f"{attribute} holds {len(entries)} values; a user may hold at most {maximum}."
+            )
+        for entry in entries:
+            for key, limit in limits.items():
+                _check_length(f"{attribute}.{key}", entry.get(key), limit)
+    # The work email is stored lower-cased, which can lengthen it ("İ" lowers to 2 characters).
+    _check_length(WORK_EMAIL_PATH, work_email(document), MAX_EMAIL)
+    enterprise = document.get(ENTERPRISE_SCHEMA) or {}
+    _check_length("employeeNumber", enterprise.get("employeeNumber"), MAX_EMPLOYEE_NUMBER)
+    _check_length("department", enterprise.get("department"), MAX_DEPARTMENT)
+
+
+def _check_emails(document: dict) -> None:
+    """Every email an address, also in the lower-cased form the apply job validates and
+    stores (lower-casing can make an internationalised domain invalid)."""
     for entry in document.get("emails") or []:
-        try:
-            validate_email(entry["value"])
-        except DjangoValidationError:
-            raise errors.invalid_value(f"emails.value {entry['value']!r} is not an email address.")
+        value = entry["value"]
+        for form in {value, value.lower()}:
+            try:
+                validate_email(form)
+            except DjangoValidationError:
+                raise errors.invalid_value(f"emails.value {value!r} is not an email address.")
+
+
+def _mobile_e164(document: dict, sync_settings: Any) -> str:
+    """The mobile number as the apply job normalises it; invalidValue when it cannot."""
+    mobile = mobile_number(document)
+    default_country = getattr(sync_settings, "default_phone_country", "") or None
+    try:
+        return phone_to_e164(mobile, default_country=default_country)
+    except InvalidPhoneNumber as exc:
+        raise errors.invalid_value(
+            f"{MOBILE_PATH} {mobile!r} is not a valid mobile number ({exc}) Use the "
+            f"international format with the country code, e.g. {EXAMPLE_E164}."
+        )
+
+
+def _check_identifier(document: dict, *, sync_settings: Any) -> None:
+    """The user has the identifier the apply job needs to create or match its member."""
     identify_by = getattr(sync_settings, "identify_by", None)
-    # A disabled user is about to be deleted in Beem: refusing its "active False" PATCH for a
-    # missing phone would only make Entra retry and quarantine the job. So the mobile rule
-    # applies to active users only.
-    if identify_by == "phone" and document.get("active", True):
-        mobile = mobile_number(document)
-        default_country = getattr(sync_settings, "default_phone_country", "") or None
-        if not mobile:
+    if identify_by == SyncSettings.IdentifyBy.PHONE:
+        if not mobile_number(document):
             raise errors.invalid_value(
                 f"{MOBILE_PATH} is required: this organization identifies members by mobile "
                 f"number. Map 'mobile' in Entra ID and use the format {EXAMPLE_E164}."
             )
-        try:
-            phone_to_e164(mobile, default_country=default_country)
-        except InvalidPhoneNumber as exc:
+        _mobile_e164(document, sync_settings)
+    elif identify_by == SyncSettings.IdentifyBy.EMAIL and not work_email(document):
+        # A member needs a mobile number or an email (members.services). The apply job reads
+        # the email from the work email only, and drops a mobile number it cannot normalise.
+        if not mobile_number(document):
             raise errors.invalid_value(
-                f"{MOBILE_PATH} {mobile!r} is not a valid mobile number ({exc}) Use the "
-                f"international format with the country code, e.g. {EXAMPLE_E164}."
+                f"{WORK_EMAIL_PATH} is required: this organization identifies members by "
+                f"email address. Map 'mail' in Entra ID (or give the user a mobile number, "
+                f"{MOBILE_PATH})."
             )
+        _mobile_e164(document, sync_settings)
+
+
+def validate_user_document(document: dict, *, sync_settings: Any) -> None:
+    """Refuse a user Beem cannot store or could never apply, with an actionable detail.
+
+    Everything the apply job (``directory_sync.apply``) would refuse from the document alone
+    is refused here, before anything is written (design.md §3); only what depends on other
+    members (an identifier held by a member created in Beem) is left to the apply job.
+    """
+    user_name = document.get("userName")
+    if not isinstance(user_name, str) or not user_name.strip():
+        raise errors.invalid_value("userName is required (Entra maps it from userPrincipalName).")
+    _check_user_lengths(document)
+    if document.get("externalId") == "":
+        raise errors.invalid_value("externalId must not be empty.")
+    _check_emails(document)
+    # A disabled user is about to be deleted in Beem: refusing its "active False" PATCH for a
+    # missing identifier would only make Entra retry and quarantine the job. So the identifier
+    # rules apply to active users only.
+    if document.get("active", True):
+        _check_identifier(document, sync_settings=sync_settings)
 
 
 # --- groups ----------------------------------------------------------------------------------
@@ -414,7 +567,20 @@ def group_document_from_payload(body: Any) -> tuple[dict, list[str] | None]:
     for key, value in body.items():
         if key.lower() == "members":
             members = member_ids_from_value(value, allow_empty=True)
+            check_members_per_request(len(members))
     return document, members
+
+
+def check_members_per_request(count: int) -> None:
+    """Refuse a request naming more group members than ``BEEM_SCIM_MAX_MEMBERS_PER_REQUEST``:
+    the members of one request are resolved and linked by one statement each, with one SQL
+    parameter per member (PostgreSQL takes at most 65,535)."""
+    maximum = settings.BEEM_SCIM_MAX_MEMBERS_PER_REQUEST
+    if count > maximum:
+        raise errors.too_many(
+            f"The request names {count} group members; at most {maximum} are accepted in one "
+            "request. Send the members in several PATCH requests."
+        )
 
 
 def member_ids_from_value(value: Any, *, allow_empty: bool = False) -> list[str]:
@@ -455,8 +621,7 @@ def validate_group_document(document: dict) -> None:
     name = document.get("displayName")
     if not isinstance(name, str) or not name.strip():
         raise errors.invalid_value("displayName is required for a group.")
-    for label, value in (("displayName", name), ("externalId", document.get("externalId"))):
-        if isinstance(value, str) and len(value) > MAX_TEXT:
-            raise errors.invalid_value(f"{label} is longer than {MAX_TEXT} characters.")
+    _check_length("displayName", name, MAX_DISPLAY_NAME)
+    _check_length("externalId", document.get("externalId"), MAX_EXTERNAL_ID)
     if document.get("externalId") == "":
         raise errors.invalid_value("externalId must not be empty.")

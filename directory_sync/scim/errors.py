@@ -51,6 +51,12 @@ def invalid_path(detail: str) -> ScimError:
     return ScimError(detail, scim_type="invalidPath")
 
 
+def too_many(detail: str) -> ScimError:
+    # RFC 7644 §3.12 defines tooMany for filters; it is the one scimType that says "more than
+    # this server will process in one request", so the per-request work limits use it too.
+    return ScimError(detail, scim_type="tooMany")
+
+
 def no_target(detail: str) -> ScimError:
     return ScimError(detail, scim_type="noTarget")
 

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from ..models import DirectoryMembership
 from . import errors
+from .documents import UNSTORABLE_DETAIL, unstorable_text
 
 MAX_FILTER_LENGTH = 2000
 MAX_TERMS = 10
@@ -143,11 +144,14 @@ def parse(text: str) -> list[Term]:
     """Parse ``attr eq "value" [and attr eq "value"]...`` strictly."""
     if len(text) > MAX_FILTER_LENGTH:
         raise errors.invalid_filter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+    # NUL (raw "%00" or a "\u0000" escape) and lone surrogates (a "\ud800" escape) cannot
+    # even be sent to the database: a 500 before (found by tests/hardening/test_scim_fuzz.py).
+    # No record can hold such a value, so the value is what is invalid, as in a body.
+    if unstorable_text(text):
+        raise errors.invalid_value(f"The filter {UNSTORABLE_DETAIL}.")
     tokens = _tokenize(text)
-    # PostgreSQL cannot compare text with U+0000 (raw or as a "\u0000" escape): refuse it
-    # rather than fail with a database error (found by tests/hardening/test_scim_fuzz.py).
-    if any("\x00" in token for _kind, token in tokens):
-        raise errors.invalid_filter("The filter must not contain the NUL character.")
+    if any(unstorable_text(token) for _kind, token in tokens):
+        raise errors.invalid_value(f"The filter {UNSTORABLE_DETAIL}.")
     if not tokens:
         raise errors.invalid_filter("The filter is empty.")
     terms: list[Term] = []

@@ -103,8 +103,8 @@ def test_hostile_bodies_under_the_limit_are_scim_400s(tenant, raw, scim_type):
     assert RequestLog.objects.get().status == 400
 
 
-def test_a_nul_character_in_a_filter_is_an_invalid_filter(tenant):
+def test_a_nul_character_in_a_filter_is_an_invalid_value(tenant):
     response = tenant.request("GET", "/Users", query="filter=userName%20eq%20%22a%00b%22")
 
     assert response.status_code == 400
-    assert response.json()["scimType"] == "invalidFilter"
+    assert response.json()["scimType"] == "invalidValue"

@@ -504,6 +504,7 @@ def test_concurrent_creates_deletes_and_folds_keep_the_total_exact(require_postg
                         "schemas": [USER_SCHEMA],
                         "userName": f"w{worker}-{i}@contoso.com",
                         "externalId": str(uuid.uuid4()),
+                        "emails": [{"type": "work", "value": f"w{worker}-{i}@contoso.com"}],
                     },
                 )
                 assert response.status_code == 201, response.content
