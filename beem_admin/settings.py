@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -158,6 +159,12 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Entra client secrets are stored with a keyed SHA-256 (directory_sync.client_secrets), not a
+# password hash; listed after the default so that user passwords keep PBKDF2.
+PASSWORD_HASHERS = [
+    *global_settings.PASSWORD_HASHERS,
+    "directory_sync.client_secrets.ClientSecretHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -208,6 +215,12 @@ if not 3600 <= BEEM_TOKEN_LIFETIME_SECONDS <= 21600:
     raise ImproperlyConfigured(
         "BEEM_TOKEN_LIFETIME_SECONDS must be between 3600 and 21600 (Entra ID's accepted range)."
     )
+# /o/token/ answers 429 with Retry-After past these many requests per minute naming one Client
+# Identifier, or past these many failed client authentications per minute from one source
+# address (REMOTE_ADDR). Counted in the Django cache: shared by every process with REDIS_URL,
+# per process without. 0: no limit. Entra ID asks for a token about once an hour per job.
+BEEM_TOKEN_RATE_LIMIT = env_int("BEEM_TOKEN_RATE_LIMIT", 30)
+BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS = env_int("BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS", 30)
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": BEEM_TOKEN_LIFETIME_SECONDS,

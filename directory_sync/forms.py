@@ -173,3 +173,11 @@ class ConfirmForm(forms.Form):
     """A confirmation step for destructive actions (stop, rotate)."""
 
     confirm = forms.BooleanField(label=_("I understand"), required=True)
+
+
+class NewSecretForm(ConfirmForm):
+    """Confirms "New client secret" for the secret the page was showing: a resubmitted form
+    (a reload of the page that showed the new secret) must not replace that secret again. A
+    post without the field (a script) replaces the current secret."""
+
+    credentials_issued_at = forms.CharField(widget=forms.HiddenInput, required=False)

@@ -18,6 +18,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from members.models import Organization
 from members.services import audit_record
 
+from .client_secrets import client_secret_hash
 from .models import SyncSettings
 
 SCIM_PATH = "/scim/v2/{organization_id}"
@@ -54,7 +55,8 @@ class SyncSettingsError(ValueError):
 @dataclass(frozen=True)
 class IssuedCredentials:
     """What an administrator pastes into Entra ID. ``client_secret`` is plaintext, shown once:
-    only its hash is stored."""
+    only its keyed hash is stored. ``rotated``: a new secret for the existing Client Identifier
+    (the identifier is unchanged)."""
 
     organization: Organization
     client_id: str
@@ -218,16 +220,22 @@ def _application_name(organization: Organization) -> str:
 def _issue(
     *, sync_settings: SyncSettings, actor, actor_label: str | None, audit: bool
 ) -> IssuedCredentials:
+    """Create the organization's OAuth2 client, or give the existing one a new secret.
+
+    A new secret keeps the Client Identifier: the identifier is not a secret, and an admin
+    who pastes only the new secret into Entra ID must get a working connection. The old
+    secret and every token obtained with it stop working when this commits.
+    """
     Application = get_application_model()
     AccessToken = get_access_token_model()
     organization = sync_settings.organization
-    client_id = generate_client_id()
     client_secret = generate_client_secret()
     application = sync_settings.oauth_application
     rotated = application is not None
     if application is None:
         application = Application(
             name=_application_name(organization),
+            client_id=generate_client_id(),
             client_type=Application.CLIENT_CONFIDENTIAL,
             authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
             user=None,
@@ -235,29 +243,45 @@ def _issue(
             skip_authorization=True,
         )
     else:
-        # Rotation: every token obtained with the old secret stops working now (deleting is
-        # how django-oauth-toolkit revokes an access token).
-        AccessToken.objects.filter(application=application).delete()
+        # The token endpoint locks this row while it issues a token and re-checks the secret
+        # it authenticated (SyncOAuth2Validator._save_bearer_token): a token request that read
+        # the old secret either committed its token before this lock (and the delete below
+        # removes it) or finds the new secret and issues nothing.
+        application = Application.objects.select_for_update().get(pk=application.pk)
+    issued_at = timezone.now()
     application.name = _application_name(organization)
-    application.client_id = client_id
-    # Stored hashed (ClientSecretField hashes on save when hash_client_secret is on).
-    application.hash_client_secret = True
-    application.client_secret = client_secret
+    # A keyed SHA-256, not a password hash (client_secrets.py explains why). Stored as is:
+    # hash_client_secret=False stops django-oauth-toolkit from hashing it a second time.
+    application.hash_client_secret = False
+    application.client_secret = client_secret_hash(client_secret)
     application.save()
+    if rotated:
+        # Deleting is how django-oauth-toolkit revokes an access token. The SCIM auth check
+        # also refuses any token created before credentials_created_at, so a process that
+        # cached a token's lookup refuses it within its cache time.
+        AccessToken.objects.filter(application=application).delete()
     sync_settings.oauth_application = application
-    sync_settings.credentials_created_at = timezone.now()
-    sync_settings.save(update_fields=["oauth_application", "credentials_created_at", "updated_at"])
+    sync_settings.credentials_created_at = issued_at
+    update_fields = ["oauth_application", "credentials_created_at", "updated_at"]
+    if rotated:
+        # The status shows "Waiting for Test Connection" again until Entra ID calls with the
+        # new secret: a Test Connection made with the old one proves nothing now.
+        sync_settings.last_test_connection_at = None
+        update_fields.append("last_test_connection_at")
+    sync_settings.save(update_fields=update_fields)
     if audit:
         audit_record(
             organization=organization,
             action="sync.credentials_rotated" if rotated else "sync.credentials_issued",
             actor=actor,
             actor_label=actor_label,
-            detail={"client_id": client_id},
+            detail={"client_id": application.client_id, "changed": ["client_secret"]}
+            if rotated
+            else {"client_id": application.client_id},
         )
     return IssuedCredentials(
         organization=organization,
-        client_id=client_id,
+        client_id=application.client_id,
         client_secret=client_secret,
         rotated=rotated,
     )
@@ -266,8 +290,9 @@ def _issue(
 def credentials_issue(
     *, organization: Organization, actor=None, actor_label: str | None = None
 ) -> IssuedCredentials:
-    """Create the organization's OAuth2 client, or rotate it (new client id and secret, every
-    token of the old one revoked). The plaintext secret is only in the returned value."""
+    """Create the organization's OAuth2 client, or issue it a new client secret (the Client
+    Identifier stays; the old secret and every token obtained with it stop working at once).
+    The plaintext secret is only in the returned value."""
     with transaction.atomic():
         sync_settings = _locked_settings(organization)
         return _issue(sync_settings=sync_settings, actor=actor, actor_label=actor_label, audit=True)

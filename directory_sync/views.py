@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -24,14 +25,12 @@ from .forms import (
     DepartmentChoiceForm,
     DuplicateResolveForm,
     EventFilterForm,
+    NewSecretForm,
     SyncSettingsForm,
 )
 from .models import ProvisioningRun, ReviewItem, SyncSettings
 from .services import IssuedCredentials, SyncSettingsError
 
-# The plaintext client secret travels to the "Set up in Entra ID" page through the session
-# exactly once: the page pops it, so a reload (or anyone later) never sees it again.
-ISSUED_SECRET_SESSION_KEY = "directory_sync.issued_credentials"
 ENTRA_PORTAL_URL = "https://entra.microsoft.com/"
 EVENTS_PER_PAGE = 50
 REQUESTS_PER_PAGE = 50
@@ -143,7 +142,7 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
         form = SyncSettingsForm(request.POST)
         if form.is_valid():
             try:
-                _save_and_activate(request, form.cleaned_data)
+                issued = _save_and_activate(request, form.cleaned_data)
             except SyncSettingsError as exc:
                 _form_error_from(form, exc)
             else:
@@ -154,6 +153,8 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
                     if was_active
                     else _("Sync with Entra ID is active. Now set it up in Entra ID."),
                 )
+                if issued is not None:
+                    return _entra_page(request, issued=issued)
                 return redirect("directory_sync:sync_entra")
     else:
         form = SyncSettingsForm(initial=SyncSettingsForm.initial_from(current))
@@ -166,22 +167,14 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
     return render(request, "directory_sync/sync_settings_form.html", ctx, status=200)
 
 
-def _save_and_activate(request: HttpRequest, data: dict) -> None:
+def _save_and_activate(request: HttpRequest, data: dict) -> IssuedCredentials | None:
     organization = request.organization
     actor = _actor_kwargs(request)
     sync_settings = sync_services.sync_settings_update(organization=organization, **actor, **data)
     # A stopped sync is restarted from the Reactivate page (with its checklist), not here.
     if sync_settings.status == SyncSettings.Status.NOT_CONFIGURED:
-        _remember_issued(request, sync_services.sync_activate(organization=organization, **actor))
-
-
-def _remember_issued(request: HttpRequest, issued: IssuedCredentials | None) -> None:
-    if issued is None:
-        return
-    request.session[ISSUED_SECRET_SESSION_KEY] = {
-        "client_id": issued.client_id,
-        "client_secret": issued.client_secret,
-    }
+        return sync_services.sync_activate(organization=organization, **actor)
+    return None
 
 
 # --- Set up in Entra ID --------------------------------------------------------------------
@@ -209,42 +202,74 @@ ATTRIBUTE_MAPPING_GROUPS = [("displayName", "displayName"), ("members", "members
 @administrator_required
 def sync_entra(request: HttpRequest) -> HttpResponse:
     """ "Set up in Entra ID": what to paste into Entra's provisioning page."""
-    organization = request.organization
-    ctx = _context(request, "entra")
-    sync_settings = ctx["sync_settings"]
+    sync_settings = selectors.sync_settings_find(organization=request.organization)
     if sync_settings is None or sync_settings.oauth_application_id is None:
         messages.info(request, _("Complete Set up in Beem and click Save and Activate first."))
         return redirect("directory_sync:sync_settings_form")
-    issued = request.session.pop(ISSUED_SECRET_SESSION_KEY, None)
+    return _entra_page(request)
+
+
+def _entra_page(request: HttpRequest, *, issued: IssuedCredentials | None = None) -> HttpResponse:
+    """The "Set up in Entra ID" page; with ``issued``, the answer to the POST that issued the
+    secret is the only place its plaintext ever appears. It is never stored in the session
+    (nor anywhere else): a reload or a later visit shows it hidden."""
+    organization = request.organization
+    ctx = _context(request, "entra")
     ctx.update(
         tenant_url=sync_services.tenant_url(organization=organization, request=request),
         token_endpoint=sync_services.token_endpoint_url(request=request),
-        client_id=sync_settings.oauth_application.client_id,
-        client_secret=issued["client_secret"] if issued else None,
+        client_id=ctx["sync_settings"].oauth_application.client_id,
+        client_secret=issued.client_secret if issued else None,
+        secret_rotated=bool(issued and issued.rotated),
         entra_portal_url=ENTRA_PORTAL_URL,
         mapping_users=ATTRIBUTE_MAPPING_USERS,
         mapping_groups=ATTRIBUTE_MAPPING_GROUPS,
     )
-    return render(request, "directory_sync/sync_entra.html", ctx)
+    response = render(request, "directory_sync/sync_entra.html", ctx)
+    add_never_cache_headers(response)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
 @administrator_required
 def credentials_rotate(request: HttpRequest) -> HttpResponse:
-    """Issue a new client secret after an explicit confirmation; the old one stops working."""
-    form = ConfirmForm(request.POST if request.method == "POST" else None)
+    """ "New client secret" after an explicit confirmation: the Client Identifier stays, the
+    old secret and its tokens stop working at once."""
+    sync_settings = selectors.sync_settings_find(organization=request.organization)
+    if sync_settings is None or sync_settings.oauth_application_id is None:
+        messages.info(request, _("Complete Set up in Beem and click Save and Activate first."))
+        return redirect("directory_sync:sync_settings_form")
+    issued_at = _iso(sync_settings.credentials_created_at) or ""
+    form = NewSecretForm(
+        request.POST if request.method == "POST" else None,
+        initial={"credentials_issued_at": issued_at},
+    )
     if request.method == "POST" and form.is_valid():
+        posted = request.POST.get("credentials_issued_at")
+        if posted is not None and posted != issued_at:
+            messages.info(
+                request,
+                _(
+                    "This client secret was already replaced, so nothing was changed. Use the "
+                    "secret shown when it was created; if you did not copy it, create a new one."
+                ),
+            )
+            return redirect("directory_sync:sync_entra")
         issued = sync_services.credentials_issue(
             organization=request.organization, **_actor_kwargs(request)
         )
-        _remember_issued(request, issued)
         messages.success(
             request,
-            _("A new client secret was created. Paste it into Entra ID now: it is shown once."),
+            _(
+                "A new client secret was created; the Client Identifier is unchanged. Paste the "
+                "new secret into Entra ID now: it is shown only on this page."
+            ),
         )
-        return redirect("directory_sync:sync_entra")
+        return _entra_page(request, issued=issued)
     return render(
-        request, "directory_sync/credentials_rotate.html", _context(request, "entra", form=form)
+        request,
+        "directory_sync/credentials_rotate.html",
+        _context(request, "entra", form=form, client_id=sync_settings.oauth_application.client_id),
     )
 
 
@@ -280,7 +305,6 @@ def sync_reactivate(request: HttpRequest) -> HttpResponse:
             issued = sync_services.sync_activate(
                 organization=organization, **_actor_kwargs(request)
             )
-            _remember_issued(request, issued)
             messages.success(
                 request,
                 _(
@@ -288,6 +312,9 @@ def sync_reactivate(request: HttpRequest) -> HttpResponse:
                     "this page shows when it arrives."
                 ),
             )
+            if issued is not None:
+                # Its credentials were gone (deleted by hand): the new ones are shown now.
+                return _entra_page(request, issued=issued)
             return redirect("directory_sync:sync_reactivate")
     else:
         form = ConfirmForm()

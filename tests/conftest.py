@@ -45,6 +45,14 @@ def _no_login_lockout(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_token_rate_limit(settings):
+    """Every test client comes from 127.0.0.1 and the cache outlives a test: the token
+    endpoint's limits are tested where they are turned on (tests/directory_sync/test_token.py)."""
+    settings.BEEM_TOKEN_RATE_LIMIT = 0
+    settings.BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS = 0
+
+
+@pytest.fixture(autouse=True)
 def _default_language():
     """Every test starts in the default language: a request in Arabic leaves Arabic active in
     the thread (LocaleMiddleware does not deactivate it), which would translate the next test's

@@ -8,16 +8,21 @@ token never has (design.md §5), so ``SCIMAuthCheckMiddleware`` replaces it
 organization → sync status instead.
 """
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
@@ -26,9 +31,16 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RevokeTokenView, TokenView
+from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from members.models import Organization
 
+from ..client_secrets import (
+    client_secret_dummy_check,
+    client_secret_hash,
+    client_secret_matches,
+    is_client_secret_hash,
+)
 from ..models import SyncSettings
 from . import request_log
 
@@ -52,16 +64,83 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 # --- token endpoint ----------------------------------------------------------------------
 
 
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    """(client_id, client_secret) of an ``Authorization: Basic`` header (RFC 6749 §2.3.1:
+    both form-urlencoded inside), or None."""
+    scheme, _sep, encoded = (header or "").partition(" ")
+    if scheme != "Basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote_plus(client_id), unquote_plus(client_secret)
+
+
 class SyncOAuth2Validator(OAuth2Validator):
     """Only Entra sync clients, and only the client credentials grant, get tokens here."""
 
     def authenticate_client(self, request, *args, **kwargs):
         # Basic header or client_id/client_secret form fields: Entra uses either.
-        if not super().authenticate_client(request, *args, **kwargs):
+        basic = _basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
+        if basic is not None and request.client_id and request.client_id != basic[0]:
+            # Two credentials naming different clients: oauthlib would answer
+            # "400 server_error (Discrepency found between client identifier)"; this is a
+            # client authentication failure (RFC 6749 §5.2: 401 invalid_client).
             return False
+        secret = basic[1] if basic is not None else (getattr(request, "client_secret", "") or "")
+        if not super().authenticate_client(request, *args, **kwargs):
+            if request.client is None:
+                # An unknown Client Identifier costs what a wrong secret for a known one
+                # costs, so the time does not tell which identifiers exist.
+                client_secret_dummy_check(secret)
+            return False
+        application = request.client
+        if not is_client_secret_hash(application.client_secret):
+            self._upgrade_stored_secret(application, secret)
         # An OAuth application that is not some organization's Entra sync client (for example
         # one created by hand in the Django admin) must not reach the SCIM endpoint.
-        return SyncSettings.objects.filter(oauth_application=request.client).exists()
+        return SyncSettings.objects.filter(oauth_application=application).exists()
+
+    def _check_secret(self, provided_secret, stored_secret):
+        if is_client_secret_hash(stored_secret):
+            return client_secret_matches(provided_secret, stored_secret)
+        # A secret stored by an earlier version (PBKDF2): checked once the slow way, then
+        # rewritten by _upgrade_stored_secret.
+        return super()._check_secret(provided_secret, stored_secret)
+
+    @staticmethod
+    def _upgrade_stored_secret(application, secret: str) -> None:
+        stored = client_secret_hash(secret)
+        # Only if the row still holds the hash just verified: a rotation in between wins.
+        upgraded = (
+            get_application_model()
+            .objects.filter(pk=application.pk, client_secret=application.client_secret)
+            .update(client_secret=stored, hash_client_secret=False)
+        )
+        if upgraded:
+            application.client_secret = stored
+            application.hash_client_secret = False
+
+    def _save_bearer_token(self, token, request, *args, **kwargs):
+        # Runs inside django-oauth-toolkit's transaction. A rotation locks the same row before
+        # it replaces the secret and deletes the client's tokens (services._issue): re-reading
+        # the row under the lock either precedes the rotation (whose delete then removes this
+        # token) or sees the new secret, and then no token is issued for the old one.
+        authenticated = request.client
+        current = (
+            get_application_model()
+            .objects.select_for_update()
+            .filter(pk=authenticated.pk)
+            .values_list("client_id", "client_secret")
+            .first()
+        )
+        if current != (authenticated.client_id, authenticated.client_secret):
+            raise oauth2_errors.InvalidClientError(request=request)
+        return super()._save_bearer_token(token, request, *args, **kwargs)
 
     def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs):
         # Entra's Scope field is optional: an empty `scope=` reaches oauthlib as [""], which
@@ -78,8 +157,57 @@ class SyncOAuth2Validator(OAuth2Validator):
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
 
+RATE_LIMIT_WINDOW_SECONDS = 60
+
+
+def _rate_limit_key(kind: str, value: str, window: int) -> str:
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"beem:token-rate:{kind}:{digest}:{window}"
+
+
+def _rate_count(kind: str, value: str, *, add: bool) -> tuple[int, int]:
+    """This window's count for (kind, value), incremented when ``add``; and the seconds until
+    the window ends. A cache that does not answer counts nothing (the endpoint stays up)."""
+    now = time.time()
+    window = int(now // RATE_LIMIT_WINDOW_SECONDS)
+    retry_after = max(1, math.ceil((window + 1) * RATE_LIMIT_WINDOW_SECONDS - now))
+    key = _rate_limit_key(kind, value, window)
+    try:
+        if not add:
+            return int(cache.get(key) or 0), retry_after
+        cache.add(key, 0, timeout=RATE_LIMIT_WINDOW_SECONDS + 5)
+        return int(cache.incr(key)), retry_after
+    except Exception:
+        logger.warning("Token endpoint rate limit: the cache did not answer", exc_info=True)
+        return 0, retry_after
+
+
+def _presented_client_id(request: HttpRequest) -> str | None:
+    basic = _basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
+    if basic is not None:
+        return basic[0]
+    return request.POST.get("client_id") or None
+
+
+def _too_many_requests(retry_after: int) -> HttpResponse:
+    body = {
+        "error": "temporarily_unavailable",
+        "error_description": "Too many token requests; retry after the time in Retry-After.",
+    }
+    response = HttpResponse(json.dumps(body), status=429, content_type="application/json")
+    response["Retry-After"] = str(retry_after)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class SyncTokenView(TokenView):
-    """``POST /o/token/`` for Entra ID: ``expires_in`` follows BEEM_TOKEN_LIFETIME_SECONDS."""
+    """``POST /o/token/`` for Entra ID: ``expires_in`` follows BEEM_TOKEN_LIFETIME_SECONDS.
+
+    Rate-limited (429 with ``Retry-After``) per Client Identifier (every request naming it,
+    BEEM_TOKEN_RATE_LIMIT a minute) and per source address (failed client authentications,
+    BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS a minute), counted in the Django cache (Redis when
+    REDIS_URL is set, so every process shares the counts).
+    """
 
     validator_class = SyncOAuth2Validator
     _cores: dict[int, object] = {}
@@ -97,6 +225,25 @@ class SyncTokenView(TokenView):
             cls._cores[lifetime] = core
         return core
 
+    def post(self, request, *args, **kwargs):
+        per_client = settings.BEEM_TOKEN_RATE_LIMIT
+        per_address = settings.BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS
+        address = request.META.get("REMOTE_ADDR") or ""
+        # Refused before any work: a flood costs one cache round trip per request.
+        if per_address:
+            failures, retry_after = _rate_count("address", address, add=False)
+            if failures >= per_address:
+                return _too_many_requests(retry_after)
+        client_id = _presented_client_id(request)
+        if per_client and client_id:
+            count, retry_after = _rate_count("client", client_id, add=True)
+            if count > per_client:
+                return _too_many_requests(retry_after)
+        response = super().post(request, *args, **kwargs)
+        if per_address and response.status_code == 401:
+            _rate_count("address", address, add=True)
+        return response
+
 
 class SyncRevokeTokenView(RevokeTokenView):
     """``POST /o/revoke_token/`` (RFC 7009), for the same clients as the token endpoint."""
@@ -112,6 +259,7 @@ class _Grant:
     """What a token stands for, as cached per process."""
 
     expires: datetime
+    created: datetime
     sync_settings: SyncSettings | None
 
 
@@ -157,7 +305,11 @@ def _token_grant(token: str) -> _Grant | None:
     if access_token is not None:
         application = access_token.application
         sync_settings = getattr(application, "sync_settings", None) if application else None
-        grant = _Grant(expires=access_token.expires, sync_settings=sync_settings)
+        grant = _Grant(
+            expires=access_token.expires,
+            created=access_token.created,
+            sync_settings=sync_settings,
+        )
     if ttl > 0:
         with _cache_lock:
             if len(_cache) >= _CACHE_MAX_ENTRIES:
@@ -202,6 +354,11 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
     # The same answer whether the organization in the URL exists or not.
     if sync_settings is None or sync_settings.organization_id != organization_id:
         raise AuthFailure("The access token is not valid for this Tenant URL.", invalid_token=True)
+    issued = sync_settings.credentials_created_at
+    if issued is not None and grant.created < issued:
+        # A token from before the current client secret (a rotation deletes them, and this
+        # also refuses one whose lookup another request of this process cached).
+        raise AuthFailure("The access token is invalid or was revoked.", invalid_token=True)
     if sync_settings.status != SyncSettings.Status.ACTIVE:
         raise AuthFailure(
             "Sync with Entra ID is not active for this organization in Beem; an administrator "

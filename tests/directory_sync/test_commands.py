@@ -205,29 +205,39 @@ def test_credentials_rotation_is_refused_without_yes(organization):
 
     out, _ = run("credentials", "--org", "acme")
 
-    assert "Would rotate them" in out
-    assert "Nothing was changed. Re-run with --yes to rotate." in out
+    assert "Would issue a new Client Secret (the Client Identifier stays the same)" in out
+    assert "Nothing was changed. Re-run with --yes to issue a new secret." in out
     assert f"Client Identifier: {issued.client_id}" in out
-    assert "Client Secret" not in out
+    assert "Client Secret:" not in out
     assert issued.client_secret not in out
     sync = SyncSettings.objects.get(organization=organization)
     assert sync.oauth_application.client_id == issued.client_id
 
 
-def test_credentials_rotation_with_yes_issues_a_new_secret(organization):
+def test_credentials_with_yes_issues_a_new_secret_for_the_same_client_id(organization):
     issued = sync_services.credentials_issue(organization=organization, actor_label="test")
 
     out, _ = run("credentials", "--org", str(organization.pk), "--yes")
 
     sync = SyncSettings.objects.get(organization=organization)
-    assert sync.oauth_application.client_id != issued.client_id
-    assert out.startswith("Rotated Entra ID credentials for Acme")
-    assert f"Client Identifier: {sync.oauth_application.client_id}" in out
-    assert "Client Secret:" in out
+    assert sync.oauth_application.client_id == issued.client_id
+    assert out.startswith("Issued a new Client Secret for Acme")
+    assert "Unchanged: Tenant URL, Token Endpoint, Client Identifier." in out
+    assert f"Client Identifier: {issued.client_id}" in out
+    new_secret = out.split("Client Secret:", 1)[1].split()[0]
     assert token_obtain(issued.client_id, issued.client_secret).status_code == 401
+    assert token_obtain(issued.client_id, new_secret).status_code == 200
     assert AuditEntry.objects.filter(
         action="sync.credentials_rotated", actor_label="operator"
     ).exists()
+
+
+def test_credentials_help_says_which_values_change(capsys):
+    with pytest.raises(SystemExit):
+        call_command("directory_sync", "credentials", "--help")
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the Tenant URL, Token Endpoint and Client Identifier do not change" in text
 
 
 def test_credentials_rejects_a_base_url_without_scheme(organization):

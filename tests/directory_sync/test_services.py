@@ -4,11 +4,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.hashers import check_password
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
 from directory_sync import maintenance, services
+from directory_sync.client_secrets import client_secret_matches
 from directory_sync.models import RequestLog, SyncSettings
 from directory_sync.services import SyncSettingsError
 from members.models import AuditEntry
@@ -195,13 +195,15 @@ def test_credentials_are_a_confidential_client_credentials_app_with_hashed_secre
     assert application.authorization_grant_type == Application.GRANT_CLIENT_CREDENTIALS
     assert application.user is None
     assert application.client_secret != issued.client_secret
-    assert check_password(issued.client_secret, application.client_secret)
+    assert application.client_secret.startswith("beem_client_secret_hmac_sha256$")
+    assert client_secret_matches(issued.client_secret, application.client_secret)
+    assert not client_secret_matches(issued.client_secret + "x", application.client_secret)
     assert len(issued.client_secret) >= 40
     assert SyncSettings.objects.get(organization=organization).oauth_application == application
     assert _actions(organization) == ["sync.credentials_issued"]
 
 
-def test_rotation_replaces_id_and_secret_and_revokes_every_token(organization):
+def test_new_secret_keeps_the_client_id_and_revokes_the_old_secret_and_every_token(organization):
     first = services.credentials_issue(organization=organization)
     for _ in range(2):
         assert token_obtain(first.client_id, first.client_secret).status_code == 200
@@ -210,15 +212,15 @@ def test_rotation_replaces_id_and_secret_and_revokes_every_token(organization):
     second = services.credentials_issue(organization=organization, actor_label="operator")
 
     assert second.rotated is True
-    assert second.client_id != first.client_id
+    assert second.client_id == first.client_id
     assert second.client_secret != first.client_secret
     assert Application.objects.count() == 1
-    assert Application.objects.get().client_id == second.client_id
+    assert Application.objects.get().client_id == first.client_id
     assert AccessToken.objects.count() == 0
     assert token_obtain(first.client_id, first.client_secret).status_code == 401
     assert token_obtain(second.client_id, second.client_secret).status_code == 200
     rotated = AuditEntry.objects.get(action="sync.credentials_rotated")
-    assert rotated.detail == {"client_id": second.client_id}
+    assert rotated.detail == {"client_id": first.client_id, "changed": ["client_secret"]}
     assert rotated.actor_label == "operator"
 
 

@@ -24,7 +24,7 @@ def test_client_secret_is_stored_hashed_and_still_authenticates(client, organiza
 
     assert stored != issued.client_secret
     assert issued.client_secret not in stored
-    assert stored.startswith("pbkdf2_sha256$")
+    assert stored.startswith("beem_client_secret_hmac_sha256$")
     assert token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
 
 
@@ -38,44 +38,49 @@ def test_access_tokens_are_stored_as_checksums_only(client, organization):
     assert row.token_checksum == hashlib.sha256(token.encode()).hexdigest()
 
 
-def test_client_secret_is_shown_once_after_save_and_activate(admin_client):
-    saved = admin_client.post(reverse("directory_sync:sync_settings_form"), SETTINGS_FORM)
-    assert saved.status_code == 302
-    application = Application.objects.get()
+def _sessions_text() -> str:
+    return "\n".join(str(session.get_decoded()) for session in Session.objects.all())
 
-    first = admin_client.get(reverse("directory_sync:sync_entra"))
+
+def test_client_secret_is_shown_once_after_save_and_activate_and_never_stored(admin_client):
+    first = admin_client.post(reverse("directory_sync:sync_settings_form"), SETTINGS_FORM)
+    application = Application.objects.get()
     shown = first.context["client_secret"]
+
     second = admin_client.get(reverse("directory_sync:sync_entra"))
 
+    assert first.status_code == 200
     assert shown and shown in first.content.decode()
     assert application.client_id in first.content.decode()
     assert second.context["client_secret"] is None
     assert shown not in second.content.decode()
     assert application.client_id in second.content.decode()
-    # The plaintext secret passed through the session for one redirect; it is gone now.
-    for session in Session.objects.all():
-        assert shown not in str(session.get_decoded())
+    # Shown in the answer that issued it: the session never held the plaintext secret.
+    assert shown not in _sessions_text()
 
 
-def test_rotated_client_secret_is_shown_once_and_the_old_one_stops_working(
+def test_new_client_secret_is_shown_once_never_stored_and_the_old_one_stops_working(
     admin_client, client, organization
 ):
     first = sync_services.sync_activate(organization=organization, actor_label="test")
+    old_token = token_for(client, client_id=first.client_id, client_secret=first.client_secret)
 
-    admin_client.post(reverse("directory_sync:credentials_rotate"), {"confirm": "on"})
-    page = admin_client.get(reverse("directory_sync:sync_entra"))
+    page = admin_client.post(reverse("directory_sync:credentials_rotate"), {"confirm": "on"})
     again = admin_client.get(reverse("directory_sync:sync_entra"))
     new_secret = page.context["client_secret"]
-    new_id = page.context["client_id"]
 
+    assert page.context["client_id"] == first.client_id
     assert new_secret and new_secret in page.content.decode()
     assert new_secret not in again.content.decode()
+    assert new_secret not in _sessions_text()
     basic = base64.b64encode(f"{first.client_id}:{first.client_secret}".encode()).decode()
     old = client.post(
         "/o/token/", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=f"Basic {basic}"
     )
     assert old.status_code == 401
-    assert token_for(client, client_id=new_id, client_secret=new_secret)
+    scim = client.get(f"/scim/v2/{organization.pk}/Users", HTTP_AUTHORIZATION=f"Bearer {old_token}")
+    assert scim.status_code == 401
+    assert token_for(client, client_id=first.client_id, client_secret=new_secret)
 
 
 @pytest.fixture

@@ -135,11 +135,13 @@ class Command(BaseCommand):
 
         p = sub.add_parser(
             "credentials",
-            help="Create or rotate an organization's Entra ID credentials.",
+            help="Create an organization's Entra ID credentials, or issue a new client secret.",
             description="Print the Tenant URL, Token Endpoint, Client Identifier and (only "
-            "when created or rotated) Client Secret to paste into Entra ID. Creates the "
-            "credentials when there are none; rotating existing ones (the old secret stops "
-            "working at once) needs --yes.",
+            "when created or replaced) Client Secret to paste into Entra ID. Creates the "
+            "credentials when there are none. With existing credentials, --yes issues a new "
+            "Client Secret: the Tenant URL, Token Endpoint and Client Identifier do not change; "
+            "the old secret and every token obtained with it stop working at once, so paste the "
+            "new secret into Entra ID's Client Secret field.",
         )
         org_argument(p, required=True)
         p.add_argument(
@@ -147,7 +149,11 @@ class Command(BaseCommand):
             help="Public base URL for the printed URLs (e.g. https://beem.example.com) when "
             "BEEM_PUBLIC_URL is not set.",
         )
-        p.add_argument("--yes", action="store_true", help="Rotate existing credentials.")
+        p.add_argument(
+            "--yes",
+            action="store_true",
+            help="Issue a new Client Secret (the Client Identifier stays).",
+        )
 
         p = sub.add_parser(
             "activate",
@@ -309,7 +315,7 @@ class Command(BaseCommand):
         if issued is not None:
             self.stdout.write(f"Client Secret:     {issued.client_secret}")
             self.stdout.write(
-                "The client secret is shown only now (only its hash is stored): copy it into "
+                "The client secret is shown only now (only a keyed hash is stored): copy it into "
                 "Entra ID's provisioning Admin Credentials."
             )
 
@@ -322,16 +328,24 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"\n{organization.name} already has credentials (created "
                 f"{created.isoformat() if created else 'earlier'})."
-                "\nWould rotate them: a new client id and secret are issued and every token of "
-                "the old ones is revoked at once, so Entra ID fails until the new secret is "
-                "pasted there.\nNothing was changed. Re-run with --yes to rotate."
+                "\nWould issue a new Client Secret (the Client Identifier stays the same); the old "
+                "secret and every token obtained with it stop working at once, so Entra ID fails "
+                "until the new secret is pasted there.\nNothing was changed. Re-run with --yes "
+                "to issue a new secret."
             )
             return
         issued = sync_services.credentials_issue(organization=organization, actor_label=OPERATOR)
-        self.stdout.write(
-            f"{'Rotated' if issued.rotated else 'Created'} Entra ID credentials for "
-            f"{organization.name} (id {organization.pk}, slug {organization.slug}).\n"
-        )
+        if issued.rotated:
+            self.stdout.write(
+                f"Issued a new Client Secret for {organization.name} (id {organization.pk}, slug "
+                f"{organization.slug}). Unchanged: Tenant URL, Token Endpoint, Client Identifier. "
+                "In Entra ID replace only the Client Secret, then Test Connection.\n"
+            )
+        else:
+            self.stdout.write(
+                f"Created Entra ID credentials for {organization.name} (id {organization.pk}, "
+                f"slug {organization.slug}).\n"
+            )
         self._print_connection(organization, base_url, issued=issued)
 
     def handle_activate(self, *, org: str, base_url: str | None, **options) -> None:
