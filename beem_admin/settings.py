@@ -88,6 +88,10 @@ MIDDLEWARE = [
     # Before host checks and the HTTPS redirect, which would hide the state from a load balancer.
     "directory_sync.health.HealthzMiddleware",
     "directory_sync.metrics.MetricsMiddleware",
+    # Under /scim/: every error answer is a SCIM error body (an unknown path's 404, a 500 from
+    # any later middleware, DEBUG pages), and statements run under the SCIM timeouts below.
+    "directory_sync.scim.middleware.ScimErrorMiddleware",
+    "directory_sync.scim.middleware.ScimDatabaseBoundsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Oversized bodies get 413 before sessions, auth or SCIM parsing do any work.
     "directory_sync.scim.limits.RequestBodyLimitMiddleware",
@@ -278,6 +282,13 @@ BEEM_SCIM_MAX_PATCH_OPERATIONS = env_int("BEEM_SCIM_MAX_PATCH_OPERATIONS", 1000)
 BEEM_SCIM_MAX_MEMBERS_PER_REQUEST = env_int("BEEM_SCIM_MAX_MEMBERS_PER_REQUEST", 10_000)
 # Values one user may hold in each multi-valued attribute (emails, phoneNumbers, addresses).
 BEEM_SCIM_MAX_MULTI_VALUED = env_int("BEEM_SCIM_MAX_MULTI_VALUED", 100)
+
+# PostgreSQL: how long one statement of a SCIM request may run, and how long it may wait for a
+# row lock, before the request is answered 503 with Retry-After (nothing written). Well under
+# the web server's worker timeout (gunicorn: 30 s), so the client gets a SCIM answer rather
+# than a killed worker. Other requests and the Celery worker keep the server's settings. 0: none.
+BEEM_SCIM_STATEMENT_TIMEOUT_MS = env_int("BEEM_SCIM_STATEMENT_TIMEOUT_MS", 10_000)
+BEEM_SCIM_LOCK_TIMEOUT_MS = env_int("BEEM_SCIM_LOCK_TIMEOUT_MS", 5_000)
 
 # Celery. No broker configured: tasks run eagerly in-process (the embedded default).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

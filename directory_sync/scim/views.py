@@ -26,6 +26,7 @@ from ..models import DirectoryRecord
 from . import auth, discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, refuse_unstorable_body
+from .middleware import failure_response
 
 logger = logging.getLogger(__name__)
 
@@ -187,14 +188,13 @@ class ScimView(scim_views.SCIMView):
             return self.status_501(request, *args, **kwargs)
         try:
             return View.dispatch(self, request, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - as django-scim2's dispatch
-            if not isinstance(exc, SCIMException):
-                logger.exception("Unable to complete SCIM call.")
-                if scim_settings.EXPOSE_SCIM_EXCEPTIONS:
-                    exc = SCIMException(str(exc))
-                else:
-                    exc = SCIMException("Exception occurred while processing the SCIM request")
+        except SCIMException as exc:
             return _json_response(exc.to_dict(), status=exc.status)
+        except Exception as exc:  # noqa: BLE001 - as django-scim2's dispatch
+            if request.method in _WRITE_METHODS:
+                # The write's transaction must roll back whole: ScimErrorMiddleware answers.
+                raise
+            return failure_response(request, exc)
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise errors.method_not_allowed(request.method, request.path)
