@@ -79,6 +79,8 @@ PROFILES = {
     "ci": {"max_examples": 6, "stateful_step_count": 30, "derandomize": True},
     "long": {"max_examples": 200, "stateful_step_count": 80, "derandomize": False},
 }
+# BEEM_MODEL_EXAMPLES overrides the profile's number of examples per machine.
+EXAMPLES = os.environ.get("BEEM_MODEL_EXAMPLES")
 # Shrinking replays a failing sequence many times (seconds each with the worker): off unless
 # asked for (BEEM_MODEL_SHRINK=1); the failure then shows the whole sequence as it ran.
 SHRINK = os.environ.get("BEEM_MODEL_SHRINK") == "1"
@@ -257,6 +259,7 @@ class SyncMachine(RuleBasedStateMachine):
         data=st.data(),
     )
     def set_up(self, identify_by, department_format, deletion_rule, seeds, users, data):
+        self.in_step = True
         MODEL_COUNTER["examples"] += 1
         n = _fresh()
         self.identify_by = identify_by
@@ -305,6 +308,7 @@ class SyncMachine(RuleBasedStateMachine):
                 first.active = False
                 self.remove_owner(first)
         self.settle_and_check()
+        self.in_step = False
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -1306,7 +1310,9 @@ def _run(machine: type[SyncMachine], *, real_worker: bool, scale: float = 1.0) -
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=max(1, int(profile["max_examples"] * scale)),
+            max_examples=int(EXAMPLES)
+            if EXAMPLES
+            else max(1, int(profile["max_examples"] * scale)),
             stateful_step_count=profile["stateful_step_count"],
             derandomize=profile["derandomize"],
             deadline=None,
@@ -1401,4 +1407,4 @@ def test_model_writes_beem_cannot_apply_are_refused_or_applied_with_a_real_worke
 def test_model_embedded(machine, fast_hashing):
     """The same machines on the embedded default (eager apply, SQLite or PostgreSQL)."""
     assert connection.vendor in ("sqlite", "postgresql")
-    _run(machine, real_worker=False, scale=2)
+    _run(machine, real_worker=False)
