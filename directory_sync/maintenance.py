@@ -25,6 +25,7 @@ from .models import (
     ChangeEvent,
     DirectoryRecord,
     ProvisioningRun,
+    RefusedRequest,
     RequestLog,
     SyncSettings,
 )
@@ -35,6 +36,9 @@ OPERATOR = "operator"
 
 
 # --- status ------------------------------------------------------------------------------
+
+# The current run's most recent refused writes listed by ``status``; the run page has them all.
+REFUSALS_SHOWN = 20
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -68,12 +72,28 @@ def sync_status_overview(*, organizations: Iterable[Organization]) -> list[dict]
                 .annotate(n=Count("id"))
                 .order_by()
             )
+            refusals = RefusedRequest.objects.filter(run=run).order_by("-created_at", "-id")
             current_run = {
                 "id": run.pk,
                 "started_at": _iso(run.started_at),
                 "last_activity_at": _iso(run.last_activity_at),
                 "requests": run.requests_received,
                 "events": {s.value: by_status.get(s.value, 0) for s in ChangeEvent.Status},
+                # Writes Beem refused with a 4xx: failures of the run as much as failed events.
+                "refused": refusals.count(),
+                "refused_latest": [
+                    {
+                        "at": _iso(refusal.created_at),
+                        "method": refusal.method,
+                        "resource_type": refusal.resource_type,
+                        "external_id": refusal.external_id,
+                        "name": refusal.name,
+                        "status": refusal.status,
+                        "scim_type": refusal.scim_type,
+                        "detail": refusal.detail,
+                    }
+                    for refusal in refusals[:REFUSALS_SHOWN]
+                ],
             }
         rows.append(
             {

@@ -3,7 +3,8 @@
 Three sources:
 
 * ``MetricsMiddleware`` counts and times every SCIM request (by route, method, status and
-  organization id) and counts ``/o/token/`` responses by status.
+  organization id) and counts ``/o/token/`` responses by status. The SCIM auth check counts
+  refused (401) requests by reason, and the request log counts rows it could not keep.
 * ``DatabaseCollector`` queries the database at scrape time for what a counter in the web
   process cannot know: the pending/failed backlog per organization, the age of the oldest
   pending event, apply outcomes (status and outcome of the last hour's events), sync status
@@ -56,6 +57,20 @@ SCIM_LATENCY = Histogram(
     "Time to answer a SCIM request, by route and method.",
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SCIM_UNAUTHENTICATED = Counter(
+    "beem_scim_unauthenticated_requests",
+    "SCIM requests refused with 401, by reason (missing_token, invalid_token, expired_token, "
+    "wrong_tenant, sync_inactive). They are kept out of the organizations' request logs: "
+    "anyone can send them.",
+    ["reason"],
+)
+REQUEST_LOG_FAILURES = Counter(
+    "beem_request_log_failures",
+    "SCIM request log rows (stage prepare, write) and refused writes of a run "
+    "(stage refused_request) that could not be kept. The requests themselves were answered "
+    "and their writes kept.",
+    ["stage"],
 )
 TOKEN_RESPONSES = Counter(
     "beem_oauth_token_responses",

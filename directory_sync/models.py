@@ -334,6 +334,39 @@ class ChangeEvent(models.Model):
         return f"{self.kind} {self.label} ({self.status})"
 
 
+class RefusedRequest(models.Model):
+    """A SCIM write (POST, PUT or PATCH) Beem refused with a 4xx answer: a failure of its
+    provisioning run, with the reason Entra ID was given and the directory object it was
+    about. Entra never applies it, so the administrator must see it next to the run's failed
+    changes (issue 12)."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="refused_requests"
+    )
+    run = models.ForeignKey(
+        ProvisioningRun, on_delete=models.CASCADE, related_name="refused_requests"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    method = models.CharField(max_length=10)
+    resource_type = models.CharField(max_length=5, blank=True)
+    # The resource the URL addressed (PUT, PATCH), as sent.
+    scim_id = models.CharField(max_length=64, blank=True)
+    # Entra's identity of the object: externalId and userName (a group's displayName), from
+    # the body or from the addressed record.
+    external_id = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.PositiveSmallIntegerField()
+    scim_type = models.CharField(max_length=32, blank=True)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} refused with {self.status} in run {self.run_id}"
+
+
 class RequestLog(models.Model):
     """One SCIM request as received, with personal data and secrets masked."""
 

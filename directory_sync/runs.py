@@ -6,12 +6,21 @@ closes the organization's current run and opens a new one (trigger "probe") and 
 Test Connection time. Without a probe, a request arriving after ``BEEM_RUN_IDLE_MINUTES`` of
 silence opens a new run (trigger "activity"); the beat task closes runs idle that long.
 
-Request counts are batched per process (at most one UPDATE per run per
-``BEEM_RUN_COUNT_FLUSH_SECONDS``, default 1 s) so a burst of Entra calls does not queue on one
-row lock; a process that stops loses at most that last second of counts.
+Request counts and the organization's "last request" time are batched per process (at most
+one UPDATE per run per ``BEEM_RUN_COUNT_FLUSH_SECONDS``, default 1 s) so a burst of Entra calls
+does not queue on one row lock. They are written by the next read once the interval passed,
+or by the process's background flusher (``request_log.background_flusher_ensure``) when no
+request comes: the run page is exact within a few seconds. Never inside a write's
+transaction, which would hold other runs' row locks until its commit. A process that stops
+loses at most that last second of counts.
+
+A write (POST, PUT, PATCH) refused with a 4xx is a failure of its run: ``refusal_record``
+keeps its reason and the directory object it was about (``RefusedRequest``), next to the
+change events whose apply failed. Only refused writes pay for it.
 """
 
 import atexit
+import json
 import logging
 import re
 import threading
@@ -24,13 +33,13 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Greatest
-from django.http import HttpRequest
+from django.db.models.functions import Coalesce, Greatest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from members.models import Organization
 
-from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, SyncSettings
+from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +51,15 @@ DEFAULT_PROBE_COALESCE_SECONDS = 5.0
 
 # run id -> [requests not yet written, latest activity]
 _pending: dict[int, list] = {}
+# sync settings id -> latest request time not yet written to last_request_at
+_last_request_pending: dict[int, datetime] = {}
+# sync settings id -> monotonic time this process last wrote last_request_at itself
+_last_request_written: dict[int, float] = {}
 _pending_lock = threading.Lock()
 _last_flush = time.monotonic()
+# last_request_at is informational ("Entra last called at ..."): the first request after a
+# quiet spell writes it at once; later ones are batched with the run counts.
+LAST_REQUEST_WRITE_SECONDS = 5.0
 
 
 def _idle_gap() -> timedelta:
@@ -190,7 +206,9 @@ def write_run_settle(
 ) -> ProvisioningRun:
     """The run of a write whose statement read the open run (``WriteRun``); counts it."""
     open_run = (pending.run, False, False) if pending.read else None
-    run = run_for_request(sync_settings=sync_settings, request=request, open_run=open_run)
+    run = run_for_request(
+        sync_settings=sync_settings, request=request, open_run=open_run, in_write=True
+    )
     if pending.event_ids and (pending.run is None or pending.run.pk != run.pk):
         ChangeEvent.objects.filter(pk__in=pending.event_ids).update(run=run)
     return run
@@ -269,12 +287,14 @@ def run_for_request(
     sync_settings: SyncSettings,
     request: HttpRequest,
     open_run: tuple[ProvisioningRun | None, bool, bool] | None = None,
+    in_write: bool = False,
 ) -> ProvisioningRun:
     """The run an authenticated SCIM request belongs to (opening one if needed); counts it.
 
     ``open_run``: ``(open run, a change was recorded in it, the request's userName lookup
     found a user)`` when the view already read them in its own statement (a GET is assigned
-    its run after the view ran); otherwise one statement reads them here.
+    its run after the view ran); otherwise one statement reads them here. ``in_write``: called
+    inside a write's transaction, which must not write the batched counts.
     """
     now = timezone.now()
     probe = probe_value(request)
@@ -292,32 +312,72 @@ def run_for_request(
         run = _run_open(
             sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.ACTIVITY, now=now
         )
-    _count(run=run, now=now)
+    _count(run=run, now=now, flush=not in_write)
     return run
 
 
-def _count(*, run: ProvisioningRun, now: datetime) -> None:
+def count_flush_seconds() -> float:
+    return float(getattr(settings, "BEEM_RUN_COUNT_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+
+
+def _count(*, run: ProvisioningRun, now: datetime, flush: bool = True) -> None:
+    from .scim.request_log import background_flusher_ensure
+
     with _pending_lock:
         entry = _pending.setdefault(run.pk, [0, now])
         entry[0] += 1
         entry[1] = max(entry[1], now)
-    flush_every = float(getattr(settings, "BEEM_RUN_COUNT_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
-    if time.monotonic() - _last_flush >= flush_every:
-        runs_counts_flush()
+    background_flusher_ensure()
+    if flush:
+        runs_counts_flush_if_due()
+
+
+def last_request_note(*, sync_settings: SyncSettings) -> None:
+    """Record that the organization's Entra called now (``SyncSettings.last_request_at``)."""
+    now = timezone.now()
+    moment = time.monotonic()
+    with _pending_lock:
+        written = _last_request_written.get(sync_settings.pk)
+        if written is not None and moment - written < LAST_REQUEST_WRITE_SECONDS:
+            _last_request_pending[sync_settings.pk] = now
+            return
+        _last_request_written[sync_settings.pk] = moment
+        _last_request_pending.pop(sync_settings.pk, None)
+    # .update(): no post_save, so this does not invalidate the SCIM auth cache.
+    SyncSettings.objects.filter(pk=sync_settings.pk).update(last_request_at=now)
+
+
+def runs_counts_flush_if_due() -> int:
+    """``runs_counts_flush`` if something waits and BEEM_RUN_COUNT_FLUSH_SECONDS passed."""
+    if not (_pending or _last_request_pending):
+        return 0
+    if time.monotonic() - _last_flush < count_flush_seconds():
+        return 0
+    return runs_counts_flush()
 
 
 def runs_counts_flush() -> int:
-    """Write this process's batched request counts; returns how many runs were updated."""
-    global _pending, _last_flush
+    """Write this process's batched request counts and last-request times; returns how many
+    runs were updated. Each row in its own statement, in id order."""
+    global _pending, _last_request_pending, _last_flush
     with _pending_lock:
         batch, _pending = _pending, {}
+        contacts, _last_request_pending = _last_request_pending, {}
         _last_flush = time.monotonic()
-    for run_id, (count, last_seen) in batch.items():
+    for run_id, (count, last_seen) in sorted(batch.items()):
         ProvisioningRun.objects.filter(pk=run_id).update(
             requests_received=F("requests_received") + count,
             last_activity_at=Greatest(
                 F("last_activity_at"), Value(last_seen, output_field=DateTimeField())
             ),
+        )
+    for settings_id, seen in sorted(contacts.items()):
+        SyncSettings.objects.filter(pk=settings_id).update(
+            # Coalesce: on SQLite GREATEST(NULL, x) is NULL.
+            last_request_at=Greatest(
+                Coalesce(F("last_request_at"), Value(seen, output_field=DateTimeField())),
+                Value(seen, output_field=DateTimeField()),
+            )
         )
     return len(batch)
 
@@ -327,6 +387,8 @@ def runs_pending_discard() -> None:
     global _last_flush
     with _pending_lock:
         _pending.clear()
+        _last_request_pending.clear()
+        _last_request_written.clear()
         _last_flush = time.monotonic()
 
 
@@ -344,7 +406,118 @@ def _flush_at_exit() -> None:
     # A gunicorn worker that is recycled writes its last counts; if the database is gone
     # there is nothing useful left to do with them.
     try:
-        if _pending:
+        if _pending or _last_request_pending:
             runs_counts_flush()
     except Exception:  # noqa: BLE001 - interpreter shutdown, best effort
         logger.debug("could not write the last provisioning run counts at exit")
+
+
+# --- refused writes ----------------------------------------------------------------------
+
+REFUSED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_RESOURCE_TYPES = {
+    "Users": DirectoryRecord.ResourceType.USER,
+    "Groups": DirectoryRecord.ResourceType.GROUP,
+}
+_MAX_DETAIL_CHARS = 2000
+
+
+def is_refused_write(*, method: str, status: int) -> bool:
+    return method in REFUSED_METHODS and 400 <= status < 500
+
+
+def _json_object(raw: bytes | str) -> dict:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value, limit: int) -> str:
+    from .scim.request_log import storable_text
+
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return storable_text(str(value))[:limit]
+
+
+def _refusal_identity(
+    *, request: HttpRequest, organization_id: int, resource_type: str, scim_id: str
+) -> tuple[str, str]:
+    """(externalId, userName or a group's displayName) of the object a refused write was
+    about: from its body (POST, PUT), else from the record its URL addressed (PATCH)."""
+    try:
+        body = _json_object(request.body)
+    except Exception:  # noqa: BLE001 - an unreadable or oversized body has no identity
+        body = {}
+    fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
+    name_key = "displayname" if resource_type == DirectoryRecord.ResourceType.GROUP else "username"
+    external_id = _text(fields.get("externalid"), 255)
+    name = _text(fields.get(name_key), 255)
+    if scim_id and resource_type and not (external_id and name):
+        try:
+            record_id = uuid.UUID(scim_id)
+        except ValueError:
+            record_id = None
+        record = record_id and (
+            DirectoryRecord.objects.filter(
+                organization_id=organization_id, resource_type=resource_type, scim_id=record_id
+            )
+            .values_list("external_id", "user_name", "display_name")
+            .first()
+        )
+        if record:
+            stored_name = (
+                record[2] if resource_type == DirectoryRecord.ResourceType.GROUP else record[1]
+            )
+            external_id = external_id or _text(record[0], 255)
+            name = name or _text(stored_name, 255)
+    return external_id, name
+
+
+def _refusal_reason(response: HttpResponse) -> tuple[str, str]:
+    """(scimType, detail) of a SCIM error answer."""
+    body = getattr(response, "scim_body", None)
+    if not isinstance(body, dict):
+        body = _json_object(b"" if getattr(response, "streaming", False) else response.content)
+    return _text(body.get("scimType"), 32), _text(body.get("detail"), _MAX_DETAIL_CHARS)
+
+
+def refusal_record(
+    *, run: ProvisioningRun, request: HttpRequest, response: HttpResponse, scim_id: str | None
+) -> None:
+    """Keep a write refused with a 4xx (``is_refused_write``) as a failure of ``run``.
+
+    Runs in the refused write's transaction, which writes nothing else but the run; a row
+    that cannot be written is logged and counted and the answer stands. Never raises.
+    """
+    from .metrics import REQUEST_LOG_FAILURES, scim_route
+
+    try:
+        route = scim_route(request.path_info) or ""
+        resource_type = _RESOURCE_TYPES.get(route.split("/", 1)[0], "")
+        external_id, name = _refusal_identity(
+            request=request,
+            organization_id=run.organization_id,
+            resource_type=resource_type,
+            scim_id=scim_id or "",
+        )
+        scim_type, detail = _refusal_reason(response)
+        with transaction.atomic():
+            RefusedRequest.objects.create(
+                organization_id=run.organization_id,
+                run=run,
+                request_id=_text(getattr(request, "request_id", ""), 64),
+                method=request.method,
+                resource_type=resource_type,
+                scim_id=_text(scim_id or "", 64),
+                external_id=external_id,
+                name=name,
+                status=response.status_code,
+                scim_type=scim_type,
+                detail=detail,
+            )
+    except Exception:  # noqa: BLE001 - bookkeeping must not change Entra's answer
+        REQUEST_LOG_FAILURES.labels(stage="refused_request").inc()
+        logger.exception("could not record a refused SCIM write in its provisioning run")

@@ -3,12 +3,20 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from members.models import AuditEntry, Member, Organization, Resource
 
-from .models import ChangeEvent, ProvisioningRun, RequestLog, ReviewItem, SyncSettings
+from .models import (
+    ChangeEvent,
+    ProvisioningRun,
+    RefusedRequest,
+    RequestLog,
+    ReviewItem,
+    SyncSettings,
+)
 
 
 class SyncState:
@@ -85,11 +93,14 @@ def member_identity_counts(*, organization: Organization) -> MemberIdentityCount
 
 @dataclass(frozen=True)
 class RunProgress:
+    """A run's changes by status; ``failed`` includes the writes Beem refused (``refused``)."""
+
     run: ProvisioningRun | None
     pending: int
     applied: int
     failed: int
     skipped: int
+    refused: int = 0
 
     @property
     def total(self) -> int:
@@ -111,7 +122,7 @@ def run_progress(*, organization: Organization) -> RunProgress:
     run = ProvisioningRun.objects.filter(organization=organization).first()
     if run is None:
         return RunProgress(run=None, pending=0, applied=0, failed=0, skipped=0)
-    return RunProgress(run=run, **_event_counts(ChangeEvent.objects.filter(run=run)))
+    return RunProgress(run=run, **run_event_counts(run=run))
 
 
 def pending_event_count(*, organization: Organization) -> int:
@@ -121,15 +132,26 @@ def pending_event_count(*, organization: Organization) -> int:
 
 
 def run_list(*, organization: Organization) -> QuerySet[ProvisioningRun]:
+    """Runs, newest first, with their changes by status; ``failed_count`` includes the
+    writes Beem refused (``refused_count``)."""
     S = ChangeEvent.Status
+    refused = (
+        RefusedRequest.objects.filter(run=OuterRef("pk"))
+        .order_by()
+        .values("run")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     return (
         ProvisioningRun.objects.filter(organization=organization)
         .annotate(
             event_count=Count("events", distinct=True),
             applied_count=Count("events", filter=Q(events__status=S.APPLIED), distinct=True),
-            failed_count=Count("events", filter=Q(events__status=S.FAILED), distinct=True),
+            failed_event_count=Count("events", filter=Q(events__status=S.FAILED), distinct=True),
             pending_count=Count("events", filter=Q(events__status=S.PENDING), distinct=True),
+            refused_count=Coalesce(Subquery(refused, output_field=IntegerField()), Value(0)),
         )
+        .annotate(failed_count=F("failed_event_count") + F("refused_count"))
         .order_by("-started_at", "-id")
     )
 
@@ -140,7 +162,16 @@ def run_get(*, organization: Organization, pk: int) -> ProvisioningRun:
 
 
 def run_event_counts(*, run: ProvisioningRun) -> dict[str, int]:
-    return _event_counts(ChangeEvent.objects.filter(run=run))
+    """The run's changes by status, and the writes Beem refused (counted as failed too)."""
+    counts = _event_counts(ChangeEvent.objects.filter(run=run))
+    counts["refused"] = RefusedRequest.objects.filter(run=run).count()
+    counts["failed"] += counts["refused"]
+    return counts
+
+
+def run_refusal_list(*, run: ProvisioningRun) -> QuerySet[RefusedRequest]:
+    """The writes of a run Beem refused (4xx), oldest first."""
+    return RefusedRequest.objects.filter(run=run, organization_id=run.organization_id)
 
 
 def run_event_list(

@@ -357,6 +357,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     query.pop("page", None)
     request_query = request.GET.copy()
     request_query.pop("rpage", None)
+    refusal_query = request.GET.copy()
+    refusal_query.pop("fpage", None)
     ctx = _context(
         request,
         "runs",
@@ -366,8 +368,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         filters=filters,
         events=_page(request, events, EVENTS_PER_PAGE),
         requests=_page(request, selectors.run_request_list(run=run), REQUESTS_PER_PAGE, "rpage"),
+        refusals=_page(request, selectors.run_refusal_list(run=run), EVENTS_PER_PAGE, "fpage"),
         query=query.urlencode(),
         request_query=request_query.urlencode(),
+        refusal_query=refusal_query.urlencode(),
     )
     return render(request, "directory_sync/run_detail.html", ctx)
 

@@ -65,10 +65,15 @@ def _default_language():
 
 
 @pytest.fixture(autouse=True)
-def _request_log_unbuffered(settings):
-    """Request log rows are written at once, as a test reads them right after its request
-    (tests/directory_sync/test_request_log.py covers the buffered mode)."""
+def _request_log_unbuffered(settings, monkeypatch):
+    """Request log rows are written at the end of their request, as a test reads them right
+    after it (tests/directory_sync/test_request_log.py covers the buffered mode). No
+    background flusher: its own connection cannot see a test's uncommitted runs, so the
+    counts it took would be lost (tests that need it turn it on)."""
+    from directory_sync.scim import request_log
+
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0
+    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.log import log_response
 from oauth2_provider.models import get_access_token_model, get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
@@ -41,6 +42,7 @@ from ..client_secrets import (
     client_secret_matches,
     is_client_secret_hash,
 )
+from ..metrics import SCIM_UNAUTHENTICATED
 from ..models import SyncSettings
 from . import request_log
 
@@ -54,9 +56,6 @@ REALM = 'Bearer realm="beem-scim"'
 # second of cache leaves room for a request already in flight — while Entra's bursts do not
 # pay a query per request (one auth query per process every 0.5 s).
 DEFAULT_AUTH_CACHE_SECONDS = 0.5
-# last_request_at is informational ("Entra last called at ..."): one write per organization
-# every few seconds per process, never one per request.
-LAST_REQUEST_WRITE_SECONDS = 5.0
 _CACHE_MAX_ENTRIES = 10_000
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -265,7 +264,6 @@ class _Grant:
 
 _cache: dict[str, tuple[float, _Grant | None]] = {}
 _cache_lock = threading.Lock()
-_last_request_written: dict[int, float] = {}
 
 
 def auth_cache_clear(**_kwargs) -> None:
@@ -277,7 +275,6 @@ def auth_cache_clear(**_kwargs) -> None:
 def process_state_reset() -> None:
     """Forget every per-process memo (tests call this between cases)."""
     auth_cache_clear()
-    _last_request_written.clear()
 
 
 # A change made by this process is visible to its next request at once; other processes see
@@ -328,10 +325,20 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 
 class AuthFailure(Exception):
-    def __init__(self, detail: str, *, invalid_token: bool):
+    """``reason`` is a metrics label: one of a fixed set, never text a caller chose."""
+
+    MISSING_TOKEN = "missing_token"
+    INVALID_TOKEN = "invalid_token"
+    EXPIRED_TOKEN = "expired_token"
+    WRONG_TENANT = "wrong_tenant"
+    # The token is this organization's own (its Entra, calling while sync is stopped).
+    SYNC_INACTIVE = "sync_inactive"
+
+    def __init__(self, detail: str, *, invalid_token: bool, reason: str | None = None):
         super().__init__(detail)
         self.detail = detail
         self.invalid_token = invalid_token
+        self.reason = reason or (self.INVALID_TOKEN if invalid_token else self.MISSING_TOKEN)
 
 
 def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
@@ -348,12 +355,18 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
     if grant is None:
         raise AuthFailure("The access token is invalid or was revoked.", invalid_token=True)
     if grant.expires <= timezone.now():
-        raise AuthFailure("The access token has expired.", invalid_token=True)
+        raise AuthFailure(
+            "The access token has expired.", invalid_token=True, reason=AuthFailure.EXPIRED_TOKEN
+        )
     sync_settings = grant.sync_settings
     organization_id = _as_id(organization_id)
     # The same answer whether the organization in the URL exists or not.
     if sync_settings is None or sync_settings.organization_id != organization_id:
-        raise AuthFailure("The access token is not valid for this Tenant URL.", invalid_token=True)
+        raise AuthFailure(
+            "The access token is not valid for this Tenant URL.",
+            invalid_token=True,
+            reason=AuthFailure.WRONG_TENANT,
+        )
     issued = sync_settings.credentials_created_at
     if issued is not None and grant.created < issued:
         # A token from before the current client secret (a rotation deletes them, and this
@@ -364,6 +377,7 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
             "Sync with Entra ID is not active for this organization in Beem; an administrator "
             "must activate it.",
             invalid_token=True,
+            reason=AuthFailure.SYNC_INACTIVE,
         )
     return sync_settings
 
@@ -378,24 +392,18 @@ def unauthorized_response(failure: AuthFailure) -> HttpResponse:
     return response
 
 
-def _touch_last_request(sync_settings: SyncSettings) -> None:
-    now = time.monotonic()
-    last = _last_request_written.get(sync_settings.pk)
-    if last is not None and now - last < LAST_REQUEST_WRITE_SECONDS:
-        return
-    _last_request_written[sync_settings.pk] = now
-    # .update(): no post_save, so this does not invalidate the auth cache.
-    SyncSettings.objects.filter(pk=sync_settings.pk).update(last_request_at=timezone.now())
-
-
 class SCIMAuthCheckMiddleware:
     """django-scim2 wraps ``SCIMView.dispatch`` with this (``AUTH_CHECK_MIDDLEWARE``).
 
     A request passes only with a valid, unexpired, unrevoked token of the application bound
     to the sync settings of the organization in the URL, while that sync is active. It then
     carries ``scim_organization``, ``scim_sync_settings``, ``scim_run`` and ``request_id``.
-    Every request (401s included, when the URL names an existing organization) is written to
-    the request log.
+
+    Every authenticated request is written to the request log; a write refused with a 4xx is
+    also kept as a failure of its run (``runs.refusal_record``). A 401 is counted in
+    ``beem_scim_unauthenticated_requests_total`` by reason and kept out of the organization's
+    log — anyone can send one — except when the token is the organization's own and its sync
+    is stopped (Entra still calling), which is logged without its request body (issue 13).
     """
 
     def __init__(self, get_response):
@@ -410,11 +418,15 @@ class SCIMAuthCheckMiddleware:
         organization_id = kwargs.get("organization_id")
         organization = None
         run = None
+        authenticated = True
         try:
             sync_settings = authenticate(request=request, organization_id=organization_id)
         except AuthFailure as failure:
+            authenticated = False
             response = unauthorized_response(failure)
-            organization = _organization_or_none(organization_id)
+            SCIM_UNAUTHENTICATED.labels(reason=failure.reason).inc()
+            if failure.reason == AuthFailure.SYNC_INACTIVE:
+                organization = _organization_or_none(organization_id)
         else:
             organization = sync_settings.organization
             db = connections[DEFAULT_DB_ALIAS]
@@ -423,7 +435,7 @@ class SCIMAuthCheckMiddleware:
             request.scim_sync_settings = sync_settings
             deferred_write = request.method not in READ_METHODS and db.vendor == "postgresql"
             if not deferred_write:
-                _touch_last_request(sync_settings)
+                runs.last_request_note(sync_settings=sync_settings)
             if request.method in READ_METHODS:
                 # A read changes nothing, so it learns its run after the view, which reads
                 # the open run in its own statement (views._ResourceView._read): one round
@@ -453,14 +465,29 @@ class SCIMAuthCheckMiddleware:
                         sync_settings=sync_settings, request=request, pending=pending
                     )
                     request.scim_run = run
-                    _touch_last_request(sync_settings)
+                    runs.last_request_note(sync_settings=sync_settings)
             else:
                 # The embedded default (SQLite): the run first, in statements of its own.
                 run = runs.run_for_request(sync_settings=sync_settings, request=request)
                 request.scim_run = run
                 response = self.get_response(request, *args, **kwargs)
+        if response.status_code == 501:
+            # A feature this service does not offer (/.search, /Bulk, /Me: RFC 7644 §3.12),
+            # asked for by a client: not a server fault, so not at ERROR level, where Django
+            # logs every 5xx (issue 13).
+            log_response(
+                "Not Implemented: %s",
+                request.path,
+                response=response,
+                request=request,
+                level="info",
+            )
         if run is not None:
             _database_answered()
+            if runs.is_refused_write(method=request.method, status=response.status_code):
+                runs.refusal_record(
+                    run=run, request=request, response=response, scim_id=kwargs.get("uuid")
+                )
         if organization is not None:
             request_log.request_log_write(
                 organization=organization,
@@ -468,6 +495,7 @@ class SCIMAuthCheckMiddleware:
                 request=request,
                 response=response,
                 duration_ms=(time.perf_counter() - started) * 1000,
+                keep_request_body=authenticated,
             )
         return response
 

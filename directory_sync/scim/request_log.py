@@ -3,19 +3,29 @@
 An administrator must be able to see what Entra ID sent and what Beem answered (operation
 names, paths, schemas, ids, statuses, error details) without the log becoming a second copy of
 the directory: values of userName, user displayName, name.*, emails, phoneNumbers, addresses
-and employeeNumber are replaced by ``***`` — in bodies, in PATCH operation values and in
-filter strings — and secrets (client_secret, password, access_token, ...) likewise. The
-``Authorization`` header is never read here.
+and employeeNumber are replaced by ``***`` — in bodies, in PATCH operation values, in the
+values of value-filter paths (``emails[value eq "***"]``) and in filter strings of every form
+(quoted or not, nested ``and``/``or``, in query strings and in bodies) — and secrets
+(client_secret, password, access_token, ...) likewise. The ``Authorization`` header is never
+read here. Requests that did not authenticate keep no request body (``keep_request_body``):
+an anonymous caller must not be able to write into an organization's log.
+
+The log can neither fail nor undo the request it records (design.md §3, "nothing around a
+write may fail or undo it"): a row is prepared from storable text only (lone UTF-16
+surrogates and NUL become U+FFFD) and written after the response, outside the request's
+transaction, by whichever comes first of the end of a later request, the background flusher
+or the process's exit. A row that cannot be prepared or written is logged (WARNING/ERROR) and
+counted in ``beem_request_log_failures_total``; the request keeps its answer and its write.
 
 ``BEEM_REQUEST_LOG`` chooses what is written: ``all`` (default), ``writes`` (POST, PUT,
 PATCH, DELETE and every error response), ``errors`` (responses with status >= 400) or
-``off``. Rows of reads (GET) are buffered per process and written in bulk at most
-``BEEM_REQUEST_LOG_FLUSH_SECONDS`` (default 1; 0 writes each at once) after the request, by
-the next request's end or a background flusher when the process goes idle, and at exit: a
-synchronous INSERT + COMMIT per read cost more than the read itself (bench profile). A web
-process killed outright loses at most that last second of read rows; rows of writes are still
-written before the response. Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted
-by the purge (``directory_sync.maintenance.logs_purge``: the nightly beat task and
+``off``. Rows are buffered per process and written in bulk (``COPY`` on PostgreSQL) at most
+``BEEM_REQUEST_LOG_FLUSH_SECONDS`` (default 1; 0: at the end of the request itself) after the
+request: a synchronous INSERT + COMMIT per request cost more than a read itself, and inside a
+write's transaction the row could fail that transaction (bench profile; issue 12). A web
+process killed outright loses at most that last second of rows, never a directory write.
+Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted by the purge
+(``directory_sync.maintenance.logs_purge``: the nightly beat task and
 ``manage.py directory_sync purge``).
 """
 
@@ -36,6 +46,7 @@ from django.db import connection as default_connection
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from scim2_filter_parser.lexer import SCIMLexer
 
 from members.models import Organization
 
@@ -81,10 +92,6 @@ KEEP_INSIDE_MASKED = frozenset({"type", "primary"})
 # (a hostile 1 MB body took minutes; found by tests/hardening/test_scim_fuzz.py).
 _EMAIL = re.compile(r"[^\s'\"<>(),;:@]{1,64}@[^\s'\"<>(),;:@]{1,255}")
 _PHONE = re.compile(r"\+?\d[\d\s().-]{6,30}\d")
-# Filter values: every quoted string except the `type eq "work"` literal of a value filter and
-# values that are UUIDs (ids, objectIds, Entra's probe GUID), which identify nobody by themselves.
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_TYPE_LITERAL = re.compile(r"type\s+eq\s+$", re.IGNORECASE)
 # Malformed JSON: a quoted string followed by ':' is a key.
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?')
 
@@ -129,7 +136,10 @@ def _mask_operation(operation, *, group: bool):
     masked = {}
     path = next((v for k, v in operation.items() if k.lower() == "path"), None)
     for key, value in operation.items():
-        if key.lower() != "value":
+        if key.lower() == "path" and isinstance(value, str) and "[" in value:
+            # A value-filter path names its target by value: emails[value eq "x@y"].
+            masked[key] = mask_filter(value)
+        elif key.lower() != "value":
             masked[key] = value
         elif isinstance(path, str) and path.strip():
             if _is_personal(path, group=group) or attribute_of(path) in SECRET_KEYS:
@@ -161,6 +171,9 @@ def _mask(value, *, group: bool):
             masked[key] = _blank(item)
         elif lowered == "detail" and isinstance(item, str):
             masked[key] = _scrub_text(item)
+        elif lowered == "filter" and isinstance(item, str):
+            # A SearchRequest body (POST /.search, RFC 7644 §3.4.3) carries a filter.
+            masked[key] = mask_filter(item)
         else:
             masked[key] = _mask(item, group=group)
     return masked
@@ -197,18 +210,83 @@ def mask_value(value, *, group: bool = False) -> str:
     return _truncate(json.dumps(_mask(value, group=group), ensure_ascii=False))
 
 
-def mask_filter(text: str) -> str:
-    def replace(match: re.Match) -> str:
-        value = match.group(1)
-        if _TYPE_LITERAL.search(text[: match.start()]):
-            return match.group(0)
-        try:
-            uuid.UUID(value)
-            return match.group(0)
-        except ValueError:
-            return f'"{MASK}"'
+_COMPARISONS = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE"})
+_LITERALS = frozenset({"TRUE", "FALSE", "NULL"})
+# A value where an attribute path belongs: the filter is malformed from here on.
+_VALUES = frozenset({"COMP_VALUE", "NUMBER"}) | _LITERALS
+_TYPE_VALUE = re.compile(r"[A-Za-z]{1,20}")
+# What may follow a comparison's value: a logical operator, a closing bracket or parenthesis.
+_AFTER_VALUE = frozenset({"AND", "OR", "RPAREN", "RBRACKET"})
 
-    return _QUOTED.sub(replace, text)
+
+def _kept(attribute: str, value: str) -> bool:
+    """A filter value that identifies nobody: the ``type`` of a value filter
+    (``emails[type eq "work"]``: a canonical word) or a UUID (ids, objectIds, Entra's probe
+    GUID)."""
+    if attribute.lower() == "type" and _TYPE_VALUE.fullmatch(value):
+        return True
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def mask_filter(text: str) -> str:
+    """A SCIM filter or value-filter path (RFC 7644 §3.4.2.2, §3.5.2) with every comparison
+    value masked, except ``type`` literals and UUIDs.
+
+    Tokenised with scim2-filter-parser's lexer (the library that parses our filters), so
+    quoted, unquoted and nested forms are told apart by the grammar, not by a pattern. Text
+    the lexer cannot read (an unquoted ``userName eq x@y``, an escaped quote, a value still
+    URL-encoded) is masked from where reading stopped to the end: the filter may be invalid,
+    the log must still not keep a value in clear. Never raises.
+    """
+    text = _truncate(text)
+    spans: list[tuple[int, int]] = []  # (start, end) of quoted values to mask
+    cut: int | None = None  # everything from here is masked
+    attribute = ""
+    previous = ""
+    state = "any"  # "value": a comparison's value comes next; "after": a value was read
+    end = 0
+    try:
+        for token in SCIMLexer().tokenize(text):
+            kind = token.type
+            if state == "value":
+                if kind == "COMP_VALUE":
+                    if not _kept(attribute, token.value):
+                        spans.append((token.index, token.index + len(token.value) + 2))
+                elif kind not in _LITERALS:
+                    cut = token.index
+                    break
+                state = "after"
+            elif state == "after":
+                if kind not in _AFTER_VALUE:
+                    cut = token.index
+                    break
+                state = "any"
+            elif kind in _COMPARISONS:
+                attribute = previous
+                state = "value"
+            elif kind in _VALUES:
+                cut = token.index
+                break
+            previous = token.value if kind in ("ATTRNAME", "SUBATTR") else ""
+            end = token.end
+        else:
+            if state == "value":  # an operator with nothing after it
+                cut = len(text)
+    except Exception:  # noqa: BLE001 - the lexer refuses a character: mask from there on
+        cut = end
+    parts = []
+    position = 0
+    for start, stop in spans:
+        parts += [text[position:start], f'"{MASK}"']
+        position = stop
+    if cut is None:
+        return "".join(parts) + text[position:]
+    head = ("".join(parts) + text[position:cut]).rstrip()
+    return f"{head} {MASK}" if head else MASK
 
 
 def mask_query(query_string: str) -> str:
@@ -251,10 +329,20 @@ def should_log(*, method: str, status: int) -> bool:
     return True
 
 
-def _pg_text(text: str) -> str:
-    """PostgreSQL text cannot hold U+0000; a hostile body or URL may (found by
-    tests/hardening/test_scim_fuzz.py). Show it as the replacement character."""
-    return text.replace("\x00", "\ufffd")
+# PostgreSQL text holds neither U+0000 nor a lone UTF-16 surrogate; json.loads turns the
+# escape "\ud800" into one, and psycopg cannot even encode it as UTF-8.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates shown as U+FFFD: what any database can store.
+
+    A hostile body, path or query may carry either (found by tests/hardening/test_scim_fuzz.py
+    and issue 12: a lone surrogate in the log row made the row unencodable).
+    """
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _commit_without_flush_wait() -> None:
@@ -299,24 +387,32 @@ def _row_values(
     request: HttpRequest,
     response: HttpResponse,
     duration_ms: float,
+    keep_request_body: bool = True,
 ) -> dict:
     group = "/Groups" in request.path
+    request_body = mask_body(_request_body(request), group=group) if keep_request_body else ""
     return {
         "organization_id": organization.pk,
         "run_id": run.pk if run is not None else None,
-        "request_id": _pg_text(str(getattr(request, "request_id", ""))[:64]),
-        "method": _pg_text(request.method[:10]),
-        "path": _pg_text(request.path[:500]),
-        "query": _pg_text(mask_query(request.META.get("QUERY_STRING", ""))),
+        "request_id": storable_text(str(getattr(request, "request_id", ""))[:64]),
+        "method": storable_text(request.method[:10]),
+        "path": storable_text(request.path[:500]),
+        "query": storable_text(mask_query(request.META.get("QUERY_STRING", ""))),
         "status": response.status_code,
         "duration_ms": round(duration_ms, 3),
-        "request_body": _pg_text(mask_body(_request_body(request), group=group)),
-        "response_body": _pg_text(_response_body(response, group=group)),
+        "request_body": storable_text(request_body),
+        "response_body": storable_text(_response_body(response, group=group)),
     }
 
 
 def _flush_seconds() -> float:
     return float(getattr(settings, "BEEM_REQUEST_LOG_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+
+
+def _failed(stage: str) -> None:
+    from ..metrics import REQUEST_LOG_FAILURES
+
+    REQUEST_LOG_FAILURES.labels(stage=stage).inc()
 
 
 def request_log_write(
@@ -326,14 +422,19 @@ def request_log_write(
     request: HttpRequest,
     response: HttpResponse,
     duration_ms: float,
-) -> RequestLog | None:
-    """Store one SCIM request (masked) if BEEM_REQUEST_LOG asks for it: a read's row is
-    buffered (returns None), any other is written at once (returns the row).
+    keep_request_body: bool = True,
+) -> None:
+    """Keep one SCIM request (masked) if BEEM_REQUEST_LOG asks for it.
 
-    Never raises: a log that cannot be written must not turn Entra's call into an error.
+    The row is only prepared here; it is written after the response (see the module
+    docstring), so nothing about it can fail or roll back the request's own transaction.
+    ``keep_request_body=False`` for a request that did not authenticate. A second call for
+    the same request (its write's COMMIT failed after the auth check kept the row, and the
+    error middleware answers 500) replaces the row while it waits: one row per request,
+    with the answer Entra really got. Never raises.
     """
     if not should_log(method=request.method, status=response.status_code):
-        return None
+        return
     try:
         values = _row_values(
             organization=organization,
@@ -341,52 +442,21 @@ def request_log_write(
             request=request,
             response=response,
             duration_ms=duration_ms,
+            keep_request_body=keep_request_body,
         )
-        if request.method in BUFFERED_METHODS and _flush_seconds() > 0:
-            _buffer_add(values)
-            return None
-        connection = transaction.get_connection()
-        outermost = not connection.in_atomic_block
-        if not outermost and connection.vendor == "postgresql":
-            _insert_in_savepoint(connection, values)
-            return None
-        # A savepoint: a row that cannot be written must not break the caller's transaction.
-        with transaction.atomic():
-            if outermost:
-                _commit_without_flush_wait()
-            return RequestLog.objects.create(**values)
-    except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call still gets its answer
-        logger.exception("could not write the SCIM request log")
-        return None
+    except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call keeps its answer
+        _failed("prepare")
+        logger.exception("could not prepare the SCIM request log row; the request stands")
+        return
+    request.scim_log_slot = _buffer_add(values, replace=getattr(request, "scim_log_slot", None))
+    if _flush_seconds() <= 0 and not transaction.get_connection().in_atomic_block:
+        # Not inside a request's transaction (a read): written now, as asked.
+        request_log_flush()
 
 
-_SAVEPOINT = "beem_request_log"
-
-
-def _insert_in_savepoint(connection, values: dict) -> None:
-    """The row of a write, inside the write's transaction (PostgreSQL): savepoint, INSERT and
-    release sent as one round trip instead of three, and no model instance (bench profile:
-    the ORM create and its savepoint were a sixth of a POST). If the INSERT fails, only the
-    savepoint is rolled back and the caller's transaction goes on; the error is raised."""
-    columns = ", ".join(_COLUMNS)
-    marks = ", ".join(["%s"] * len(_COLUMNS))
-    row = [values[c] for c in _COLUMNS[:-1]] + [timezone.now()]
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(
-                f"SAVEPOINT {_SAVEPOINT}; INSERT INTO {RequestLog._meta.db_table} ({columns}) "
-                f"VALUES ({marks}); RELEASE SAVEPOINT {_SAVEPOINT}",
-                row,
-            )
-        except Exception:
-            cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
-            raise
-
-
-# --- buffered rows of reads ----------------------------------------------------------------
+# --- buffered rows -------------------------------------------------------------------------
 
 DEFAULT_FLUSH_SECONDS = 1.0
-BUFFERED_METHODS = frozenset({"GET", "HEAD"})
 _MAX_BUFFERED = 5_000  # beyond this a request writes the batch itself (a stuck flusher)
 _INSERT_CHUNK = 500
 _COLUMNS = (
@@ -405,36 +475,44 @@ _COLUMNS = (
 _buffer: list[tuple] = []
 _buffer_lock = threading.Lock()
 _oldest: float | None = None  # monotonic time of the oldest buffered row
+_generation = 0  # counts the buffers taken by a flush: (generation, index) names a waiting row
 _flusher_pid: int | None = None
-# Tests that buffer turn the background flusher off: its own connection cannot see rows of
-# a test's transaction.
+# Tests turn the background flusher off unless they test it: its own connection cannot see
+# rows of a test's transaction.
 BACKGROUND_FLUSH = True
 
 
-def _buffer_add(values: dict) -> None:
+def _buffer_add(values: dict, *, replace: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Buffer a row, or put it in place of the row ``replace`` names if that still waits;
+    returns the row's (generation, index)."""
     global _oldest
     row = tuple(values[c] for c in _COLUMNS[:-1]) + (timezone.now(),)
     with _buffer_lock:
+        if replace is not None and replace[0] == _generation:
+            _buffer[replace[1]] = row
+            return replace
         _buffer.append(row)
         if _oldest is None:
             _oldest = time.monotonic()
         size = len(_buffer)
-    if BACKGROUND_FLUSH and _flusher_pid != os.getpid():
-        _flusher_start()
-    if size >= _MAX_BUFFERED:
+        slot = (_generation, size - 1)
+    background_flusher_ensure()
+    if size >= _MAX_BUFFERED and not transaction.get_connection().in_atomic_block:
         request_log_flush()
+    return slot
 
 
 def _take() -> list[tuple]:
-    global _buffer, _oldest
+    global _buffer, _oldest, _generation
     with _buffer_lock:
         batch, _buffer, _oldest = _buffer, [], None
+        _generation += 1
     return batch
 
 
-def _due() -> bool:
+def _due(*, factor: float = 1.0) -> bool:
     oldest = _oldest
-    return oldest is not None and time.monotonic() - oldest >= _flush_seconds()
+    return oldest is not None and time.monotonic() - oldest >= factor * _flush_seconds()
 
 
 def _insert(rows: list[tuple]) -> None:
@@ -458,7 +536,8 @@ def _insert(rows: list[tuple]) -> None:
 
 
 def request_log_flush() -> int:
-    """Write this process's buffered read rows; returns how many were written."""
+    """Write this process's buffered rows, each batch in its own transaction; returns how
+    many were written. Never raises: a row that cannot be written is logged and counted."""
     batch = _take()
     if not batch:
         return 0
@@ -469,16 +548,20 @@ def request_log_flush() -> int:
         return len(batch)
     except Exception:  # noqa: BLE001 - e.g. an organization deleted meanwhile: row by row
         logger.warning(
-            "bulk write of %d SCIM request log rows failed; retrying one by one", len(batch)
+            "bulk write of %d SCIM request log rows failed; retrying one by one",
+            len(batch),
+            exc_info=True,
         )
     written = 0
     for row in batch:
         try:
             with transaction.atomic():
+                _commit_without_flush_wait()
                 _insert([row])
             written += 1
         except Exception:  # noqa: BLE001
-            logger.exception("could not write a SCIM request log row")
+            _failed("write")
+            logger.exception("could not write a SCIM request log row; the request stands")
     return written
 
 
@@ -488,43 +571,56 @@ def request_log_buffer_discard() -> None:
 
 
 def _flush_if_due(**_kwargs) -> None:
-    # request_finished: after the response went out (the WSGI server closes it), so the
-    # request that happens to flush does not wait for it.
+    # request_finished: after the response went out (the WSGI server closes it) and after the
+    # request's transaction ended, so the request that happens to flush does not wait for it
+    # and the write it made is committed whatever happens to the log.
     if _due():
-        try:
-            request_log_flush()
-        except Exception:  # noqa: BLE001
-            logger.exception("could not write the SCIM request log")
+        request_log_flush()
 
 
 request_finished.connect(_flush_if_due, dispatch_uid="beem_request_log_flush")
 
 
+def _flusher_interval() -> float:
+    from .. import runs
+
+    intervals = [x for x in (_flush_seconds(), runs.count_flush_seconds()) if x > 0]
+    return max(min(intervals, default=DEFAULT_FLUSH_SECONDS), 0.2)
+
+
 def _flusher_loop() -> None:
-    """Writes rows a process left buffered when no request came to do it (idle worker)."""
+    """Writes what a process holds for the database (log rows, run request counts, the time
+    of the last SCIM request) when no request comes to do it: an idle process's numbers are
+    exact within a few seconds without waiting for its next request."""
     from django.db import connections
 
+    from .. import runs
+
     while True:
-        time.sleep(max(_flush_seconds(), 0.2))
-        oldest = _oldest
-        # Twice the interval: normally the next request's end flushes first.
-        if oldest is None or time.monotonic() - oldest < 2 * _flush_seconds():
+        time.sleep(_flusher_interval())
+        if not BACKGROUND_FLUSH:
             continue
         try:
-            request_log_flush()
+            # Twice the interval: normally the next request's end flushes first.
+            if _due(factor=2.0):
+                request_log_flush()
+            runs.runs_counts_flush_if_due()
         except Exception:  # noqa: BLE001
-            logger.exception("could not write the SCIM request log")
+            logger.exception("background flush of the SCIM request log and run counts failed")
         finally:
             connections.close_all()  # this thread's connections only
 
 
-def _flusher_start() -> None:
+def background_flusher_ensure() -> None:
+    """Start this process's flusher thread once (after a fork the child starts its own)."""
     global _flusher_pid
+    if not BACKGROUND_FLUSH or _flusher_pid == os.getpid():
+        return
     with _buffer_lock:
         if _flusher_pid == os.getpid():
             return
-        _flusher_pid = os.getpid()  # after a fork the child starts its own
-    threading.Thread(target=_flusher_loop, name="request-log-flusher", daemon=True).start()
+        _flusher_pid = os.getpid()
+    threading.Thread(target=_flusher_loop, name="scim-bookkeeping-flusher", daemon=True).start()
 
 
 @atexit.register

@@ -138,6 +138,8 @@ def test_status_json_reports_sync_run_and_backlog(organization, other_organizati
             "last_activity_at": run_row.last_activity_at.isoformat(),
             "requests": 0,
             "events": {"pending": 1, "applied": 1, "skipped": 0, "failed": 0},
+            "refused": 0,
+            "refused_latest": [],
         },
         "pending_events": 1,
         "failed_events": 0,

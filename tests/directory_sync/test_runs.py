@@ -1,11 +1,16 @@
 """Provisioning runs: Entra's probe and idle gaps delimit them; requests are counted."""
 
+import io
+import json
+import re
+import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
-from directory_sync import runs
+from directory_sync import runs, selectors
 from directory_sync.models import (
     ChangeEvent,
     DirectoryRecord,
@@ -477,3 +482,143 @@ def test_concurrent_requests_after_idle_gap_open_one_run(require_postgres, rf, s
     assert open_runs.count() == 1
     assert set(seen) == {open_runs.get().pk}
     assert ProvisioningRun.objects.get(pk=stale.pk).ended_at is not None
+
+
+# --- refused writes are failures of their run (issue 12) ------------------------------------
+
+NO_MOBILE = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "userName": "no.mobile@contoso.com",
+    "externalId": "5d1c0a9e-7b3f-4c2a-8e6d-1f0a9b8c7d6e",
+    "active": True,
+}
+
+
+def _refuse_two_writes(scim) -> tuple[dict, dict]:
+    """A POST without the mobile number this organization identifies members by, and a PATCH
+    of an existing user with an attribute Beem does not know: two 400s in one run."""
+    scim.get(PROBE)
+    user = scim.post(
+        "/Users",
+        json={
+            **NO_MOBILE,
+            "userName": "kept@contoso.com",
+            "externalId": "kept-ext",
+            "phoneNumbers": [{"type": "mobile", "value": "+966512345678"}],
+        },
+    )
+    assert user.status_code == 201, user.content
+    refused_post = scim.post("/Users", json=NO_MOBILE)
+    assert refused_post.status_code == 400, refused_post.content
+    refused_patch = scim.patch(
+        f"/Users/{user.json()['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "nickName", "value": "x"}],
+        },
+    )
+    assert refused_patch.status_code == 400, refused_patch.content
+    return refused_post.json(), {**refused_patch.json(), "id": user.json()["id"]}
+
+
+def test_refused_writes_are_failures_of_their_run_with_reason_and_entra_identity(
+    scim, organization
+):
+    post, patch = _refuse_two_writes(scim)
+
+    [run] = _runs(organization)
+    refusals = list(run.refused_requests.order_by("id"))
+    assert [
+        (r.method, r.resource_type, r.status, r.scim_type, r.detail, r.external_id, r.name)
+        for r in refusals
+    ] == [
+        (
+            "POST",
+            "User",
+            400,
+            post["scimType"],
+            post["detail"],
+            NO_MOBILE["externalId"],
+            NO_MOBILE["userName"],
+        ),
+        ("PATCH", "User", 400, patch["scimType"], patch["detail"], "kept-ext", "kept@contoso.com"),
+    ]
+    assert refusals[1].scim_id == patch["id"]
+    counts = selectors.run_event_counts(run=run)
+    assert (counts["failed"], counts["refused"]) == (2, 2)
+    listed = selectors.run_list(organization=organization).get()
+    assert (listed.failed_count, listed.refused_count) == (2, 2)
+
+
+def test_refused_writes_show_on_the_status_command(scim, organization):
+    post, _patch = _refuse_two_writes(scim)
+
+    out = io.StringIO()
+    call_command("directory_sync", "status", stdout=out)
+    text = out.getvalue()
+
+    assert re.search(r"#\d+ \d+ pending/0 applied/2 failed \(2 refused\)", text), text
+    assert f"POST User {NO_MOBILE['userName']} (externalId {NO_MOBILE['externalId']})" in text
+    assert post["detail"] in text
+    out = io.StringIO()
+    call_command("directory_sync", "status", "--format", "json", stdout=out)
+    current = json.loads(out.getvalue())[0]["current_run"]
+    assert current["refused"] == 2
+    assert current["refused_latest"][-1]["detail"] == post["detail"]
+
+
+def test_a_refused_delete_or_read_is_not_a_failure_of_the_run(scim, organization):
+    scim.get(PROBE)
+    assert scim.delete("/Users/4b0e7c55-1d6a-4f0e-9a3b-2c8d7e6f5a41").status_code == 404
+    assert scim.get("/Users/4b0e7c55-1d6a-4f0e-9a3b-2c8d7e6f5a41").status_code == 404
+
+    [run] = _runs(organization)
+    assert selectors.run_event_counts(run=run)["failed"] == 0
+
+
+# --- counts are exact within seconds without a later request (issue 12) ---------------------
+
+
+def _eventually(check, *, seconds: float = 8.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_run_counts_and_last_request_are_written_without_a_later_request(
+    require_postgres, scim, organization, settings, monkeypatch
+):
+    from directory_sync.scim import request_log
+
+    settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 0.5
+    settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0.5
+    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", True)
+    scim.get(PROBE)  # writes last_request_at at once (first request of a quiet spell)
+    first = SyncSettings.objects.get(organization=organization).last_request_at
+    time.sleep(0.3)
+    scim.get("/Users")
+    last = scim.get("/Users")
+    assert last.status_code == 200
+    sent_at = timezone.now()
+
+    # Nothing else is sent: the process's flusher writes what it holds.
+    def written() -> bool:
+        run = ProvisioningRun.objects.get(organization=organization)
+        seen = SyncSettings.objects.get(organization=organization).last_request_at
+        return run.requests_received == 3 and seen > first and RequestLog.objects.count() == 3
+
+    assert _eventually(written), (
+        ProvisioningRun.objects.get(organization=organization).requests_received,
+        SyncSettings.objects.get(organization=organization).last_request_at,
+        first,
+    )
+    run = ProvisioningRun.objects.get(organization=organization)
+    assert run.last_activity_at <= sent_at
+    assert sent_at - SyncSettings.objects.get(organization=organization).last_request_at < (
+        timedelta(seconds=1)
+    )

@@ -161,3 +161,47 @@ def test_run_list_hides_other_organizations_runs(admin_client, other_organizatio
     ProvisioningRun.objects.create(organization=other_organization, trigger="probe")
 
     assert list(admin_client.get(RUNS_URL).context["page"].object_list) == []
+
+
+def test_run_page_counts_and_lists_the_writes_beem_refused(admin_client, scim, organization):
+    """Two 400s in a run: "2 failed", each with Entra's object and the reason it was given."""
+    scim.get('/Users?filter=userName+eq+"0b5c9a57-9d5e-4d4b-8d43-1a8b6f0e2c11"')
+    refused = [
+        scim.post(
+            "/Users",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"no.mobile.{i}@contoso.com",
+                "externalId": f"entra-object-{i}",
+                "active": True,
+            },
+        )
+        for i in range(2)
+    ]
+    assert [r.status_code for r in refused] == [400, 400]
+    run = ProvisioningRun.objects.get(organization=organization)
+
+    detail = admin_client.get(_run_url(run))
+    listing = admin_client.get(RUNS_URL)
+
+    assert detail.status_code == 200
+    assert (detail.context["counts"]["failed"], detail.context["counts"]["refused"]) == (2, 2)
+    html = detail.content.decode()
+    assert "2 failed" in html
+    assert 'id="refused-table"' in html
+    for i, response in enumerate(refused):
+        assert f"no.mobile.{i}@contoso.com" in html
+        assert f"externalId entra-object-{i}" in html
+        assert escape(response.json()["detail"]) in html
+    row = listing.context["page"].object_list[0]
+    assert (row.failed_count, row.refused_count) == (2, 2)
+    assert '<span class="badge err">2</span>' in listing.content.decode()
+
+
+def test_run_page_without_refusals_has_no_refused_table(admin_client, organization):
+    run = _run_with_events(organization)
+
+    html = admin_client.get(_run_url(run)).content.decode()
+
+    assert 'id="refused-table"' not in html
+    assert 'id="run-refused">0<' in html

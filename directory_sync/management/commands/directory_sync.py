@@ -125,10 +125,13 @@ class Command(BaseCommand):
 
         p = sub.add_parser(
             "status",
-            help="Sync status, last contact, current run and event backlog per organization.",
+            help="Sync status, last contact, current run (failures include refused writes) and "
+            "event backlog per organization.",
             description="Show every organization's sync status, last Test Connection, last "
-            "SCIM request, the current provisioning run's progress (its events by status), "
-            "pending and failed change events and the age of the oldest pending one.",
+            "SCIM request, the current provisioning run's progress (its events by status; "
+            "failed includes the writes Beem refused with a 4xx, listed below the table with "
+            "their reason and the Entra object), pending and failed change events and the age "
+            "of the oldest pending one.",
         )
         org_argument(p, required=False)
         p.add_argument("--format", choices=["table", "json"], default="table")
@@ -250,11 +253,14 @@ class Command(BaseCommand):
         table = []
         for row in rows:
             run = row["current_run"]
+            # A write Beem refused (4xx) is a failure of the run, like an event that failed.
             run_text = (
                 "-"
                 if run is None
                 else f"#{run['id']} {run['events']['pending']} pending/"
-                f"{run['events']['applied']} applied/{run['events']['failed']} failed"
+                f"{run['events']['applied']} applied/"
+                f"{run['events']['failed'] + run['refused']} failed"
+                + (f" ({run['refused']} refused)" if run["refused"] else "")
             )
             table.append(
                 [
@@ -284,6 +290,23 @@ class Command(BaseCommand):
             ),
             ending="",
         )
+        for row in rows:
+            run = row["current_run"]
+            if not run or not run["refused"]:
+                continue
+            self.stdout.write(
+                f"\nRefused in run #{run['id']} of {row['organization']['slug']} "
+                f"({run['refused']}, latest first):"
+            )
+            for refusal in run["refused_latest"]:
+                who = refusal["name"] or "-"
+                if refusal["external_id"]:
+                    who += f" (externalId {refusal['external_id']})"
+                reason = f"{refusal['scim_type']}: " if refusal["scim_type"] else ""
+                self.stdout.write(
+                    f"  {refusal['at']}  {refusal['method']} {refusal['resource_type'] or '-'} "
+                    f"{who}  {refusal['status']} {reason}{refusal['detail']}"
+                )
 
     # --- credentials, activate, stop --------------------------------------------------------
 
