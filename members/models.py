@@ -4,6 +4,9 @@ This app knows nothing about SCIM or Entra ID; ``directory_sync`` drives it thro
 ``members.services``.
 """
 
+from datetime import datetime
+from typing import NamedTuple
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -202,8 +205,13 @@ class Resource(models.Model):
     owner = models.ForeignKey(
         Member, on_delete=models.PROTECT, null=True, blank=True, related_name="resources"
     )
-    # Kept when the owner is deleted so the admin knows whose it was.
+    # Kept when the owner is deleted so the admin knows whose it was: the latest deleted owner.
     previous_owner_name = models.CharField(max_length=256, blank=True)
+    # Every deleted owner the resource moved away from, oldest first, as
+    # ``{"name": ..., "deleted_at": ISO 8601}``: the first is its original owner, the others the
+    # managers it passed through ("give resources to the manager" across several deletions).
+    # A list on the row, not a table: it is only ever shown with the resource.
+    owner_history = models.JSONField(default=list, blank=True)
     unassigned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -219,6 +227,21 @@ class Resource(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def deleted_owners(self) -> list["DeletedOwner"]:
+        """``owner_history`` for display, oldest first (the original owner first)."""
+        return [
+            DeletedOwner(entry["name"], datetime.fromisoformat(entry["deleted_at"]))
+            for entry in self.owner_history
+        ]
+
+
+class DeletedOwner(NamedTuple):
+    """One step of a resource's provenance: an owner who was deleted while owning it."""
+
+    name: str
+    deleted_at: datetime
 
 
 class AuditEntry(models.Model):

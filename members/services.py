@@ -377,18 +377,10 @@ def member_delete(
     with transaction.atomic():
         member = Member.objects.select_for_update().get(pk=member.pk)
         name = member.full_name or str(member)
-        owned = Resource.objects.filter(owner=member)
-        to_manager = 0
-        if rule == DeletionRule.TO_MANAGER and member.manager_id:
-            to_manager = owned.update(
-                owner_id=member.manager_id, previous_owner_name=name, updated_at=timezone.now()
-            )
-        unassigned = Resource.objects.filter(owner=member).update(
-            owner=None,
-            previous_owner_name=name,
-            unassigned_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
+        heir_id = member.manager_id if rule == DeletionRule.TO_MANAGER else None
+        moved = resources_move_from_deleted_owner(owner=member, name=name, heir_id=heir_id)
+        to_manager = moved if heir_id else 0
+        unassigned = 0 if heir_id else moved
         member_id = member.pk
         if unassigned or to_manager:
             audit_record(
@@ -696,6 +688,34 @@ def group_delete(*, group: Group) -> None:
 
 
 # --- resources ---------------------------------------------------------------------------
+
+
+def resources_move_from_deleted_owner(*, owner: Member, name: str, heir_id: int | None) -> int:
+    """Move what ``owner`` (being deleted, locked by the caller) owns to ``heir_id`` or to the
+    unassigned list; returns how many moved.
+
+    Each resource appends ``owner`` to its ``owner_history``, so a resource that passes through
+    several deleted managers still names its original owner and every step after it.
+    """
+    now = timezone.now()
+    step = {"name": name, "deleted_at": now.isoformat()}
+    owned = list(
+        Resource.objects.select_for_update()
+        .filter(owner=owner)
+        .only("pk", "owner_history", "unassigned_at")
+    )
+    for resource in owned:
+        resource.owner_id = heir_id
+        resource.owner_history = [*resource.owner_history, step]
+        resource.previous_owner_name = name
+        resource.unassigned_at = None if heir_id else now
+        resource.updated_at = now
+    rows_update(
+        model=Resource,
+        objs=owned,
+        fields=["owner", "owner_history", "previous_owner_name", "unassigned_at", "updated_at"],
+    )
+    return len(owned)
 
 
 def resource_create(

@@ -266,6 +266,43 @@ def test_deleting_a_member_without_manager_under_the_manager_rule_unassigns(orga
     assert channel.owner_id is None and channel.unassigned_at is not None
 
 
+def test_resources_keep_their_original_owner_through_a_chain_of_deleted_managers(organization):
+    carol = make_member(organization, display_name="Carol", email="carol@example.com")
+    omar = make_member(organization, display_name="Omar", email="omar@example.com")
+    sara = make_member(organization, display_name="Sara Al-Harbi", email="sara@example.com")
+    services.member_update(member=omar, manager=carol)
+    services.member_update(member=sara, manager=omar)
+    doc = services.resource_create(
+        organization=organization, kind="document", name="Handbook", owner=sara
+    )
+    rule = services.DeletionRule.TO_MANAGER
+
+    services.member_delete(member=sara, rule=rule)
+    services.member_delete(member=omar, rule=rule)
+    services.member_delete(member=carol, rule=rule)  # no manager: unassigned
+
+    doc.refresh_from_db()
+    assert (doc.owner_id, doc.previous_owner_name) == (None, "Carol")
+    assert doc.unassigned_at is not None
+    assert [owner.name for owner in doc.deleted_owners] == ["Sara Al-Harbi", "Omar", "Carol"]
+    deleted_at = [owner.deleted_at for owner in doc.deleted_owners]
+    assert deleted_at == sorted(deleted_at) and deleted_at[-1] == doc.unassigned_at
+
+
+def test_reassigning_keeps_the_provenance_of_a_resource(organization):
+    sara = make_member(organization, display_name="Sara Al-Harbi", email="sara@example.com")
+    doc = services.resource_create(
+        organization=organization, kind="document", name="Handbook", owner=sara
+    )
+    services.member_delete(member=sara)
+    heir = make_member(organization, display_name="Heir", email="heir@example.com")
+    services.resource_reassign(resource=doc, owner=heir)
+    services.member_delete(member=heir)
+
+    doc.refresh_from_db()
+    assert [owner.name for owner in doc.deleted_owners] == ["Sara Al-Harbi", "Heir"]
+
+
 def test_member_delete_never_destroys_resources(organization):
     member = make_member(organization, email="a@example.com")
     for kind in ("document", "channel", "approval_flow"):

@@ -500,6 +500,26 @@ def test_unassigned_page_lists_resources_of_deleted_members(admin_client, acme):
     assert body.count('name="owner"') == 2
 
 
+def test_resource_pages_show_the_original_owner_and_the_managers_it_passed(
+    admin_client, organization, acme
+):
+    # Omar's handbook goes to his manager Sara when he is deleted, then to the unassigned list
+    # when Sara is deleted: the pages still name Omar first.
+    rule = services.DeletionRule.TO_MANAGER
+    services.member_delete(member=acme["omar"], rule=rule)
+    services.member_delete(member=acme["sara"], rule=rule)
+    chain = re.compile(
+        r"Originally Omar Haddad \(deleted [A-Z][a-z]+\.? \d+, \d{4}\); "
+        r"via Sara Al-Harbi \(deleted [A-Z][a-z]+\.? \d+, \d{4}\)"
+    )
+
+    for name in ("members:resource_unassigned_list", "members:resource_list"):
+        body = text_of(admin_client.get(reverse(name)))
+        assert chain.search(body), body
+    review = text_of(admin_client.get(reverse("directory_sync:review_list")))
+    assert chain.search(review), review
+
+
 def test_reassign_gives_the_resource_to_a_member_and_audits(admin_client, admin_user, acme):
     url = reverse("members:resource_reassign", args=[acme["orphan"].pk])
     response = admin_client.post(url, {"owner": "+966 51 234 5678"}, follow=True)
