@@ -12,7 +12,7 @@ become set operations applied by ``directory_sync.records`` under the group's ro
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,24 +374,27 @@ def _set_group_text(plan: GroupPatch, attribute: str, op: str, value: Any) -> No
     plan.changes[name] = value
 
 
-def _member_op(plan: GroupPatch, op: str, ids: Any) -> None:
+def _member_op(pending: list[tuple[str, list[str]]], op: str, ids: Iterable[str]) -> None:
     """Append a member change; consecutive adds (or removes) become one, so a PATCH removing
     members one operation each (aadOptscim062020) is one statement, not one per member."""
-    last = plan.member_ops[-1] if plan.member_ops else None
-    if last is not None and last.op == op and op in ("add", "remove"):
-        plan.member_ops[-1] = MemberOp(op, last.ids + tuple(ids))
+    if pending and pending[-1][0] == op and op in ("add", "remove"):
+        pending[-1][1].extend(ids)
     else:
-        plan.member_ops.append(MemberOp(op, tuple(ids)))
+        pending.append((op, list(ids)))
 
 
 def group_patch_plan(operations: list[dict]) -> GroupPatch:
     plan = GroupPatch()
-    _group_patch_plan(plan, operations)
-    check_members_per_request(sum(len(member_op.ids) for member_op in plan.member_ops))
+    pending: list[tuple[str, list[str]]] = []
+    _group_patch_plan(plan, pending, operations)
+    check_members_per_request(sum(len(ids) for _op, ids in pending))
+    plan.member_ops = [MemberOp(op, tuple(ids)) for op, ids in pending]
     return plan
 
 
-def _group_patch_plan(plan: GroupPatch, operations: list[dict]) -> None:
+def _group_patch_plan(
+    plan: GroupPatch, pending: list[tuple[str, list[str]]], operations: list[dict]
+) -> None:
     for operation in operations:
         op, path, value = _op(operation), _path(operation), _value(operation)
         if path is None:
@@ -407,30 +410,30 @@ def _group_patch_plan(plan: GroupPatch, operations: list[dict]) -> None:
                     _set_group_text(plan, attribute, op, item)
                 elif attribute == "members":
                     ids = member_ids_from_value(item, allow_empty=True)
-                    _member_op(plan, "add" if op == "add" else "replace", ids)
+                    _member_op(pending, "add" if op == "add" else "replace", ids)
                 # Anything else (schemas, meta, id, unknown attributes) is ignored (#8).
             continue
         attribute = _group_attribute(path)
         filtered = _MEMBER_FILTER_RE.match(_strip_prefix(path, GROUP_SCHEMA) or path)
         if attribute == "members":
             if op == "add":
-                _member_op(plan, "add", member_ids_from_value(value))
+                _member_op(pending, "add", member_ids_from_value(value))
             elif op == "replace":
-                _member_op(plan, "replace", member_ids_from_value(value, allow_empty=True))
+                _member_op(pending, "replace", member_ids_from_value(value, allow_empty=True))
             elif value is None:
                 # RFC 7644 §3.5.2.2: remove without value or filter removes all members.
-                _member_op(plan, "replace", ())
+                _member_op(pending, "replace", ())
             else:
                 # Entra's {"op":"Remove","path":"members","value":[{"value":id}]} means "remove
                 # these", not "remove all" (design.md §5).
-                _member_op(plan, "remove", member_ids_from_value(value))
+                _member_op(pending, "remove", member_ids_from_value(value))
         elif filtered:
             if op != "remove":
                 raise errors.invalid_path(
                     f'PATCH path {path!r} is only supported with "remove"; use path "members" '
                     "to add or replace members."
                 )
-            _member_op(plan, "remove", member_ids_from_value([{"value": filtered["id"]}]))
+            _member_op(pending, "remove", member_ids_from_value([{"value": filtered["id"]}]))
         elif attribute in ("displayname", "externalid"):
             _set_group_text(plan, attribute, op, value)
         else:
