@@ -73,6 +73,14 @@ def test_a_body_over_the_limit_is_a_scim_413(tenant, debug, settings):
     assert_scim_error(response, 413)
 
 
+def test_an_error_raised_by_a_middleware_is_a_scim_error(tenant, debug):
+    # Django's host check raises in the middleware before any SCIM view runs; it answers 400
+    # with an HTML page (a debug page in DEBUG).
+    response = tenant.request("GET", "/Users", headers={"Host": "evil.example"})
+
+    assert_scim_error(response, 400, "Bad Request.")
+
+
 def _break_the_record_table() -> None:
     # A real database error inside the view: the column every SCIM read and write uses is gone
     # (inside the test's transaction, so the schema comes back when the test ends).
