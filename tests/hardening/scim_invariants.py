@@ -320,6 +320,40 @@ def applied_problems(scim_id: str) -> list[str]:
         latest = ChangeEvent.objects.filter(record=record).order_by("-id").first()
         if latest is None or latest.status != ChangeEvent.Status.FAILED:
             problems += [f"applied but differs: {d}" for d in record_member_differences(record)]
+            problems += truncated_problems(record)
+    return problems
+
+
+def truncated_problems(record: DirectoryRecord) -> list[str]:
+    """Text the member holds cut short: a value longer than its column must be refused at the
+    door, not accepted and clipped (the engine's comparison allows for its clipping)."""
+    member = Member.objects.filter(pk=record.member_id).first() if record.member_id else None
+    if member is None or not isinstance(record.document, dict):
+        return []
+    document = record.document
+    name = document.get("name") if isinstance(document.get("name"), dict) else {}
+    enterprise = document.get(ENTERPRISE) if isinstance(document.get(ENTERPRISE), dict) else {}
+    countries = [
+        a.get("country")
+        for a in document.get("addresses") or []
+        if isinstance(a, dict) and a.get("type") == "work" and a.get("country")
+    ]
+    sent = {
+        "display_name": document.get("displayName"),
+        "given_name": name.get("givenName"),
+        "family_name": name.get("familyName"),
+        "job_title": document.get("title"),
+        "country": countries[0] if countries else None,
+        "employee_number": enterprise.get("employeeNumber"),
+    }
+    problems = []
+    for column, value in sent.items():
+        value = str(value or "").strip()
+        held = getattr(member, column)
+        if value and held != value and value.startswith(held):
+            problems.append(
+                f"member {column} holds {len(held)} of the {len(value)} characters sent"
+            )
     return problems
 
 

@@ -263,7 +263,8 @@ hostile_emails = st.one_of(
 )
 
 
-def _set_hostile(doc: dict, where: str, value: str) -> dict:
+def set_attribute(doc: dict, where: str, value: str) -> dict:
+    """Set one of HOSTILE_USER_FIELDS of a user document to ``value``."""
     if where == "name.givenName" or where == "name.familyName":
         doc.setdefault("name", {})[where.split(".")[1]] = value
     elif where == "emails":
@@ -297,7 +298,7 @@ def hostile_user_documents(draw) -> dict:
     value = draw(hostile_emails if where == "emails" else hostile_text, label="value")
     if where == "userName" and draw(st.booleans(), label="as an email"):
         value = draw(hostile_emails)
-    return _set_hostile(doc, where, value)
+    return set_attribute(doc, where, value)
 
 
 def hostile_user_patches() -> st.SearchStrategy[dict]:

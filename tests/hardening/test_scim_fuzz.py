@@ -21,9 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from directory_sync.models import DirectoryRecord
+from members.models import Department, Member
 
 from . import scim_strategies as S
-from .conftest import LIST_SCHEMA, REQUEST_COUNTER, SCIM_CONTENT_TYPE, scim_user, tenant_create
+from .conftest import (
+    LIST_SCHEMA,
+    PATCH_SCHEMA,
+    REQUEST_COUNTER,
+    SCIM_CONTENT_TYPE,
+    scim_user,
+    tenant_create,
+)
 from .scim_invariants import (
     applied_problems,
     organization_state,
@@ -576,3 +584,64 @@ def test_fuzzed_hostile_group_writes_are_refused_or_applied(world):
 
     run()
     finish(world)
+
+
+# Every stored user attribute, its SCIM path, and the columns it is stored in.
+USER_COLUMNS = [
+    ("userName", "userName", [(DirectoryRecord, "user_name"), (DirectoryRecord, "user_name_key")]),
+    ("externalId", "externalId", [(DirectoryRecord, "external_id")]),
+    ("displayName", "displayName", [(DirectoryRecord, "display_name"), (Member, "display_name")]),
+    ("name.givenName", "name.givenName", [(Member, "given_name")]),
+    ("name.familyName", "name.familyName", [(Member, "family_name")]),
+    ("title", "title", [(Member, "job_title")]),
+    (
+        "emails",
+        'emails[type eq "work"].value',
+        [(DirectoryRecord, "work_email"), (Member, "email")],
+    ),
+    ("phoneNumbers", 'phoneNumbers[type eq "mobile"].value', [(Member, "phone")]),
+    ("addresses", 'addresses[type eq "work"].country', [(Member, "country")]),
+    ("employeeNumber", f"{S.ENTERPRISE}:employeeNumber", [(Member, "employee_number")]),
+    ("department", f"{S.ENTERPRISE}:department", [(Department, "name")]),
+]
+
+
+def _over(attribute: str, columns: list, length: int) -> str:
+    limit = min(model._meta.get_field(name).max_length for model, name in columns)
+    size = max(length, limit + 1)
+    if attribute == "emails" or attribute == "userName":
+        return "x" * (size - 12) + "@contoso.com"
+    if attribute == "phoneNumbers":
+        return "+9665" + "0" * (size - 5)
+    return "x" * size
+
+
+def test_every_user_attribute_over_its_columns_is_refused_or_applied(world):
+    """One character over the narrowest column each attribute is stored in, far over, and
+    userNames that outgrow their column once case-folded, on create and on PATCH: a 400 that
+    changes nothing, or a 2xx that reads back and applies. Every case runs; all failures are
+    listed together."""
+    cases = [
+        (attribute, path, _over(attribute, columns, length))
+        for attribute, path, columns in USER_COLUMNS
+        for length in (0, 5000)
+    ] + [("userName", "userName", text) for text in S.FOLDS_LONGER]
+    failures = []
+    for i, (attribute, path, value) in enumerate(cases):
+        body = scim_user(f"col{uuid.uuid4().hex[:12]}@contoso.com", phone=f"+96658{i:07d}")
+        body["schemas"] = [S.USER_SCHEMA, S.ENTERPRISE]
+        body = S.set_attribute(body, attribute, value)
+        scim_id = world.a_ids("User")[0]
+        patch = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "Replace", "path": path, "value": value}],
+        }
+        for method, url, payload, touched in (
+            ("POST", "/Users", body, None),
+            ("PATCH", f"/Users/{scim_id}", patch, scim_id),
+        ):
+            try:
+                send(world, method, url, payload, touched=touched)
+            except AssertionError as exc:
+                failures.append(f"{attribute} ({len(value)} characters), {method}: {exc}")
+    assert not failures, "\n\n".join(failures)
