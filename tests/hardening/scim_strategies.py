@@ -254,6 +254,8 @@ HOSTILE_USER_FIELDS = [
     "department",
     "nickName",
     "urn:ietf:params:scim:schemas:extension:unknown:2.0:User",
+    # Neither a work email nor a mobile number: nothing Beem can identify a member by.
+    "no identifier",
 ]
 # Case-folding expansions and over-long local parts in an email address.
 hostile_emails = st.one_of(
@@ -265,7 +267,10 @@ hostile_emails = st.one_of(
 
 def set_attribute(doc: dict, where: str, value: str) -> dict:
     """Set one of HOSTILE_USER_FIELDS of a user document to ``value``."""
-    if where == "name.givenName" or where == "name.familyName":
+    if where == "no identifier":
+        doc.pop("emails", None)
+        doc.pop("phoneNumbers", None)
+    elif where == "name.givenName" or where == "name.familyName":
         doc.setdefault("name", {})[where.split(".")[1]] = value
     elif where == "emails":
         doc["emails"] = [{"type": "work", "value": value, "primary": True}]
