@@ -315,12 +315,14 @@ class SyncMachine(RuleBasedStateMachine):
     def call(self, method: str, path: str, body=None, *, expect: tuple[int, ...]):
         response = self.tenant.request(method, path, body)
         self.log.append(f"{method} {path} {body!r:.300} -> {response.status_code}")
+        recent = "\n".join(["", "requests before:", *self.log[-20:-1]])
         assert response.status_code < 500, (
-            f"{method} {path} answered {response.status_code}: {response.content[:800]!r}"
+            f"{method} {path} with {body!r:.500} answered {response.status_code}: "
+            f"{response.content[:800]!r}{recent}"
         )
         assert response.status_code in expect, (
-            f"{method} {path} with {body!r} answered {response.status_code}, expected {expect}: "
-            f"{response.content[:800]!r}"
+            f"{method} {path} with {body!r:.500} answered {response.status_code}, expected "
+            f"{expect}: {response.content[:800]!r}{recent}"
         )
         return response
 
