@@ -27,10 +27,18 @@ value unique); a user is re-enabled only after its disabling settled (a disable 
 that collapse into one apply rightly keep the member); a user that matched a Beem member
 keeps its identifiers until that link settled.
 
+Three machines, so a failure names its kind: ``SyncMachine`` (the lifecycle above),
+``SwapMachine`` (plus exchanges and rotations of identifiers between users whose members
+exist, and a departure whose mobile and email a new user takes before it is applied) and
+``DoorMachine`` (plus writes Beem cannot apply as sent: unstorable text, values over their
+column, userNames that outgrow their column once case-folded, a user without an identifier;
+each a 4xx that changes nothing or a 2xx that is applied).
+
 The tests marked ``postgres``/``redis`` run a real Celery worker on a private Redis against
-PostgreSQL (tests/directory_sync/test_worker.py); ``test_model_embedded`` runs the same machine
-on the embedded default (eager apply). ``BEEM_MODEL_PROFILE=long`` runs many more and longer
-examples with fresh randomness.
+PostgreSQL (tests/directory_sync/test_worker.py); ``test_model_embedded`` runs the same
+machines on the embedded default (eager apply). ``BEEM_MODEL_PROFILE=long`` runs many more and
+longer examples with fresh randomness (``BEEM_MODEL_EXAMPLES`` sets how many),
+``BEEM_MODEL_SHRINK=1`` shrinks a failure to a minimal sequence (slow with the worker).
 """
 
 import functools
