@@ -22,7 +22,13 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+)
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
@@ -49,6 +55,8 @@ _RETRYABLE_SQLSTATES = {
     "40001": "The request collided with a concurrent change. " + _CHANGED_NOTHING,
 }
 _UNAVAILABLE = "The database is unavailable. " + _CHANGED_NOTHING
+# admin_shutdown, crash_shutdown, cannot_connect_now: a restart or failover in progress.
+_SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def _is_scim_path(request: HttpRequest) -> bool:
@@ -71,9 +79,13 @@ def _retryable_detail(exc: BaseException) -> str | None:
             statement_ms=settings.BEEM_SCIM_STATEMENT_TIMEOUT_MS,
             lock_ms=settings.BEEM_SCIM_LOCK_TIMEOUT_MS,
         )
-    if sqlstate is not None and sqlstate.startswith("08"):  # connection exception
+    if sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _SHUTDOWN_SQLSTATES):
         return _UNAVAILABLE
-    if sqlstate is None and connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+    if (
+        sqlstate is None
+        and isinstance(exc, OperationalError | InterfaceError)
+        and connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+    ):
         # psycopg raises errors of its own (no SQLSTATE) when the server cannot be reached or
         # closed the connection.
         return _UNAVAILABLE

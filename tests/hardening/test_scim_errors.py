@@ -7,7 +7,7 @@ import logging
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from directory_sync.models import DirectoryRecord, RequestLog
 from directory_sync.scim import middleware
@@ -257,3 +257,29 @@ def test_the_timeouts_apply_to_scim_requests_only(tenant_factory, bounded, clien
 
     client.get("/login/")
     assert _session_setting("lock_timeout") == server_default
+
+
+@pytest.mark.postgres
+def test_a_request_on_a_connection_the_database_dropped_is_a_503(
+    tenant_factory, bounded, other_connection
+):
+    # A database restart or failover between two of Entra's calls: the process's connection is
+    # gone, and the next request finds out on its first statement.
+    tenant = tenant_factory(slug="acme-restart", name="Acme")
+    user_id = tenant.request("POST", "/Users", scim_user("sara@acme.com")).json()["id"]
+    assert tenant.request("GET", f"/Users/{user_id}").status_code == 200
+    pid = connection.connection.info.backend_pid
+    other_connection.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+    response = tenant.request("GET", f"/Users/{user_id}")
+
+    assert_scim_error(
+        response,
+        503,
+        "The database is unavailable. Nothing was changed; send the request again later.",
+    )
+    assert response["Retry-After"] == "5"
+    # What a server does after each request (Django's test client leaves it out): the broken
+    # connection is closed, and the next request opens a new one.
+    close_old_connections()
+    assert tenant.request("GET", f"/Users/{user_id}").status_code == 200
