@@ -605,3 +605,39 @@ def test_mask_filter_never_raises_and_never_keeps_a_compared_value(prefix, suffi
 @hypothesis_settings(max_examples=300, deadline=None)
 def test_mask_filter_never_raises_on_any_text(text):
     assert isinstance(mask_filter(text), str)
+
+
+@pytest.fixture
+def commit_refused_by_the_database():
+    """A deferred constraint trigger that fails every new directory record at COMMIT: the view
+    answered, then the write's transaction could not commit."""
+    table = DirectoryRecord._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION beem_test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'commit refused (test)'; END $$"
+        )
+        cursor.execute(
+            f"CREATE CONSTRAINT TRIGGER beem_test_refuse_commit AFTER INSERT ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION beem_test_refuse_commit()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER beem_test_refuse_commit ON {table}")
+        cursor.execute("DROP FUNCTION beem_test_refuse_commit()")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_write_whose_commit_fails_is_logged_once_with_the_answer_entra_got(
+    require_postgres, scim, commit_refused_by_the_database
+):
+    # The run is opened (and committed) by the probe, so only the write's COMMIT fails.
+    probe = scim.get('/Users?filter=userName+eq+"6f1d0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"')
+    assert probe.status_code == 200
+    response = scim.post("/Users", json=_user())
+
+    assert response.status_code == 500
+    assert not DirectoryRecord.objects.exists()
+    assert list(RequestLog.objects.filter(method="POST").values_list("status", flat=True)) == [500]
