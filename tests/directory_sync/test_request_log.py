@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -376,24 +377,34 @@ def _failures(stage: str) -> float:
     return REGISTRY.get_sample_value("beem_request_log_failures_total", {"stage": stage}) or 0.0
 
 
+@contextmanager
+def _failing_trigger(table: str, trigger: str):
+    """A trigger that makes PostgreSQL refuse every new row of ``table``: a real database
+    error, not a mock of our code. ``trigger``: what follows CREATE, up to FOR EACH ROW, with
+    ``{table}`` for the table (a deferred CONSTRAINT TRIGGER fails at COMMIT)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION beem_test_fail() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'row refused by a test trigger'; END $$"
+        )
+        cursor.execute(
+            f"CREATE {trigger.replace('{table}', table)} "
+            "FOR EACH ROW EXECUTE FUNCTION beem_test_fail()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER beem_test_fail ON {table}")
+            cursor.execute("DROP FUNCTION beem_test_fail()")
+
+
 @pytest.fixture
 def log_refused_by_the_database():
-    """A trigger that makes PostgreSQL refuse every request-log row: a real database error
-    from the log's own insert, not a mock of our code."""
-    table = RequestLog._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION beem_test_refuse_log() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'request log row refused (test)'; END $$"
-        )
-        cursor.execute(
-            f"CREATE TRIGGER beem_test_refuse_log BEFORE INSERT ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION beem_test_refuse_log()"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TRIGGER beem_test_refuse_log ON {table}")
-        cursor.execute("DROP FUNCTION beem_test_refuse_log()")
+    with _failing_trigger(
+        RequestLog._meta.db_table, "TRIGGER beem_test_fail BEFORE INSERT ON {table}"
+    ):
+        yield
 
 
 @pytest.mark.postgres
@@ -609,23 +620,13 @@ def test_mask_filter_never_raises_on_any_text(text):
 
 @pytest.fixture
 def commit_refused_by_the_database():
-    """A deferred constraint trigger that fails every new directory record at COMMIT: the view
-    answered, then the write's transaction could not commit."""
-    table = DirectoryRecord._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION beem_test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'commit refused (test)'; END $$"
-        )
-        cursor.execute(
-            f"CREATE CONSTRAINT TRIGGER beem_test_refuse_commit AFTER INSERT ON {table} "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-            "EXECUTE FUNCTION beem_test_refuse_commit()"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TRIGGER beem_test_refuse_commit ON {table}")
-        cursor.execute("DROP FUNCTION beem_test_refuse_commit()")
+    """Every new directory record fails at COMMIT: the view answered, then the write's
+    transaction could not commit."""
+    with _failing_trigger(
+        DirectoryRecord._meta.db_table,
+        "CONSTRAINT TRIGGER beem_test_fail AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED",
+    ):
+        yield
 
 
 @pytest.mark.postgres
