@@ -20,9 +20,18 @@ Two kinds (``ReviewItem.Kind``):
     (the engine does not raise the same pair again).
 
 Every resolution is recorded in the audit log.
+
+Concurrency: a decision locks the directory record before the review item, the order of the
+sync engine (records, then the review items it opens or settles). Other conflicts remain
+possible (member rows the engine writes while a merge moves them): PostgreSQL then aborts
+one side with a deadlock, and a decision that lost is run again (:func:`_retried`) instead of
+failing the administrator's request.
 """
 
-from django.db import transaction
+import logging
+
+import psycopg.errors
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -32,11 +41,34 @@ from members.models import Department
 from .apply import ApplyResult, record_apply
 from .models import DirectoryRecord, ReviewItem
 
+logger = logging.getLogger(__name__)
+
 DUPLICATE_ACTIONS = ("link", "keep_both", "merge")
+# Attempts of a decision's transaction that PostgreSQL aborted to break a deadlock.
+ATTEMPTS = 4
+_RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 class ReviewError(ValueError):
     """The decision cannot be applied (wrong item, stale item, department not a candidate)."""
+
+
+def _retried(run):
+    """``run()`` (one transaction), again when PostgreSQL aborted it for a deadlock or a
+    serialization failure; not inside a caller's transaction, which the abort has spoiled."""
+    attempt = 1
+    while True:
+        try:
+            return run()
+        except OperationalError as exc:
+            if (
+                not isinstance(exc.__cause__, _RETRIED)
+                or attempt >= ATTEMPTS
+                or connection.in_atomic_block
+            ):
+                raise
+            logger.info("review decision retried after %s", exc.__cause__.__class__.__name__)
+            attempt += 1
 
 
 def _actor_label(actor) -> str | None:
@@ -61,6 +93,13 @@ def _resolve(item: ReviewItem, *, resolution: str, actor) -> None:
 
 def review_department_choose(*, item: ReviewItem, department: Department, actor) -> ReviewItem:
     """Put the held member in ``department`` (one of the candidates); sticky, re-applies."""
+    item = _retried(lambda: _department_choose(item, department, actor))
+    if item.record_id is not None:
+        _retried(lambda: record_apply(record_id=item.record_id))
+    return item
+
+
+def _department_choose(item: ReviewItem, department: Department, actor) -> ReviewItem:
     with transaction.atomic():
         item = _item_lock(item, ReviewItem.Kind.DUPLICATE_DEPARTMENT)
         if department.organization_id != item.organization_id or not (
@@ -95,8 +134,6 @@ def review_department_choose(*, item: ReviewItem, department: Department, actor)
                 "previous": previous,
             },
         )
-    if item.record_id is not None:
-        record_apply(record_id=item.record_id)
     return item
 
 
@@ -104,8 +141,27 @@ def review_duplicate_resolve(*, item: ReviewItem, action: str, actor) -> ReviewI
     """Resolve a possible duplicate with ``action`` in :data:`DUPLICATE_ACTIONS`."""
     if action not in DUPLICATE_ACTIONS:
         raise ReviewError(_("Unknown action %(action)s.") % {"action": action})
+    item = _retried(lambda: _duplicate_resolve(item, action, actor))
+    if action != "keep_both" and item.record_id is not None:
+        # The freed email or mobile number and the directory profile apply now.
+        _retried(lambda: record_apply(record_id=item.record_id))
+    return item
+
+
+def _duplicate_resolve(item: ReviewItem, action: str, actor) -> ReviewItem:
     with transaction.atomic():
+        # The engine's lock order: the directory record first, then the review item.
+        record_id = (
+            ReviewItem.objects.filter(pk=item.pk).values_list("record_id", flat=True).first()
+        )
+        record = (
+            DirectoryRecord.objects.select_for_update().filter(pk=record_id).first()
+            if record_id
+            else None
+        )
         item = _item_lock(item, ReviewItem.Kind.POSSIBLE_DUPLICATE)
+        if item.record_id != record_id:
+            record = None  # deleted meanwhile (the item's record is SET_NULL)
         if item.status != ReviewItem.Status.OPEN:
             raise ReviewError(_("This review item is already resolved."))
         directory_member, other = item.member, item.other_member
@@ -117,11 +173,6 @@ def review_duplicate_resolve(*, item: ReviewItem, action: str, actor) -> ReviewI
             "other_member": other.pk if other else None,
             "other_member_name": other.full_name if other else None,
         }
-        record = (
-            DirectoryRecord.objects.select_for_update().filter(pk=item.record_id).first()
-            if item.record_id
-            else None
-        )
         if action != "keep_both":
             if directory_member is None or other is None or record is None:
                 raise ReviewError(_("One of the two members no longer exists."))
@@ -175,9 +226,6 @@ def review_duplicate_resolve(*, item: ReviewItem, action: str, actor) -> ReviewI
             actor_label=_actor_label(actor),
             detail=detail,
         )
-    if action != "keep_both" and item.record_id is not None:
-        # The freed email or mobile number and the directory profile apply now.
-        record_apply(record_id=item.record_id)
     return item
 
 
@@ -185,4 +233,4 @@ def review_reapply(*, item: ReviewItem) -> ApplyResult | None:
     """Apply the item's directory record again (after an administrator fixed something)."""
     if item.record_id is None:
         return None
-    return record_apply(record_id=item.record_id)
+    return _retried(lambda: record_apply(record_id=item.record_id))

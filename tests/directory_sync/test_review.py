@@ -168,3 +168,73 @@ def test_department_pick_is_audited_applied_and_can_be_changed(organization, adm
     assert Department.objects.filter(name="Ops").count() == 2
     assert last_event(record).status == "applied"
     assert DirectoryRecord.objects.get(pk=record.pk).applied_version == record.version
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_that_loses_a_deadlock_is_run_again(
+    require_postgres, duplicate, admin_user, caplog
+):
+    """A real deadlock: another transaction (a drain) holds the review item and then asks for
+    the directory record the decision holds. PostgreSQL aborts the decision (the other side
+    checks for deadlocks later); the decision runs again once the other side is done."""
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    record, existing, created, item, group = duplicate
+    params = connection.get_connection_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        decision_pid = cursor.fetchone()[0]
+    other = psycopg.connect(
+        dbname=params["dbname"],
+        user=params.get("user"),
+        host=params.get("host"),
+        port=params.get("port"),
+    )
+    holding = threading.Event()
+    errors = []
+
+    def drain_side():
+        try:
+            other.execute("SET deadlock_timeout = '20s'")
+            other.execute(
+                "SELECT id FROM directory_sync_reviewitem WHERE id = %s FOR UPDATE", [item.pk]
+            )
+            holding.set()
+            # Until the decision waits for the review item (it holds the record by then).
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                row = other.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [decision_pid]
+                ).fetchone()
+                if row and row[0] == "Lock":
+                    break
+                time.sleep(0.02)
+            other.execute(
+                "SELECT id FROM directory_sync_directoryrecord WHERE id = %s FOR UPDATE",
+                [record.pk],
+            )
+            other.rollback()
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+            holding.set()
+
+    thread = threading.Thread(target=drain_side)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with caplog.at_level("INFO", logger="directory_sync.review"):
+            review_duplicate_resolve(item=item, action="link", actor=admin_user)
+    finally:
+        thread.join(30)
+        other.close()
+
+    assert errors == []
+    assert "review decision retried after DeadlockDetected" in caplog.text
+    item.refresh_from_db()
+    record.refresh_from_db()
+    assert (item.status, item.resolution, record.member_id) == ("resolved", "link", existing.pk)
+    assert list(Member.objects.values_list("pk", flat=True)) == [existing.pk]
