@@ -325,6 +325,13 @@ class ChangeEvent(models.Model):
                 condition=Q(status="pending"),
                 name="change_event_pending_org",
             ),
+            # A batch that frees an identifier looks for the organization's records whose last
+            # apply failed (the engine's waiting records): an index-only scan of the failed rows.
+            models.Index(
+                fields=["organization", "record"],
+                condition=Q(status="failed"),
+                name="change_event_failed_org",
+            ),
             models.Index(fields=["record", "status"], name="change_event_record_status"),
             models.Index(fields=["run", "status"], name="change_event_run_status"),
         ]
