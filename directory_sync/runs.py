@@ -40,6 +40,7 @@ from django.utils import timezone
 from members.models import Organization
 
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
+from .text import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -435,8 +436,6 @@ def _json_object(raw: bytes | str) -> dict:
 
 
 def _text(value, limit: int) -> str:
-    from .scim.request_log import storable_text
-
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
     return storable_text(str(value))[:limit]

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef, Q
 
 from ..models import DirectoryMembership
+from ..text import unstorable_text
 from . import errors
-from .documents import UNSTORABLE_DETAIL, unstorable_text
+from .documents import UNSTORABLE_DETAIL
 
 MAX_FILTER_LENGTH = 2000
 MAX_TERMS = 10

@@ -51,6 +51,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 from members.models import Organization
 
 from ..models import ProvisioningRun, RequestLog
+from ..text import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -327,22 +328,6 @@ def should_log(*, method: str, status: int) -> bool:
     if mode == "writes":
         return method in WRITE_METHODS or status >= 400
     return True
-
-
-# PostgreSQL text holds neither U+0000 nor a lone UTF-16 surrogate; json.loads turns the
-# escape "\ud800" into one, and psycopg cannot even encode it as UTF-8.
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-
-
-def storable_text(text: str) -> str:
-    """``text`` with NUL and lone surrogates shown as U+FFFD: what any database can store.
-
-    A hostile body, path or query may carry either (found by tests/hardening/test_scim_fuzz.py
-    and issue 12: a lone surrogate in the log row made the row unencodable).
-    """
-    if _UNSTORABLE.search(text) is None:
-        return text
-    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _commit_without_flush_wait() -> None:
