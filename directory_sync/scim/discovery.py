@@ -1,16 +1,19 @@
 """Discovery documents (RFC 7644 §4): /ServiceProviderConfig, /ResourceTypes, /Schemas.
 
-They advertise only what is really supported (entra-contract.md, "Discovery"): the schemas are
-django-scim2's RFC 7643 schemas cut down to the attributes Beem keeps (those the product
-document asks admins to map), so a client that reads them — scim2-tester does — only writes
-what we store and read back.
+They advertise only what is really supported (entra-contract.md, "Discovery"): scim2-models'
+RFC 7643 schemas (the models the payloads are parsed with), the whole core User schema and
+enterprise extension (issue 15: Entra's default mappings send most of it), without what the
+records never hold — a user's ``groups`` (read-only, not kept on users), the manager's
+``displayName`` and a member's ``display`` (accepted on input, not kept). A client that reads
+them — scim2-tester does — only writes what we store and read back. Attributes outside these
+schemas are ignored in every write form, like scim2-models' ``unknown=ignore`` policy.
 """
 
 import copy
 from typing import Any
 
 from django.conf import settings
-from django_scim.schemas import ALL as RFC_SCHEMAS
+from scim2_models import EnterpriseUser, Group, User
 
 from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
@@ -19,27 +22,11 @@ SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 
-# Advertised attributes and sub-attributes, per schema.
-_KEPT: dict[str, dict[str, tuple[str, ...]]] = {
-    USER_SCHEMA: {
-        "userName": (),
-        "name": ("givenName", "familyName"),
-        "displayName": (),
-        "title": (),
-        "active": (),
-        "emails": ("value", "type", "primary"),
-        "phoneNumbers": ("value", "type", "primary"),
-        "addresses": ("country", "type"),
-    },
-    ENTERPRISE_SCHEMA: {
-        "employeeNumber": (),
-        "department": (),
-        "manager": ("value", "$ref"),
-    },
-    GROUP_SCHEMA: {
-        "displayName": (),
-        "members": ("value", "$ref", "type"),
-    },
+# Attributes (None) and sub-attributes of scim2-models' schemas that are not advertised.
+_NOT_KEPT: dict[str, dict[str, tuple[str, ...] | None]] = {
+    USER_SCHEMA: {"groups": None},
+    ENTERPRISE_SCHEMA: {"manager": ("displayName",)},
+    GROUP_SCHEMA: {"members": ("display",)},
 }
 # Always present in what we store and answer: a group needs its name, and a user is always
 # active or not (the document keeps a real boolean).
@@ -51,22 +38,22 @@ def max_results() -> int:
 
 
 def _cut(schema: dict) -> dict:
-    kept = _KEPT[schema["id"]]
+    not_kept = _NOT_KEPT[schema["id"]]
     result = copy.deepcopy(schema)
     attributes = []
     for attribute in result["attributes"]:
-        if attribute["name"] not in kept:
+        dropped = not_kept.get(attribute["name"], ())
+        if dropped is None:
             continue
         if "subAttributes" in attribute:
-            subs = [s for s in attribute["subAttributes"] if s["name"] in kept[attribute["name"]]]
+            subs = [s for s in attribute["subAttributes"] if s["name"] not in dropped]
             for sub in subs:
                 sub["required"] = False
                 if sub["name"] == "$ref":
                     # Members and managers are users of this directory (no nested groups).
                     sub["referenceTypes"] = ["User"]
             attribute["subAttributes"] = subs
-        if attribute["name"] in _REQUIRED.get(schema["id"], ()):
-            attribute["required"] = True
+        attribute["required"] = attribute["name"] in _REQUIRED.get(schema["id"], ())
         attributes.append(attribute)
     if schema["id"] == GROUP_SCHEMA and not any(a["name"] == "members" for a in attributes):
         raise AssertionError("the group schema lost its members")
@@ -74,7 +61,13 @@ def _cut(schema: dict) -> dict:
     return result
 
 
-_SCHEMAS = {schema["id"]: _cut(schema) for schema in RFC_SCHEMAS if schema["id"] in _KEPT}
+_SCHEMAS = {
+    schema["id"]: _cut(schema)
+    for schema in (
+        model.to_schema().model_dump(exclude={"schemas", "meta"})
+        for model in (User, EnterpriseUser, Group)
+    )
+}
 
 
 def schemas_getter() -> list[dict]:

@@ -1,16 +1,19 @@
 """Canonical SCIM documents: what a ``DirectoryRecord.document`` holds and what SCIM answers.
 
-The shared data contract (``DirectoryRecord.document``): a User is
-``{"schemas", "userName", "externalId", "active", "displayName", "name": {givenName,
-familyName}, "emails", "phoneNumbers", "title", "addresses", "<enterprise URN>":
-{employeeNumber, department, manager: {"value"}}}`` without ``id``/``meta``; absent attributes
-are omitted, ``active`` is a real boolean. A Group is ``{"schemas", "displayName",
-"externalId"}``; its members are ``DirectoryMembership`` rows.
+The shared data contract (``DirectoryRecord.document``): a User is every attribute of the
+RFC 7643 core User schema and of the enterprise extension that has a value (scim2-models'
+``User[EnterpriseUser]``, in its order), without ``id``/``meta``/``groups`` and without the
+``password`` (accepted, never stored); the manager is kept as ``{"value": id}``; absent
+attributes are omitted, ``active`` is a real boolean. Beem applies names, emails, mobile,
+title, country, employee number, department and manager to the member; the rest is kept on
+the record. A Group is ``{"schemas", "displayName", "externalId"}``; its members are
+``DirectoryMembership`` rows.
 
 Payloads are parsed with scim2-models under :data:`ENTRA_POLICY` (type checks, string booleans,
 extension attributes whose URN is missing from ``schemas``), then reduced to the attributes
 Beem advertises in ``/Schemas`` (see ``discovery.py``): anything else Entra sends is ignored,
-not rejected (entra-contract.md, "Shapes the server must accept" #8).
+not rejected (entra-contract.md, "Shapes the server must accept" #8), in every write form
+(POST, PUT, PATCH with or without a path).
 """
 
 import copy
@@ -22,7 +25,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from pydantic import ValidationError
-from scim2_models import Context, Email, EnterpriseUser, Group, ScimPolicy, User
+from scim2_models import (
+    Address,
+    Context,
+    Email,
+    EnterpriseUser,
+    Group,
+    Name,
+    PhoneNumber,
+    ScimPolicy,
+    User,
+)
 
 from members.models import Department, Member
 from members.phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
@@ -84,14 +97,38 @@ MAX_EMPLOYEE_NUMBER = _column(Member, "employee_number")
 # name is one department). Entra's own department attribute holds at most 64 characters.
 MAX_DEPARTMENT = _column(Department, "name")
 
-# Sub-attributes kept for each multi-valued attribute (what /Schemas advertises).
-_MULTI_VALUED = {
-    "emails": ("value", "type", "primary"),
-    "phoneNumbers": ("value", "type", "primary"),
-    "addresses": ("country", "type"),
-}
-_SINGLE_VALUED = ("displayName", "title")
-_ENTERPRISE_TEXT = ("employeeNumber", "department")
+# Bound of x509Certificates values (base64 DER certificates run to a few kilobytes); every
+# other string kept only on the record is bounded by MAX_TEXT.
+MAX_BINARY = 16384
+
+
+def _alias(model: Any, name: str) -> str:
+    return model.model_fields[name].serialization_alias or name
+
+
+def _plain_text(model: Any) -> tuple[str, ...]:
+    """The attributes of a scim2-models class that are plain strings (kept as sent), in the
+    model's order."""
+    return tuple(
+        _alias(model, name)
+        for name, field in model.model_fields.items()
+        if field.annotation == (str | None) and name not in ("id", "password")
+    )
+
+
+# Never kept on the record: read-only attributes the server owns, and the password, accepted
+# on write (Entra may map one) but never stored or returned (RFC 7643 §4.1.1).
+NEVER_STORED = frozenset({"id", "meta", "password", "groups"})
+# The order of a canonical document's attributes: scim2-models' (so both ways of building it
+# give the same JSON).
+_USER_ORDER = (
+    "schemas",
+    *(_alias(UserModel, name) for name in UserModel.model_fields if name != "schemas"),
+    ENTERPRISE_SCHEMA,
+)
+_ENTRY_MODELS = {"emails": _Email, "phoneNumbers": PhoneNumber, "addresses": Address}
+# Sub-attributes of an entry that only qualify it: an entry with nothing else is dropped.
+_QUALIFIERS = ("type", "primary")
 
 
 # --- text a database can store ----------------------------------------------------------------
@@ -219,33 +256,22 @@ def user_document_from_payload(body: Any) -> dict:
         document = canonical_user(model)
     if manager_given and manager is not None:
         document.setdefault(ENTERPRISE_SCHEMA, {})["manager"] = manager
-        _order_schemas(document)
+        order_user_document(document)
     return document
 
 
-# Entra's usual create body, checked by hand (``_usual_user_document``): attribute → allowed
-# keys of its entries, and the entry types scim2-models takes as they are.
-_USUAL_TOP = frozenset(
-    {
-        "schemas",
-        "externalId",
-        "userName",
-        "active",
-        "displayName",
-        "title",
-        "name",
-        "emails",
-        "phoneNumbers",
-        "addresses",
-        "roles",
-        ENTERPRISE_SCHEMA,
-    }
-)
-_USUAL_TYPES = {
-    "emails": frozenset({"work", "home", "other"}),
-    "phoneNumbers": frozenset({"work", "home", "mobile", "fax", "pager", "other"}),
-    "addresses": frozenset({"work", "home", "other"}),
+# Entra's usual create body, checked by hand (``_usual_user_document``): the attributes that
+# scim2-models keeps exactly as sent (plain strings), and the entry types it takes as they are.
+USUAL_TEXT = _plain_text(UserModel)
+USUAL_NAME = _plain_text(Name)
+USUAL_ENTERPRISE = _plain_text(EnterpriseUser)
+_USUAL_ENTRIES = {
+    attribute: (_plain_text(model), frozenset(t.value for t in model.Type))
+    for attribute, model in _ENTRY_MODELS.items()
 }
+_USUAL_TOP = frozenset(
+    {"schemas", "active", "name", "roles", ENTERPRISE_SCHEMA, *USUAL_TEXT, *_USUAL_ENTRIES}
+)
 _USUAL_SCHEMAS = ([USER_SCHEMA], [USER_SCHEMA, ENTERPRISE_SCHEMA], [ENTERPRISE_SCHEMA, USER_SCHEMA])
 _BOOLEAN_TEXT = {"true": True, "false": False}
 
@@ -254,24 +280,36 @@ def _text(value: Any) -> bool:
     return type(value) is str and value != ""
 
 
+def _usual_object(value: Any, keys: tuple[str, ...]) -> dict | None:
+    """The object of plain text ``keys`` in the model's order; None when not that shape."""
+    if type(value) is not dict or not value.keys() <= set(keys):
+        return None
+    if not all(_text(item) for item in value.values()):
+        return None
+    return {key: value[key] for key in keys if key in value}
+
+
 def _usual_entries(attribute: str, value: Any) -> list | None:
     """The kept entries of a multi-valued attribute, or None when it is not the usual shape."""
     if type(value) is not list:
         return None
-    keep = _MULTI_VALUED[attribute]
-    types = _USUAL_TYPES[attribute]
+    texts, types = _USUAL_ENTRIES[attribute]
     entries = []
     for entry in value:
-        if type(entry) is not dict or not entry.keys() <= set(keep):
+        if type(entry) is not dict:
             return None
-        for key, item in entry.items():
-            if key == "primary":
-                if type(item) is not bool:
-                    return None
-            elif not _text(item) or (key == "type" and item not in types):
+        kept = _usual_object({k: v for k, v in entry.items() if k not in _QUALIFIERS}, texts)
+        if kept is None:
+            return None
+        if "type" in entry:
+            if entry["type"] not in types:
                 return None
-        kept = {key: entry[key] for key in keep if key in entry}
-        if any(key in kept for key in keep if key not in ("type", "primary")):
+            kept["type"] = entry["type"]
+        if "primary" in entry:
+            if type(entry["primary"]) is not bool:
+                return None
+            kept["primary"] = entry["primary"]
+        if len(kept) > sum(key in kept for key in _QUALIFIERS):
             entries.append(kept)
     return entries
 
@@ -281,9 +319,11 @@ def _usual_user_document(payload: dict) -> dict | None:
     for anything else (the full model then decides). Gives exactly what ``canonical_user``
     gives for these shapes (pinned by tests/directory_sync/scim/test_documents.py) at a
     fraction of its cost (bench profile: validating and dumping the model were a quarter of
-    a POST's CPU). Accepted: the attributes of ``_USUAL_TOP`` spelled as Beem advertises them,
-    non-empty strings, real booleans or "True"/"False" for ``active``, entries with the
-    advertised sub-attributes and types, an empty ``roles``."""
+    a POST's CPU). Accepted: the plain-string attributes of the core schema, its ``name`` and
+    the enterprise extension (Entra's default mappings send several), spelled as Beem
+    advertises them, non-empty; real booleans or "True"/"False" for ``active``; entries of
+    ``emails``/``phoneNumbers``/``addresses`` with plain-string sub-attributes and the
+    advertised types; an empty ``roles``."""
     if not payload.keys() <= _USUAL_TOP or payload.get("schemas") not in _USUAL_SCHEMAS:
         return None
     if ENTERPRISE_SCHEMA in payload and ENTERPRISE_SCHEMA not in payload["schemas"]:
@@ -291,7 +331,7 @@ def _usual_user_document(payload: dict) -> dict | None:
     if payload.get("roles", []) != []:
         return None
     document: dict[str, Any] = {"schemas": [USER_SCHEMA]}
-    for key in ("userName", "externalId"):
+    for key in USUAL_TEXT:
         if key in payload:
             if not _text(payload[key]):
                 return None
@@ -302,21 +342,13 @@ def _usual_user_document(payload: dict) -> dict | None:
     if type(active) is not bool:
         return None
     document["active"] = active
-    for key in _SINGLE_VALUED:
-        if key in payload:
-            if not _text(payload[key]):
-                return None
-            document[key] = payload[key]
     if "name" in payload:
-        name = payload["name"]
-        if type(name) is not dict or not name.keys() <= {"givenName", "familyName"}:
+        name = _usual_object(payload["name"], USUAL_NAME)
+        if name is None:
             return None
-        if not all(_text(item) for item in name.values()):
-            return None
-        kept = {key: name[key] for key in ("givenName", "familyName") if key in name}
-        if kept:
-            document["name"] = kept
-    for attribute in _MULTI_VALUED:
+        if name:
+            document["name"] = name
+    for attribute in _USUAL_ENTRIES:
         if attribute in payload:
             entries = _usual_entries(attribute, payload[attribute])
             if entries is None:
@@ -324,67 +356,74 @@ def _usual_user_document(payload: dict) -> dict | None:
             if entries:
                 document[attribute] = entries
     if ENTERPRISE_SCHEMA in payload:
-        extension = payload[ENTERPRISE_SCHEMA]
-        if type(extension) is not dict or not extension.keys() <= set(_ENTERPRISE_TEXT):
+        enterprise = _usual_object(payload[ENTERPRISE_SCHEMA], USUAL_ENTERPRISE)
+        if enterprise is None:
             return None
-        if not all(_text(item) for item in extension.values()):
-            return None
-        enterprise = {key: extension[key] for key in _ENTERPRISE_TEXT if key in extension}
         if enterprise:
             document[ENTERPRISE_SCHEMA] = enterprise
-    _order_schemas(document)
+    order_user_document(document)
     return document
 
 
+def _kept(value: Any) -> Any:
+    """``value`` without None, empty objects and lists, and multi-valued entries that only
+    qualify (type, primary) nothing; None when nothing is left."""
+    if isinstance(value, dict):
+        pairs = ((key, _kept(item)) for key, item in value.items())
+        return {key: item for key, item in pairs if item is not None} or None
+    if isinstance(value, list):
+        entries = []
+        for entry in value:
+            entry = _kept(entry)
+            if entry is None:
+                continue
+            if isinstance(entry, dict) and len(entry) == sum(k in entry for k in _QUALIFIERS):
+                continue
+            entries.append(entry)
+        return entries or None
+    return value
+
+
 def canonical_user(model: UserModel) -> dict:
-    """Reduce a scim2-models User to the canonical document of the data contract."""
+    """Reduce a scim2-models User to the canonical document of the data contract: every
+    attribute of the core schema and the enterprise extension that has a value, except the
+    ones never stored (``NEVER_STORED``)."""
     dumped = model.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
-    document: dict[str, Any] = {"schemas": [USER_SCHEMA]}
-    if dumped.get("userName") is not None:
-        document["userName"] = dumped["userName"]
-    if dumped.get("externalId") is not None:
-        document["externalId"] = dumped["externalId"]
+    document: dict[str, Any] = {}
+    for key, value in dumped.items():
+        if key in NEVER_STORED or key in ("schemas", ENTERPRISE_SCHEMA):
+            continue
+        value = _kept(value)
+        if value is not None:
+            document[key] = value
     active = dumped.get("active")
     # RFC 7643 leaves the default to the service provider: a user sent without it is active.
     document["active"] = True if active is None else bool(active)
-    for key in _SINGLE_VALUED:
-        if dumped.get(key) is not None:
-            document[key] = dumped[key]
-    name = {
-        key: dumped.get("name", {}).get(key)
-        for key in ("givenName", "familyName")
-        if (dumped.get("name") or {}).get(key) is not None
-    }
-    if name:
-        document["name"] = name
-    for attribute, keep in _MULTI_VALUED.items():
-        entries = []
-        for entry in dumped.get(attribute) or []:
-            kept = {key: entry[key] for key in keep if entry.get(key) is not None}
-            if any(key in kept for key in keep if key not in ("type", "primary")):
-                entries.append(kept)
-        if entries:
-            document[attribute] = entries
     extension = dumped.get(ENTERPRISE_SCHEMA) or {}
-    enterprise: dict[str, Any] = {
-        key: extension[key] for key in _ENTERPRISE_TEXT if extension.get(key) is not None
-    }
+    enterprise: dict[str, Any] = (
+        _kept({key: value for key, value in extension.items() if key not in ("schemas", "manager")})
+        or {}
+    )
     manager = (extension.get("manager") or {}).get("value")
     if manager:
         enterprise["manager"] = {"value": manager}
     if enterprise:
         document[ENTERPRISE_SCHEMA] = enterprise
-    _order_schemas(document)
+    order_user_document(document)
     return document
 
 
-def _order_schemas(document: dict) -> None:
+def order_user_document(document: dict) -> None:
+    """Set ``schemas`` from the attributes present and put attributes in canonical order."""
     schemas = [USER_SCHEMA]
     if document.get(ENTERPRISE_SCHEMA):
         schemas.append(ENTERPRISE_SCHEMA)
     else:
         document.pop(ENTERPRISE_SCHEMA, None)
     document["schemas"] = schemas
+    ordered = {key: document[key] for key in _USER_ORDER if key in document}
+    document.clear()
+    document.update(ordered)
 
 
 def work_email(document: dict) -> str | None:
@@ -430,14 +469,45 @@ def max_multi_valued() -> int:
     return settings.BEEM_SCIM_MAX_MULTI_VALUED
 
 
-# Sub-attributes kept for each multi-valued attribute and their length limits: the work email
-# becomes the member's email, the work country the member's country; the rest is kept only in
-# the document, bounded like any other directory text.
-_ENTRY_LIMITS = {
-    "emails": {"value": MAX_EMAIL, "type": MAX_TEXT},
-    "phoneNumbers": {"value": MAX_TEXT, "type": MAX_TEXT},
-    "addresses": {"country": MAX_COUNTRY, "type": MAX_TEXT},
+# Length bounds of the attributes the apply job writes into a column (enterprise attributes
+# named without their URN); every other stored string is kept only in the document, bounded
+# by MAX_TEXT (certificates by MAX_BINARY). The work email becomes the member's email, the
+# work country the member's country.
+_TEXT_LIMITS = {
+    "userName": MAX_USER_NAME,
+    "externalId": MAX_EXTERNAL_ID,
+    "displayName": MAX_DISPLAY_NAME,
+    "title": MAX_TITLE,
+    "name.givenName": MAX_GIVEN_NAME,
+    "name.familyName": MAX_FAMILY_NAME,
+    "emails.value": MAX_EMAIL,
+    "addresses.country": MAX_COUNTRY,
+    "x509Certificates.value": MAX_BINARY,
+    "employeeNumber": MAX_EMPLOYEE_NUMBER,
+    "department": MAX_DEPARTMENT,
 }
+
+
+def _check_texts(document: dict, maximum: int) -> None:
+    """Every string of ``document`` within its bound, every list within ``maximum`` values."""
+    stack: list[tuple[str, Any]] = []
+    for key, value in document.items():
+        if key == ENTERPRISE_SCHEMA and isinstance(value, dict):
+            stack.extend(value.items())
+        elif key != "schemas":
+            stack.append((key, value))
+    while stack:
+        label, item = stack.pop()
+        if isinstance(item, str):
+            _check_length(label, item, _TEXT_LIMITS.get(label, MAX_TEXT))
+        elif isinstance(item, dict):
+            stack.extend((f"{label}.{key}", value) for key, value in item.items())
+        elif isinstance(item, list):
+            if len(item) > maximum:
+                raise errors.invalid_value(
+                    f"{label} holds {len(item)} values; a user may hold at most {maximum}."
+                )
+            stack.extend((label, entry) for entry in item)
 
 
 def _check_user_lengths(document: dict) -> None:
@@ -450,27 +520,9 @@ def _check_user_lengths(document: dict) -> None:
             f"userName is longer than {MAX_USER_NAME} characters once case-folded (Beem "
             'compares user names case-insensitively, and e.g. "ß" folds to "ss").'
         )
-    _check_length("externalId", document.get("externalId"), MAX_EXTERNAL_ID)
-    _check_length("displayName", document.get("displayName"), MAX_DISPLAY_NAME)
-    _check_length("title", document.get("title"), MAX_TITLE)
-    name = document.get("name") or {}
-    _check_length("name.givenName", name.get("givenName"), MAX_GIVEN_NAME)
-    _check_length("name.familyName", name.get("familyName"), MAX_FAMILY_NAME)
-    maximum = max_multi_valued()
-    for attribute, limits in _ENTRY_LIMITS.items():
-        entries = document.get(attribute) or ()
-        if len(entries) > maximum:
-            raise errors.invalid_value(
-                f"{attribute} holds {len(entries)} values; a user may hold at most {maximum}."
-            )
-        for entry in entries:
-            for key, limit in limits.items():
-                _check_length(f"{attribute}.{key}", entry.get(key), limit)
+    _check_texts(document, max_multi_valued())
     # The work email is stored lower-cased, which can lengthen it ("İ" lowers to 2 characters).
     _check_length(WORK_EMAIL_PATH, work_email(document), MAX_EMAIL)
-    enterprise = document.get(ENTERPRISE_SCHEMA) or {}
-    _check_length("employeeNumber", enterprise.get("employeeNumber"), MAX_EMPLOYEE_NUMBER)
-    _check_length("department", enterprise.get("department"), MAX_DEPARTMENT)
 
 
 def _check_emails(document: dict) -> None:

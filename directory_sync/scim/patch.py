@@ -27,41 +27,22 @@ from .documents import (
     ENTRA_POLICY,
     GROUP_SCHEMA,
     USER_SCHEMA,
+    USUAL_ENTERPRISE,
+    USUAL_NAME,
+    USUAL_TEXT,
     UserModel,
     canonical_user,
     check_members_per_request,
     manager_value,
     max_multi_valued,
     member_ids_from_value,
+    order_user_document,
     user_model_from_document,
 )
 
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 _OPS = ("add", "remove", "replace")
 
-# Attributes (lower-cased) a user PATCH path may name, with the sub-attributes allowed.
-_USER_PATHS: dict[str, set[str]] = {
-    "username": set(),
-    "externalid": set(),
-    "active": set(),
-    "displayname": set(),
-    "title": set(),
-    "name": {"givenname", "familyname"},
-    "emails": {"value", "type", "primary"},
-    "phonenumbers": {"value", "type", "primary"},
-    "addresses": {"country", "type"},
-}
-_ENTERPRISE_PATHS: dict[str, set[str]] = {
-    "employeenumber": set(),
-    "department": set(),
-    "manager": {"value"},
-}
-_SUPPORTED_USER_PATHS = (
-    "userName, externalId, active, displayName, title, name.givenName, name.familyName, "
-    'emails[type eq "work"].value, phoneNumbers[type eq "mobile"].value, '
-    'addresses[type eq "work"].country, and the enterprise extension\'s employeeNumber, '
-    "department and manager"
-)
 _ATTR_RE = re.compile(
     r"^(?P<attr>[A-Za-z][\w$-]*)(?P<filter>\[.*\])?(?:\.(?P<sub>[A-Za-z][\w$-]*))?$", re.S
 )
@@ -120,28 +101,23 @@ def _strip_prefix(text: str, prefix: str) -> str | None:
 
 
 def _check_user_path(path: str) -> None:
-    """Refuse a path outside the attributes Beem supports (400 invalidPath)."""
-    if path.lower() == ENTERPRISE_SCHEMA.lower():
+    """Refuse a path that is not an attribute path at all (400 invalidPath).
+
+    A well-formed path to an attribute Beem does not advertise (another extension's URN, a
+    sub-attribute RFC 7643 does not define) is ignored like the same attribute in a POST or a
+    path-less PATCH: scim2-models' engine under ENTRA_POLICY leaves the document unchanged.
+    """
+    if path.lower().startswith("urn:"):
         return
-    rest = _strip_prefix(path, ENTERPRISE_SCHEMA)
-    allowed = _ENTERPRISE_PATHS if rest is not None else _USER_PATHS
-    if rest is None:
-        rest = _strip_prefix(path, USER_SCHEMA) or path
-    match = _ATTR_RE.match(rest)
-    if match:
-        attr, sub = match["attr"].lower(), (match["sub"] or "").lower()
-        subs = allowed.get(attr)
-        if subs is not None and (not sub or sub in subs):
-            if not match["filter"] or subs:
-                return
-    raise errors.invalid_path(
-        f"PATCH path {path!r} is not supported. Supported: {_SUPPORTED_USER_PATHS}."
-    )
+    if not _ATTR_RE.match(_strip_prefix(path, USER_SCHEMA) or path):
+        raise errors.invalid_path(f"PATCH path {path!r} is not an attribute path.")
 
 
 def _is_manager_path(path: str) -> bool:
+    # Older Entra jobs send "manager" without the enterprise URN; the core User schema has
+    # no attribute of that name, so it can only mean the enterprise manager.
     rest = _strip_prefix(path, ENTERPRISE_SCHEMA)
-    return rest is not None and rest.lower() in ("manager", "manager.value")
+    return (rest if rest is not None else path).lower() in ("manager", "manager.value")
 
 
 def _normalise_extension_value(value: Any) -> Any:
@@ -179,7 +155,7 @@ def _normalise_user_operation(operation: dict) -> dict:
             if not isinstance(key, str) or key.lower() in ("id", "meta", "schemas"):
                 continue  # client meta/id are read-only; ignore them (#8)
             if _is_manager_path(key):
-                item = manager_value(item)
+                key, item = f"{ENTERPRISE_SCHEMA}:manager", manager_value(item)
             elif key.lower() == ENTERPRISE_SCHEMA.lower():
                 item = _normalise_extension_value(item)
             normalised[key] = item
@@ -194,17 +170,13 @@ def _normalise_user_operation(operation: dict) -> dict:
     return result
 
 
-# Simple attributes a replace/add can set directly on the canonical document (lower-cased
+# Plain-text attributes a replace/add can set directly on the canonical document (lower-cased
 # path without the core URN → (container, key)); the enterprise ones are under its URN.
 _SIMPLE_TEXT: dict[str, tuple[str | None, str]] = {
-    "username": (None, "userName"),
-    "externalid": (None, "externalId"),
-    "displayname": (None, "displayName"),
-    "title": (None, "title"),
-    "name.givenname": ("name", "givenName"),
-    "name.familyname": ("name", "familyName"),
+    **{key.lower(): (None, key) for key in USUAL_TEXT},
+    **{f"name.{key.lower()}": ("name", key) for key in USUAL_NAME},
 }
-_SIMPLE_ENTERPRISE_TEXT = {"department": "department", "employeenumber": "employeeNumber"}
+_SIMPLE_ENTERPRISE_TEXT = {key.lower(): key for key in USUAL_ENTERPRISE}
 _BOOLEAN_TEXT = {"true": True, "false": False}
 
 
@@ -255,13 +227,12 @@ def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
             result[container] = dict(existing or {})
             copied.add(container)
         result[container][key] = value
-    if "name" in copied:
-        name = result["name"]
-        result["name"] = {k: name[k] for k in ("givenName", "familyName") if k in name}
-    schemas = [USER_SCHEMA]
-    if result.get(ENTERPRISE_SCHEMA):
-        schemas.append(ENTERPRISE_SCHEMA)
-    result["schemas"] = schemas
+    for container, order in (("name", USUAL_NAME), (ENTERPRISE_SCHEMA, USUAL_ENTERPRISE)):
+        if container in copied:
+            value = result[container]
+            ordered = {key: value[key] for key in order if key in value}
+            result[container] = ordered | {k: v for k, v in value.items() if k not in ordered}
+    order_user_document(result)
     return result
 
 

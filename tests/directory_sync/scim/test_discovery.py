@@ -68,24 +68,64 @@ def test_resource_types_list_user_with_enterprise_extension_and_group(scim):
     assert scim.get("/ResourceTypes/Group").json() == group
 
 
-def test_schemas_list_user_enterprise_and_group_with_only_supported_attributes(scim):
+def test_schemas_list_the_whole_user_enterprise_and_group_schemas(scim):
     body = scim.get("/Schemas").json()
 
     assert (body["schemas"], body["totalResults"]) == ([LIST_SCHEMA], 3)
     by_id = {schema["id"]: schema for schema in body["Resources"]}
     assert list(by_id) == [USER_SCHEMA, ENTERPRISE, GROUP_SCHEMA]
+    # The whole RFC 7643 core User schema and enterprise extension (issue 15), without the
+    # user's read-only groups, which users do not hold.
     assert [a["name"] for a in by_id[USER_SCHEMA]["attributes"]] == [
         "userName",
         "name",
         "displayName",
+        "nickName",
+        "profileUrl",
         "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
         "active",
+        "password",
         "emails",
         "phoneNumbers",
+        "ims",
+        "photos",
         "addresses",
+        "entitlements",
+        "roles",
+        "x509Certificates",
     ]
+    user = {a["name"]: a for a in by_id[USER_SCHEMA]["attributes"]}
+    assert [s["name"] for s in user["name"]["subAttributes"]] == [
+        "formatted",
+        "familyName",
+        "givenName",
+        "middleName",
+        "honorificPrefix",
+        "honorificSuffix",
+    ]
+    assert [s["name"] for s in user["addresses"]["subAttributes"]] == [
+        "formatted",
+        "streetAddress",
+        "locality",
+        "region",
+        "postalCode",
+        "country",
+        "type",
+        "primary",
+    ]
+    assert (user["password"]["mutability"], user["password"]["returned"]) == (
+        "writeOnly",
+        "never",
+    )
     assert [a["name"] for a in by_id[ENTERPRISE]["attributes"]] == [
         "employeeNumber",
+        "costCenter",
+        "organization",
+        "division",
         "department",
         "manager",
     ]

@@ -289,13 +289,28 @@ def test_manager_of_another_organization_is_refused(scim, other_org_scim):
     assert record_of(user["id"]).manager_scim_id is None
 
 
-def test_unknown_path_is_400_invalid_path(scim):
+@pytest.mark.parametrize(
+    "path",
+    ["favouriteColour", "name.nick", "urn:ietf:params:scim:schemas:extension:Custom:2.0:User:foo"],
+)
+def test_an_attribute_outside_the_schema_is_ignored_as_in_a_post(scim, path):
+    # The consistency rule (issue 15): what a POST ignores, a PATCH by path ignores too.
+    user = create_user(scim)
+    before = record_of(user["id"]).document
+
+    response = _patch(scim, user["id"], {"op": "Replace", "path": path, "value": "x"})
+
+    assert response.status_code == 200, response.content
+    assert record_of(user["id"]).document == before
+
+
+def test_a_path_that_is_no_attribute_path_is_400_invalid_path(scim):
     user = create_user(scim)
 
-    response = _patch(scim, user["id"], {"op": "Replace", "path": "favouriteColour", "value": "x"})
+    response = _patch(scim, user["id"], {"op": "Replace", "path": "title..x y", "value": "x"})
 
     body = assert_scim_error(response, 400, "invalidPath")
-    assert "favouriteColour" in body["detail"]
+    assert "title..x y" in body["detail"]
     assert events_of(user["id"]) == [("created", 1)]
 
 
@@ -339,10 +354,10 @@ def test_failed_operation_leaves_the_whole_patch_unapplied(scim):
         scim,
         user["id"],
         {"op": "Replace", "path": "title", "value": "Lead"},
-        {"op": "Replace", "path": "nope", "value": "x"},
+        {"op": "Replace", "path": "active", "value": "perhaps"},
     )
 
-    assert_scim_error(response, 400, "invalidPath")
+    assert_scim_error(response, 400, "invalidValue")
     assert record_of(user["id"]).document["title"] == "Engineer"
 
 

@@ -202,7 +202,7 @@ def test_refused_writes_still_log_their_request(scim):
     before = RequestLog.objects.count()
     response = scim.post("/Users", json=entra_user(user_name="TAKEN@contoso.com"))
     assert response.status_code == 409
-    bad = patch_body({"op": "Replace", "path": "nickName", "value": "x"})
+    bad = patch_body({"op": "Replace", "path": "active", "value": "perhaps"})
     assert scim.patch(f"/Users/{user['id']}", json=bad).status_code == 400
     assert RequestLog.objects.count() == before + 2
     assert [kind for kind, _ in events_of(user["id"])] == ["created"]
@@ -253,6 +253,16 @@ SIMPLE_OPERATIONS = [
     [{"op": "Replace", "path": "active", "value": "false"}],
     [{"op": "Replace", "path": "active", "value": False}],
     [{"op": "Replace", "path": "active", "value": True}],
+    # Entra's default mappings for a non-gallery app (issue 15).
+    [{"op": "Replace", "path": "name.formatted", "value": "Alice Wong"}],
+    [{"op": "Add", "path": "nickName", "value": "Al"}],
+    [{"op": "Replace", "path": "preferredLanguage", "value": "en-US"}],
+    [{"op": "Replace", "path": f"{ENTERPRISE}:costCenter", "value": "CC1"}],
+    [
+        {"op": "Replace", "path": "name.middleName", "value": "J"},
+        {"op": "Replace", "path": f"{ENTERPRISE}:organization", "value": "Contoso"},
+        {"op": "Replace", "path": "userType", "value": "Member"},
+    ],
     [
         {"op": "Replace", "path": "title", "value": "Title 7"},
         {"op": "Replace", "path": "name.familyName", "value": "Family 7"},
@@ -267,7 +277,11 @@ def test_fast_path_gives_what_the_engine_gives(operations):
         normalised = [_normalise_user_operation(op) for op in operations]
         fast = _simple_user_patch(copy.deepcopy(document), normalised)
         assert fast is not None, operations
-        assert fast == _engine_patch_apply(copy.deepcopy(document), normalised)
+        engine = _engine_patch_apply(copy.deepcopy(document), normalised)
+        assert fast == engine
+        assert list(fast) == list(engine)
+        for container in ("name", ENTERPRISE):
+            assert list(fast.get(container, {})) == list(engine.get(container, {}))
 
 
 @pytest.mark.parametrize(
@@ -280,6 +294,8 @@ def test_fast_path_gives_what_the_engine_gives(operations):
         [{"op": "Replace", "path": 'emails[type eq "work"].value', "value": "a@b.example"}],
         [{"op": "Replace", "value": {"title": "x"}}],
         [{"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": str(uuid.uuid4())}],
+        [{"op": "Replace", "path": "password", "value": "secret"}],
+        [{"op": "Replace", "path": "profileUrl", "value": "https://contoso.com/a"}],
     ],
 )
 def test_other_shapes_go_through_the_engine(operations):
