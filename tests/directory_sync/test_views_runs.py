@@ -205,3 +205,26 @@ def test_run_page_without_refusals_has_no_refused_table(admin_client, organizati
 
     assert 'id="refused-table"' not in html
     assert 'id="run-refused">0<' in html
+
+
+def test_run_page_names_the_refused_writes_in_arabic(admin_client, scim, organization):
+    scim.get('/Users?filter=userName+eq+"0b5c9a57-9d5e-4d4b-8d43-1a8b6f0e2c11"')
+    for i in range(2):
+        refused = scim.post(
+            "/Users",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"no.mobile.{i}@contoso.com",
+                "active": True,
+            },
+        )
+        assert refused.status_code == 400, refused.content
+    run = ProvisioningRun.objects.get(organization=organization)
+    admin_client.cookies["django_language"] = "ar"
+
+    html = admin_client.get(_run_url(run)).content.decode()
+
+    assert "رفضها Beem" in html
+    assert "2 طلبان مرفوضان (يُحتسبان فاشلَين)" in html
+    assert "أرسل Entra ID هذه التغييرات" in html
+    assert "Refused by Beem" not in html
