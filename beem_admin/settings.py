@@ -183,6 +183,8 @@ AXES_FAILURE_LIMIT = env_int("BEEM_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("BEEM_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_ENABLED = env_bool("BEEM_LOGIN_RATE_LIMIT", True)
+# The branded, translated lock-out page (429).
+AXES_LOCKOUT_CALLABLE = "beem_admin.views.login_locked_out"
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ar", _("Arabic"))]

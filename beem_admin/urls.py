@@ -7,10 +7,11 @@ from django.views.generic import RedirectView
 from directory_sync.health import healthz
 from directory_sync.metrics import metrics_view
 from directory_sync.scim.auth import SyncRevokeTokenView, SyncTokenView
+from members.forms import LoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="members:member_list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("django-admin/", admin.site.urls),

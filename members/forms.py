@@ -1,6 +1,7 @@
 """Forms of the members pages. They validate input; members.services does the writing."""
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from . import selectors
@@ -167,3 +168,19 @@ class ResourceReassignForm(forms.Form):
 
 class MemberSearchForm(forms.Form):
     q = forms.CharField(label=_("Search"), required=False, max_length=200)
+
+
+class LoginForm(AuthenticationForm):
+    """The suite's login: administrators log in with their email address (their user name)."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": _(
+            "Please enter the correct email and password. Note that the password is case-sensitive."
+        ),
+    }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = _("Email")
+        self.fields["username"].widget.attrs["autocomplete"] = "email"

@@ -20,7 +20,7 @@ def test_wrong_password_is_refused_on_the_login_form(browser_page, demo_admin, l
     login(demo_admin[0], "not-the-password")
     expect(browser_page).to_have_url(re.compile(r"/login/$"))
     expect(browser_page.locator("[role=alert]")).to_contain_text(
-        "Please enter a correct username and password"
+        "Please enter the correct email and password"
     )
     screenshot("refused")
 

@@ -100,7 +100,7 @@ def test_administrator_logs_in_through_the_form_and_lands_on_members(client, adm
 def test_wrong_password_shows_an_error_and_does_not_log_in(client, admin_user):
     response = client.post(reverse("login"), {"username": "admin@acme", "password": "nope"})
     assert response.status_code == 200
-    assert "Please enter a correct username and password" in text_of(response)
+    assert "Please enter the correct email and password" in text_of(response)
     assert client.get(reverse("members:member_list")).status_code == 302
 
 
