@@ -225,14 +225,37 @@ def test_b_cannot_make_a_member_of_a_its_members_manager_or_department(
     assert not member.department_links.exists()
 
 
-def test_organization_admins_get_nothing_from_the_django_admin(org_a, b_client):
+def test_organization_admins_get_a_404_from_every_django_admin_page(org_a, b_client):
     from django.contrib import admin
 
+    urls = [reverse("admin:index"), reverse("admin:login"), "/django-admin/no/such/page/"]
     for model in admin.site._registry:
-        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-        response = b_client.get(url)
-        assert response.status_code in (302, 403), (url, response.status_code)
-        assert SECRET not in response.content.decode()
+        info = (model._meta.app_label, model._meta.model_name)
+        urls.append(reverse("admin:{}_{}_changelist".format(*info)))
+        urls.append(reverse("admin:{}_{}_add".format(*info)))
+    for url in urls:
+        for method in ("get", "post"):
+            response = getattr(b_client, method)(url)
+            assert response.status_code == 404, (method, url, response.status_code)
+            assert SECRET not in response.content.decode()
+            assert "Page not found" in response.content.decode()
+
+
+def test_superusers_and_staff_without_an_organization_keep_the_django_admin(
+    client, org_a, other_admin_user
+):
+    from django.contrib.auth import get_user_model
+
+    operator = get_user_model().objects.create_user("operator", password="x" * 12, is_staff=True)
+    # A superuser who also administers an organization is still an operator.
+    other_admin_user.is_superuser = True
+    other_admin_user.save()
+
+    client.force_login(operator)
+    assert client.get(reverse("admin:index")).status_code == 200
+    client.force_login(other_admin_user)
+    assert client.get(reverse("admin:index")).status_code == 200
+    assert client.get(reverse("admin:members_member_changelist")).status_code == 200
 
 
 def test_a_logged_out_visitor_is_sent_to_login_from_every_page(client, org_a):
