@@ -29,10 +29,12 @@ tools:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 	else echo "Not found:$$missing (Debian packages): those tests will be skipped."; fi
 
+# `make run PORT=8080` serves on another port.
+PORT ?= 8000
 run: setup
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py seed_demo --port $(PORT)
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 test: setup tools
 	$(BIN)/ruff check .

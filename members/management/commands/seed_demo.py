@@ -15,8 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin@demo.beem")
         parser.add_argument("--password", default=DEMO_PASSWORD)
+        parser.add_argument(
+            "--port", type=int, default=8000, help="The port `make run` serves on (PORT=)."
+        )
 
-    def handle(self, *args, username: str, password: str, **options):
+    def handle(self, *args, username: str, password: str, port: int, **options):
         with transaction.atomic():
             org = services.organization_get_or_create(slug="demo", name="Beem Demo")
             services.administrator_ensure(organization=org, username=username, password=password)
@@ -46,7 +49,7 @@ class Command(BaseCommand):
                     )
         self.stdout.write(
             self.style.SUCCESS(
-                "\nBeem Admin Suite demo is ready at http://127.0.0.1:8000/\n"
+                f"\nBeem Admin Suite demo is ready at http://127.0.0.1:{port}/\n"
                 f"  organization: {org.name} (id {org.pk}, slug {org.slug})\n"
                 f"  admin login:  {username}\n"
                 f"  password:     {password}\n"
