@@ -526,9 +526,13 @@ def _check_user_lengths(document: dict) -> None:
 
 
 def _check_emails(document: dict) -> None:
-    """Every email an address, also in the lower-cased form the apply job validates and
-    stores (lower-casing can make an internationalised domain invalid)."""
+    """Every work email an address, also in the lower-cased form the apply job validates and
+    stores (lower-casing can make an internationalised domain invalid). Other emails are only
+    kept: Entra's default mappings send proxyAddresses ("SMTP:alice@contoso.com") as
+    ``emails[type eq "other"]``."""
     for entry in document.get("emails") or []:
+        if (entry.get("type") or "").lower() != "work" or not entry.get("value"):
+            continue
         value = entry["value"]
         for form in {value, value.lower()}:
             try:

@@ -236,8 +236,30 @@ def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
     return result
 
 
+def _split_value_filter_keys(operations: list[dict]) -> list[dict]:
+    """A path-less operation's value-filter keys (``{"addresses[type eq \"work\"].locality":
+    ...}``, as Entra sends them) as operations of their own with that path: scim2-models'
+    engine only resolves dotted and URN keys there, and would ignore these."""
+    result = []
+    for operation in operations:
+        value = _value(operation)
+        if _path(operation) is not None or not isinstance(value, dict):
+            result.append(operation)
+            continue
+        keys = [key for key in value if isinstance(key, str) and "[" in key]
+        if not keys:
+            result.append(operation)
+            continue
+        rest = {key: item for key, item in value.items() if key not in keys}
+        if rest:
+            result.append({"op": _op(operation), "value": rest})
+        result.extend({"op": _op(operation), "path": key, "value": value[key]} for key in keys)
+    return result
+
+
 def user_patch_apply(document: dict, operations: list[dict]) -> dict:
     """Return the canonical user document after applying ``operations`` to ``document``."""
+    operations = _split_value_filter_keys(operations)
     normalised = [_normalise_user_operation(operation) for operation in operations]
     simple = _simple_user_patch(document, normalised)
     if simple is not None:

@@ -21,8 +21,9 @@ urlpatterns = [
     re_path(r"^[/]*Groups/\.search$", views.NotImplementedView.as_view(), name="groups-search"),
     re_path(r"^[/]*Me$", views.NotImplementedView.as_view(), name="me"),
     re_path(r"^[/]*Bulk$", views.NotImplementedView.as_view(), name="bulk"),
-    re_path(r"^[/]*Users(?:/(?P<uuid>[^/]+))?$", views.UsersView.as_view(), name="users"),
-    re_path(r"^[/]*Groups(?:/(?P<uuid>[^/]+))?$", views.GroupsView.as_view(), name="groups"),
+    # "/?": ".../Users/" and ".../Users/<id>/" are the same endpoints (issue 15).
+    re_path(r"^[/]*Users(?:/(?P<uuid>[^/]+))?/?$", views.UsersView.as_view(), name="users"),
+    re_path(r"^[/]*Groups(?:/(?P<uuid>[^/]+))?/?$", views.GroupsView.as_view(), name="groups"),
     re_path(
         r"^[/]*ServiceProviderConfig$",
         views.ServiceProviderConfigView.as_view(),

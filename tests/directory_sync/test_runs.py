@@ -514,7 +514,7 @@ def _refuse_two_writes(scim) -> tuple[dict, dict]:
         f"/Users/{user.json()['id']}",
         json={
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "Replace", "path": "nickName", "value": "x"}],
+            "Operations": [{"op": "Replace", "path": "active", "value": "perhaps"}],
         },
     )
     assert refused_patch.status_code == 400, refused_patch.content
