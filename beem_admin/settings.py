@@ -34,6 +34,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}.")
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.")
+
+
 def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
@@ -352,8 +362,16 @@ if BEEM_REQUEST_LOG not in ("all", "writes", "errors", "off"):
     raise ImproperlyConfigured(
         f"BEEM_REQUEST_LOG must be one of all, writes, errors, off; got {BEEM_REQUEST_LOG!r}."
     )
-# Rows of reads (GET) are buffered per process and written in bulk this often (0: at once).
+# Request-log rows are buffered per process and written in bulk this often, after the answer
+# (0: at the end of each request).
 BEEM_REQUEST_LOG_FLUSH_SECONDS = env_int("BEEM_REQUEST_LOG_FLUSH_SECONDS", 1)
+# Run request counts and SyncSettings.last_request_at are batched per process and written
+# this often, after the answer (by a later request or the process's background flusher).
+BEEM_RUN_COUNT_FLUSH_SECONDS = env_float("BEEM_RUN_COUNT_FLUSH_SECONDS", 1.0)
+# The SCIM auth check caches a token's lookup per process this long (0: no cache): stopping
+# sync, new credentials or a revoked token take effect on every process within it, while
+# Entra's bursts do not pay an auth query per request. directory_sync.scim.auth.
+BEEM_SCIM_AUTH_CACHE_SECONDS = env_float("BEEM_SCIM_AUTH_CACHE_SECONDS", 0.5)
 BEEM_RUN_IDLE_MINUTES = env_int("BEEM_RUN_IDLE_MINUTES", 15)
 # A probe joins the open run when a probe opened it less than this many seconds ago and no
 # directory change was recorded in it yet (0: every probe opens a run). directory_sync.runs.

@@ -122,7 +122,7 @@ class ConsumerWatchdog(bootsteps.StartStopStep):
     def __init__(self, c, **kwargs):
         from django.conf import settings
 
-        self.interval = float(getattr(settings, "BEEM_WORKER_WATCHDOG_SECONDS", 30) or 0)
+        self.interval = float(settings.BEEM_WORKER_WATCHDOG_SECONDS)
         self.detector = StallDetector()
         self.tref = None
 

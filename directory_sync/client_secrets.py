@@ -29,7 +29,7 @@ def _digest(secret: str, salt: str, key: str) -> str:
 
 def _keys() -> list[str]:
     # SECRET_KEY_FALLBACKS: rotating SECRET_KEY the Django way keeps stored secrets valid.
-    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
 
 
 def client_secret_hash(secret: str, *, salt: str | None = None) -> str:

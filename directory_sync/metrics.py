@@ -248,7 +248,7 @@ def metrics_exposition() -> bytes:
 
 
 def _authorized(request: HttpRequest) -> bool:
-    expected = getattr(settings, "BEEM_METRICS_TOKEN", "")
+    expected = settings.BEEM_METRICS_TOKEN
     if not expected:
         return True
     header = request.headers.get("Authorization", "")

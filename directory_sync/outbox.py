@@ -137,7 +137,7 @@ def organization_wake(*, organization_id: int, force: bool = False) -> bool:
     # Whole seconds (the cache API's unit); the job's countdown is the same window, so it
     # starts reading only once the key expired: every write that found the key set had
     # committed by then. 0 disables the deduplication.
-    window = max(0, int(getattr(settings, "BEEM_APPLY_WAKEUP_SECONDS", 1)))
+    window = max(0, settings.BEEM_APPLY_WAKEUP_SECONDS)
     if not force and window:
         try:
             if not _wakeup_claim(organization_id, window):
@@ -161,7 +161,7 @@ def _redis():
     """A redis-py client on ``REDIS_URL`` (None without it). Django's cache API costs ~0.3 ms
     of CPU per call (a client object, pickling); a plain ``SET NX`` costs ~0.08 ms."""
     global _redis_client
-    url = getattr(settings, "REDIS_URL", "")
+    url = settings.REDIS_URL
     if not url:
         return None
     if _redis_client is None or _redis_client[0] != url:

@@ -45,10 +45,6 @@ from .text import storable_text
 logger = logging.getLogger(__name__)
 
 _PROBE_FILTER = re.compile(r'^\s*userName\s+eq\s+"([^"]*)"\s*$', re.IGNORECASE)
-DEFAULT_FLUSH_SECONDS = 1.0
-# A probe joins the open run instead of opening another when that run was opened by a probe
-# less than this long ago and no directory change was recorded in it (see run_for_request).
-DEFAULT_PROBE_COALESCE_SECONDS = 5.0
 
 # run id -> [requests not yet written, latest activity]
 _pending: dict[int, list] = {}
@@ -272,7 +268,7 @@ def _probe_coalesces(
     before the sync was last (re)activated: the Test Connection after a reactivation is what
     the reactivation page waits for, so it always opens a run and records its time.
     """
-    window = float(getattr(settings, "BEEM_PROBE_COALESCE_SECONDS", DEFAULT_PROBE_COALESCE_SECONDS))
+    window = settings.BEEM_PROBE_COALESCE_SECONDS
     return (
         run is not None
         and window > 0
@@ -318,7 +314,7 @@ def run_for_request(
 
 
 def count_flush_seconds() -> float:
-    return float(getattr(settings, "BEEM_RUN_COUNT_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+    return settings.BEEM_RUN_COUNT_FLUSH_SECONDS
 
 
 def _count(*, run: ProvisioningRun, now: datetime, flush: bool = True) -> None:

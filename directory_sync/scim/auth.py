@@ -51,11 +51,10 @@ logger = logging.getLogger(__name__)
 SCIM_CONTENT_TYPE = "application/scim+json"
 SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 REALM = 'Bearer realm="beem-scim"'
-# Auth lookups are cached per process for at most this long, so stopping sync, rotating the
-# credentials or revoking a token takes effect on every web process within a second — half a
-# second of cache leaves room for a request already in flight — while Entra's bursts do not
-# pay a query per request (one auth query per process every 0.5 s).
-DEFAULT_AUTH_CACHE_SECONDS = 0.5
+# Auth lookups are cached per process for at most BEEM_SCIM_AUTH_CACHE_SECONDS (0.5), so
+# stopping sync, rotating the credentials or revoking a token takes effect on every web process
+# within a second — half a second of cache leaves room for a request already in flight — while
+# Entra's bursts do not pay a query per request (one auth query per process every 0.5 s).
 _CACHE_MAX_ENTRIES = 10_000
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -286,7 +285,7 @@ for _model in (SyncSettings, get_access_token_model(), get_application_model()):
 
 def _token_grant(token: str) -> _Grant | None:
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    ttl = float(getattr(settings, "BEEM_SCIM_AUTH_CACHE_SECONDS", DEFAULT_AUTH_CACHE_SECONDS))
+    ttl = settings.BEEM_SCIM_AUTH_CACHE_SECONDS
     now = time.monotonic()
     cached = _cache.get(checksum)
     if cached is not None and now - cached[0] < ttl:

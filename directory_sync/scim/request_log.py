@@ -320,7 +320,7 @@ def list_summary(page) -> str:
 
 
 def should_log(*, method: str, status: int) -> bool:
-    mode = getattr(settings, "BEEM_REQUEST_LOG", "all")
+    mode = settings.BEEM_REQUEST_LOG
     if mode == "off":
         return False
     if mode == "errors":
@@ -391,7 +391,7 @@ def _row_values(
 
 
 def _flush_seconds() -> float:
-    return float(getattr(settings, "BEEM_REQUEST_LOG_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS))
+    return settings.BEEM_REQUEST_LOG_FLUSH_SECONDS
 
 
 def _failed(stage: str) -> None:
@@ -441,7 +441,6 @@ def request_log_write(
 
 # --- buffered rows -------------------------------------------------------------------------
 
-DEFAULT_FLUSH_SECONDS = 1.0
 _MAX_BUFFERED = 5_000  # beyond this a request writes the batch itself (a stuck flusher)
 _INSERT_CHUNK = 500
 _COLUMNS = (
@@ -570,7 +569,7 @@ def _flusher_interval() -> float:
     from .. import runs
 
     intervals = [x for x in (_flush_seconds(), runs.count_flush_seconds()) if x > 0]
-    return max(min(intervals, default=DEFAULT_FLUSH_SECONDS), 0.2)
+    return max(min(intervals, default=1.0), 0.2)
 
 
 def _flusher_loop() -> None:
