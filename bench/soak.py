@@ -18,7 +18,7 @@ for the system to converge by itself (beat's sweep re-dispatches what was lost).
 
 * every change event is applied or skipped, or failed with a recorded reason (none pending);
 * every directory record matches its member or group
-  (``directory_sync.apply.record_member_differences``), except records whose latest event
+  (``directory_sync.engine.record_member_differences``), except records whose latest event
   failed with a recorded reason;
 * no duplicate member (same phone or same email in one organization) and no directory-managed
   member without its directory record;
@@ -868,7 +868,7 @@ def verify(report: SoakReport, tenants: list[EntraTenant]) -> None:
     from django.db.models import Count
     from django.db.models.functions import Lower
 
-    from directory_sync.apply import record_member_differences
+    from directory_sync.engine import record_member_differences
     from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord
     from members.models import Group, Member
 

@@ -20,7 +20,7 @@ from members.phones import phone_or_none
 from members.services import audit_record
 
 from . import record_counts
-from .apply import record_member_differences
+from .engine import record_member_differences
 from .models import (
     ChangeEvent,
     DirectoryRecord,

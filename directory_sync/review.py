@@ -38,7 +38,7 @@ from django.utils.translation import gettext as _
 from members import services as member_services
 from members.models import Department
 
-from .apply import ApplyResult, record_apply
+from .engine import ApplyResult, record_apply
 from .models import DirectoryRecord, ReviewItem
 
 logger = logging.getLogger(__name__)

@@ -263,3 +263,44 @@ def changes_while_stopped(
         .order_by("-created_at", "-id")[:limit]
     )
     return ChangesWhileStopped(since=since, members=members, audit_entries=entries)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    created: int
+    linked: int
+    updated: int
+    unchanged: int
+    held: int
+    deleted: int
+    groups_synced: int
+    groups_deleted: int
+    failed: int
+    skipped: int
+    pending: int
+    # The failed events with their reasons (a lazy queryset: page it in the UI).
+    failures: QuerySet[ChangeEvent]
+
+
+def run_summary(run) -> RunSummary:
+    """What a provisioning run did, counted over its events in one query."""
+    applied = Q(status=ChangeEvent.Status.APPLIED)
+    counts = ChangeEvent.objects.filter(run=run).aggregate(
+        created=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.CREATED)),
+        linked=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.LINKED)),
+        updated=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.UPDATED)),
+        unchanged=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.UNCHANGED)),
+        held=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.HELD)),
+        deleted=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.DELETED)),
+        groups_synced=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.GROUP_SYNCED)),
+        groups_deleted=Count("id", filter=applied & Q(outcome=ChangeEvent.Outcome.GROUP_DELETED)),
+        failed=Count("id", filter=Q(status=ChangeEvent.Status.FAILED)),
+        skipped=Count("id", filter=Q(status=ChangeEvent.Status.SKIPPED)),
+        pending=Count("id", filter=Q(status=ChangeEvent.Status.PENDING)),
+    )
+    failures = (
+        ChangeEvent.objects.filter(run=run, status=ChangeEvent.Status.FAILED)
+        .only("id", "label", "kind", "reason", "scim_id", "finished_at")
+        .order_by("id")
+    )
+    return RunSummary(failures=failures, **counts)

@@ -34,7 +34,7 @@ class ApplyChangeEventsTask(Task):
     """When a drain gives up on a record, that record's pending events fail with the reason."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from .apply import record_events_fail
+        from .engine import record_events_fail
 
         record_id = getattr(exc, "beem_record_id", None)
         if record_id is None:
@@ -66,7 +66,7 @@ def apply_change_events(organization_id: int) -> int:
     Killed mid-batch, the job runs again (late ack) and converges: a batch commits per chunk
     of records, and what did not commit is still pending.
     """
-    from .apply import events_drain
+    from .engine import events_drain
 
     return events_drain(organization_id=organization_id)
 

@@ -19,7 +19,6 @@ from members.permissions import administrator_required
 from . import review as review_services
 from . import selectors
 from . import services as sync_services
-from .apply import run_summary
 from .forms import (
     ConfirmForm,
     DepartmentChoiceForm,
@@ -29,6 +28,7 @@ from .forms import (
     SyncSettingsForm,
 )
 from .models import ProvisioningRun, ReviewItem, SyncSettings
+from .selectors import run_summary
 from .services import IssuedCredentials, SyncSettingsError
 
 ENTRA_PORTAL_URL = "https://entra.microsoft.com/"

@@ -12,7 +12,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from directory_sync.apply import record_member_differences
+from directory_sync.engine import record_member_differences
 from directory_sync.models import DirectoryMembership, DirectoryRecord, SyncSettings
 from directory_sync.outbox import change_event_append
 from members.models import Member, Organization

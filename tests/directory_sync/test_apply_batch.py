@@ -4,10 +4,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from directory_sync import apply as engine
 from directory_sync import outbox, tasks
-from directory_sync.apply import events_drain
 from directory_sync.dispatch import change_events_redispatch
+from directory_sync.engine import drain, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, ReviewItem
 from members import services as member_services
 from members.models import Member
@@ -143,13 +142,11 @@ def test_a_second_drain_of_the_same_organization_leaves_it_to_the_running_one(
         autocommit=True,
     )
     try:
-        other.execute(
-            "SELECT pg_advisory_lock(%s, %s)", [engine._DRAIN_LOCK_CLASS, organization.pk]
-        )
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [drain._DRAIN_LOCK_CLASS, organization.pk])
         assert events_drain(organization_id=organization.pk) == 0
         assert ChangeEvent.objects.get().status == "pending"
         other.execute(
-            "SELECT pg_advisory_unlock(%s, %s)", [engine._DRAIN_LOCK_CLASS, organization.pk]
+            "SELECT pg_advisory_unlock(%s, %s)", [drain._DRAIN_LOCK_CLASS, organization.pk]
         )
     finally:
         other.close()

@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from directory_sync import apply as engine
-from directory_sync.apply import change_event_apply, events_drain
+from directory_sync.engine import change_event_apply, drain, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, SyncSettings
 from members import services as member_services
 from members.models import Group, Member
@@ -153,7 +152,7 @@ def test_thousands_of_mixed_events_applied_out_of_order_converge_to_the_director
     managers, groups and older versions across chunk and batch boundaries) mixed with
     old-style shuffled per-event jobs and duplicated deliveries."""
     rng = random.Random(20261126)
-    monkeypatch.setattr(engine, "DRAIN_CHUNK", 16)
+    monkeypatch.setattr(drain, "DRAIN_CHUNK", 16)
     sync_settings_make(
         organization,
         identify_by=SyncSettings.IdentifyBy.PHONE,

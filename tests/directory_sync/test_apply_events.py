@@ -3,10 +3,10 @@
 import pytest
 from django.db import connection
 
-from directory_sync import apply as engine
-from directory_sync.apply import change_event_apply, run_summary
 from directory_sync.dispatch import change_events_redispatch
+from directory_sync.engine import change_event_apply, records
 from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun
+from directory_sync.selectors import run_summary
 from directory_sync.tasks import MAX_RETRIES, apply_change_events
 from members import services as member_services
 from members.models import Member
@@ -152,7 +152,7 @@ def test_lock_timeout_is_retried_then_fails_and_redispatch_applies_it_later(
 ):
     import psycopg
 
-    monkeypatch.setattr(engine, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(records, "LOCK_TIMEOUT", "50ms")
     sync_settings_make(organization)
     record = user_create(organization, user_name="a@x.example", email="a@x.example")
     event = ChangeEvent.objects.get(scim_id=record.scim_id)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from directory_sync.apply import change_event_apply
+from directory_sync.engine import change_event_apply
 from directory_sync.models import ChangeEvent, DirectoryRecord
 from members import services as member_services
 from members.models import Group, GroupMembership

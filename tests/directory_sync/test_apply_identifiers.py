@@ -6,8 +6,7 @@ one event per batch (a change's counterpart is always in a later batch) and with
 
 import pytest
 
-from directory_sync import apply as engine
-from directory_sync.apply import change_event_apply, events_drain
+from directory_sync.engine import change_event_apply, drain, events_drain
 from directory_sync.models import ChangeEvent, ReviewItem
 from members import services as member_services
 from members.models import Member
@@ -30,7 +29,7 @@ P1, P2, P3, P4 = "+966500000001", "+966500000002", "+966500000003", "+9665000000
 
 @pytest.fixture(params=["per_event", "drain_one_by_one", "drain"])
 def apply_all(request, monkeypatch):
-    monkeypatch.setattr(engine, "DRAIN_CHUNK", 2)
+    monkeypatch.setattr(drain, "DRAIN_CHUNK", 2)
 
     def run(organization):
         if request.param == "drain":

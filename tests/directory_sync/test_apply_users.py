@@ -2,8 +2,7 @@
 
 import pytest
 
-from directory_sync import apply as engine
-from directory_sync.apply import change_event_apply, events_drain
+from directory_sync.engine import change_event_apply, drain, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, ReviewItem, SyncSettings
 from members import services as member_services
 from members.models import AuditEntry, Member, Resource
@@ -27,7 +26,7 @@ def apply_mode(request, monkeypatch):
     """Every engine test runs twice: one job per event (``change_event_apply``, still used by
     jobs queued before the batch job existed) and the organization drain the outbox wakes
     (``events_drain``: batched users, small chunks so a test's records span several)."""
-    monkeypatch.setattr(engine, "DRAIN_CHUNK", 3)
+    monkeypatch.setattr(drain, "DRAIN_CHUNK", 3)
     _APPLY_MODE["value"] = request.param
     yield request.param
     _APPLY_MODE["value"] = "per_event"

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from directory_sync import services as sync_services
-from directory_sync.apply import change_event_apply
+from directory_sync.engine import change_event_apply
 from directory_sync.models import (
     ChangeEvent,
     DirectoryRecord,

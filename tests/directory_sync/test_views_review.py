@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from directory_sync.apply import change_event_apply
+from directory_sync.engine import change_event_apply
 from directory_sync.models import ChangeEvent, ReviewItem
 from members import services as member_services
 from members.models import AuditEntry, DepartmentMembership, Member, Resource

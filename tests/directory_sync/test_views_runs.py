@@ -3,7 +3,7 @@
 from django.urls import reverse
 from django.utils.html import escape
 
-from directory_sync.apply import change_event_apply
+from directory_sync.engine import change_event_apply
 from directory_sync.models import ChangeEvent, ProvisioningRun, RequestLog
 from tests.directory_sync.engine_factories import sync_settings_make, user_create
 

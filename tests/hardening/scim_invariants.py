@@ -10,7 +10,7 @@ import uuid
 
 from scim2_models import Context, EnterpriseUser, Group, User
 
-from directory_sync.apply import record_member_differences
+from directory_sync.engine import record_member_differences
 from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord
 from members.models import DepartmentMembership, GroupMembership, Member
 from members.models import Group as BeemGroup

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from directory_sync import services
-from directory_sync.apply import events_drain
+from directory_sync.engine import events_drain
 from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord
 from members.models import Member
 

@@ -1,0 +1,80 @@
+"""Finishing change events: applied with the outcome, skipped as superseded, failed."""
+
+from __future__ import annotations
+
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..models import ChangeEvent
+from .results import Status
+
+
+def _dispatched_at(now):
+    # When a job took the event: kept if the sweep had set it, else the finish time.
+    return Coalesce(F("dispatched_at"), Value(now, output_field=DateTimeField()))
+
+
+def _superseded(version: int) -> str:
+    return _("Superseded: the directory record was applied at version %(version)s.") % {
+        "version": version
+    }
+
+
+def _event_skip(event_id: int, reason: str) -> None:
+    ChangeEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
+        status=Status.SKIPPED, reason=reason, finished_at=timezone.now()
+    )
+
+
+def change_event_fail(*, event_id: int, reason: str) -> None:
+    """Fail a still-pending event with ``reason`` (the task gave up on it)."""
+    ChangeEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
+        status=Status.FAILED, reason=reason[:2000], finished_at=timezone.now()
+    )
+
+
+def record_events_fail(*, record_id: int, reason: str) -> int:
+    """Fail every pending event of the record (a drain gave up on it)."""
+    return ChangeEvent.objects.filter(record_id=record_id, status=Status.PENDING).update(
+        status=Status.FAILED, reason=reason[:2000], finished_at=timezone.now()
+    )
+
+
+def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
+    """Finish the events of many records: ``results`` maps a record id to (version, status,
+    outcome, reason). Each record's newest event up to ``version`` gets the result, its older
+    ones are skipped as superseded. Failed events count too when the record applied (or was
+    already applied): a newer version or a later retry resolved them, no operator needed.
+    One read, one update per distinct result."""
+    if not results:
+        return
+    rows = (
+        ChangeEvent.objects.filter(
+            record_id__in=list(results), status__in=(Status.PENDING, Status.FAILED)
+        )
+        .order_by("record_id", "-record_version", "-id")
+        .values_list("pk", "record_id", "record_version", "status")
+    )
+    updates: dict[tuple[str, str, str], list[int]] = {}
+    newest_done: set[int] = set()
+    for pk, record_id, record_version, current in rows:
+        version, status, outcome, reason = results[record_id]
+        if record_version > version or (current == Status.FAILED and status == Status.FAILED):
+            continue
+        if record_id in newest_done:
+            key = (Status.SKIPPED, "", _superseded(version))
+        else:
+            newest_done.add(record_id)
+            key = (status, outcome, reason)
+        updates.setdefault(key, []).append(pk)
+    now = timezone.now()
+    for (status, outcome, reason), pks in updates.items():
+        ChangeEvent.objects.filter(pk__in=pks).update(
+            status=status,
+            outcome=outcome,
+            reason=reason,
+            finished_at=now,
+            dispatched_at=_dispatched_at(now),
+        )
