@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from directory_sync.models import SyncSettings
+from directory_sync.scim.profile import directory_profile_extra
 from directory_sync.selectors import sync_settings_find
 
 from . import selectors, services
@@ -109,6 +110,7 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "resources": list(member.resources.all()),
             "sync_active": bool(sync_settings and sync_settings.is_active),
             "locked": bool(_locked_fields(member, sync_settings)),
+            "directory_profile": directory_profile_extra(member),
         },
     )
 

@@ -8,6 +8,7 @@ import re
 import uuid
 
 import pytest
+from django.urls import reverse
 
 from directory_sync.engine import events_drain
 from directory_sync.models import ChangeEvent
@@ -188,3 +189,31 @@ def test_the_default_mapping_cycle_has_no_4xx_and_applies_what_beem_uses(scim, o
     )
     assert cycle("get", f"/Users/{alice['id']}").json()["active"] is False
     assert cycle.problems == []
+
+
+def test_the_member_page_shows_what_beem_keeps_from_entra_read_only(
+    scim, organization, admin_client
+):
+    body = user_post_body(USER_MAPPINGS + DOCUMENTED_SPELLINGS)
+    body["password"] = "S3cret!pass"
+    response = scim.post("/Users", json=body)
+    assert response.status_code == 201, response.content
+    events_drain(organization_id=organization.pk)
+    member = Member.objects.get(organization=organization)
+
+    page = admin_client.get(reverse("members:member_detail", args=[member.pk]))
+
+    html = page.content.decode()
+    assert "More from Entra ID" in html
+    for label, value in (
+        ("name.formatted", "Alice Wong"),
+        ("preferredLanguage", "en-US"),
+        ("addresses[type eq &quot;work&quot;].locality", "Riyadh"),
+        ("phoneNumbers[type eq &quot;fax&quot;].value", "+966112345679"),
+        ("emails[type eq &quot;other&quot;].value", "SMTP:alice.wong@contoso.com"),
+    ):
+        assert f"<code>{label}</code></dt><dd>{value}</dd>" in html, label
+    # What Beem applies is shown once, in the profile above; the password never.
+    assert "<code>employeeNumber</code>" not in html
+    assert "<code>name.givenName</code>" not in html
+    assert "S3cret" not in html and "password" not in html
