@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from . import process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,15 @@ def _wakeup_claim(organization_id: int, window: int) -> bool:
 def wakeups_covered_forget() -> None:
     """Forget which wake-ups this process knows are pending (tests)."""
     _covered_until.clear()
+
+
+def _redis_forget() -> None:
+    global _redis_client
+    _redis_client = None
+
+
+process_state.register(wakeups_covered_forget, holds=("_covered_until",))
+process_state.register(_redis_forget, holds=("_redis_client",))
 
 
 def wakeup_window_close(*, organization_id: int) -> None:

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from members.models import Organization
 
+from . import process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
 from .text import storable_text
 
@@ -380,13 +381,19 @@ def runs_counts_flush() -> int:
 
 
 def runs_pending_discard() -> None:
-    """Drop unwritten counts (tests: run ids are reused after a rolled-back test)."""
+    """Drop unwritten counts (tests: run ids are reused after a rolled-back test; a forked
+    child: its parent writes them)."""
     global _last_flush
     with _pending_lock:
         _pending.clear()
         _last_request_pending.clear()
         _last_request_written.clear()
         _last_flush = time.monotonic()
+
+
+process_state.register(
+    runs_pending_discard, holds=("_pending", "_last_request_pending", "_last_request_written")
+)
 
 
 def runs_close_idle(*, now: datetime | None = None) -> int:

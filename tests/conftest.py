@@ -76,6 +76,18 @@ def _request_log_unbuffered(settings, monkeypatch):
     monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
 
 
+@pytest.fixture(autouse=True)
+def _process_state_reset():
+    """Per-process caches and buffers (auth cache, batched run counts and request-log rows,
+    wake-ups known to be pending, ...) must not leak between tests: run ids and tokens are
+    reused after a rolled-back test."""
+    from directory_sync import process_state
+
+    process_state.reset_all()
+    yield
+    process_state.reset_all()
+
+
 @pytest.fixture
 def require_postgres(db):
     if connection.vendor != "postgresql":

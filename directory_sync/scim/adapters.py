@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import get_script_prefix, reverse
 from django_scim.adapters import SCIMMixin
 
-from .. import records
+from .. import process_state, records
 from ..models import DirectoryRecord, SyncSettings
 from . import errors, queries
 from .documents import (
@@ -35,6 +35,13 @@ from .patch import (
 
 # (script prefix, organization id) -> Tenant URL path: reverse() costs more than a resource.
 _root_paths: dict = {}
+
+
+def _root_paths_forget() -> None:
+    _root_paths.clear()
+
+
+process_state.register(_root_paths_forget, holds=("_root_paths",))
 
 
 def base_location(request: Any = None, *args: Any, **kwargs: Any) -> str:

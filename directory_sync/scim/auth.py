@@ -36,6 +36,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from members.models import Organization
 
+from .. import process_state
 from ..client_secrets import (
     client_secret_dummy_check,
     client_secret_hash,
@@ -271,9 +272,7 @@ def auth_cache_clear(**_kwargs) -> None:
         _cache.clear()
 
 
-def process_state_reset() -> None:
-    """Forget every per-process memo (tests call this between cases)."""
-    auth_cache_clear()
+process_state.register(auth_cache_clear, holds=("_cache",))
 
 
 # A change made by this process is visible to its next request at once; other processes see

@@ -50,6 +50,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 
 from members.models import Organization
 
+from .. import process_state
 from ..models import ProvisioningRun, RequestLog
 from ..text import storable_text
 
@@ -550,8 +551,11 @@ def request_log_flush() -> int:
 
 
 def request_log_buffer_discard() -> None:
-    """Drop unwritten rows (tests)."""
+    """Drop unwritten rows (tests; a forked child: its parent writes them)."""
     _take()
+
+
+process_state.register(request_log_buffer_discard, holds=("_buffer",))
 
 
 def _flush_if_due(**_kwargs) -> None:

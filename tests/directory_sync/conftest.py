@@ -18,8 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
-from directory_sync import outbox, runs, services
-from directory_sync.scim import auth
+from directory_sync import services
 from directory_sync.services import IssuedCredentials
 
 SCIM_CONTENT_TYPE = "application/scim+json"
@@ -100,19 +99,6 @@ def _fast_secret_hashing(settings):
     """Client secrets are hashed like passwords (PBKDF2, ~0.5 s per issue and per token
     request); a cheap hasher keeps SCIM tests fast without changing what is checked."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _scim_process_state():
-    """Per-process memos (auth cache, batched run counts, pending wake-ups) must not leak
-    between tests."""
-    auth.process_state_reset()
-    runs.runs_pending_discard()
-    outbox.wakeups_covered_forget()
-    yield
-    auth.process_state_reset()
-    runs.runs_pending_discard()
-    outbox.wakeups_covered_forget()
 
 
 def _activate(organization) -> IssuedCredentials:

@@ -105,7 +105,7 @@ def test_no_token_issued_during_a_rotation_survives_it(require_postgres, monkeyp
     assert set(statuses) <= {200, 401}
     # Every request held across the rotation was refused (its secret is no longer the one stored).
     assert statuses.count(401) >= held
-    auth.process_state_reset()
+    auth.auth_cache_clear()
     time.sleep(0.01)
     survivors = [token for token in issued if _scim_status(organization, token) != 401]
     assert survivors == []
@@ -124,7 +124,7 @@ def test_token_created_before_the_current_secret_is_refused_by_scim(organization
     SyncSettings.objects.filter(organization=organization).update(
         credentials_created_at=timezone.now() + timedelta(seconds=1)
     )
-    auth.process_state_reset()
+    auth.auth_cache_clear()
 
     response = SCIMClient(organization=organization, token=token).get("/Users")
     assert response.status_code == 401

@@ -103,22 +103,6 @@ def tenant_create(*, slug: str, name: str, **sync_fields) -> Tenant:
     )
 
 
-@pytest.fixture(autouse=True)
-def _scim_process_state():
-    """The SCIM auth check, run bookkeeping and wake-ups keep per-process memos; start each
-    test clean."""
-    from directory_sync import outbox, runs
-    from directory_sync.scim import auth
-
-    auth.process_state_reset()
-    runs.runs_pending_discard()
-    outbox.wakeups_covered_forget()
-    yield
-    auth.process_state_reset()
-    runs.runs_pending_discard()
-    outbox.wakeups_covered_forget()
-
-
 @pytest.fixture
 def tenant_factory(db) -> Callable[..., Tenant]:
     return tenant_create
