@@ -3,8 +3,9 @@
 Users go through scim2-models' PATCH engine under :data:`documents.ENTRA_POLICY` (any-case
 ``op``, string booleans, value-filter paths that create their entry, dotted and URN paths,
 path-less values with dotted/URN keys). Before that, the Entra quirks the engine does not know
-are normalised here (each one names its quirk), and explicit paths are checked against the
-attributes Beem supports, so an unknown path is ``invalidPath`` instead of silently ignored.
+are normalised here (each one names its quirk). A path that is no attribute path at all is
+``invalidPath``; a well-formed path outside the advertised schema is ignored, as the same
+attribute is in a POST or a path-less PATCH (issue 15: one rule for every write form).
 
 Groups are planned by hand: members are rows, not part of the document, so member operations
 become set operations applied by ``directory_sync.records`` under the group's row lock; a

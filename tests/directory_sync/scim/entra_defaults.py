@@ -90,3 +90,20 @@ def user_post_body(rows: list[tuple[str, str, object]], manager_id: str | None =
             value = manager_id
         set_attribute(body, path, value)
     return body
+
+
+def value_at(resource: dict, path: str):
+    """The value a GET answers at ``path`` (sub-attribute names compared case-insensitively)."""
+    if path.startswith(f"{ENTERPRISE}:"):
+        value = (resource.get(ENTERPRISE) or {}).get(path[len(ENTERPRISE) + 1 :])
+        return value.get("value") if isinstance(value, dict) else value
+    match = _FILTER_PATH.match(path)
+    if match:
+        for entry in resource.get(match["attr"]) or []:
+            if entry.get("type") == match["type"]:
+                return {k.lower(): v for k, v in entry.items()}.get(match["sub"].lower())
+        return None
+    if "." in path:
+        attribute, sub = path.split(".", 1)
+        return (resource.get(attribute) or {}).get(sub)
+    return resource.get(path)

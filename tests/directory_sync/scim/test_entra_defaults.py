@@ -4,7 +4,6 @@ Over HTTP with real tokens. The whole provisioning cycle of ``entra_defaults`` r
 embedded default (SQLite, eager) and on PostgreSQL (with DATABASE_URL set).
 """
 
-import re
 import uuid
 
 import pytest
@@ -14,32 +13,14 @@ from directory_sync.engine import events_drain
 from directory_sync.models import ChangeEvent
 from members.models import Member
 
-from .conftest import ENTERPRISE, GROUP_SCHEMA, patch_body
+from .conftest import GROUP_SCHEMA, patch_body
 from .entra_defaults import (
     DOCUMENTED_SPELLINGS,
     MANAGER,
     USER_MAPPINGS,
     user_post_body,
+    value_at,
 )
-
-_FILTER_PATH = re.compile(r'^(?P<attr>\w+)\[type eq "(?P<type>\w+)"\]\.(?P<sub>\w+)$')
-
-
-def value_at(resource: dict, path: str):
-    """The value a GET answers at ``path`` (sub-attribute names compared case-insensitively)."""
-    if path.startswith(f"{ENTERPRISE}:"):
-        value = (resource.get(ENTERPRISE) or {}).get(path[len(ENTERPRISE) + 1 :])
-        return value.get("value") if isinstance(value, dict) else value
-    match = _FILTER_PATH.match(path)
-    if match:
-        for entry in resource.get(match["attr"]) or []:
-            if entry.get("type") == match["type"]:
-                return {k.lower(): v for k, v in entry.items()}.get(match["sub"].lower())
-        return None
-    if "." in path:
-        attribute, sub = path.split(".", 1)
-        return (resource.get(attribute) or {}).get(sub)
-    return resource.get(path)
 
 
 class Cycle:

@@ -20,8 +20,7 @@ from .conftest import (
     patch_body,
     record_of,
 )
-from .entra_defaults import set_attribute
-from .test_entra_defaults import value_at
+from .entra_defaults import set_attribute, value_at
 
 ATTRIBUTES = [
     ("name.formatted", "Alice Wong"),
