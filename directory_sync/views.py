@@ -28,6 +28,7 @@ from .forms import (
     SyncSettingsForm,
 )
 from .models import ProvisioningRun, ReviewItem, SyncSettings
+from .scim.constants import ENTERPRISE_SCHEMA
 from .selectors import run_summary
 from .services import IssuedCredentials, SyncSettingsError
 
@@ -189,9 +190,9 @@ ATTRIBUTE_MAPPING_USERS = [
     ("name.familyName", "surname"),
     ("title", "jobTitle"),
     ('addresses[type eq "work"].country', "country"),
-    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "employeeid"),
-    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "manager"),
-    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "department"),
+    (f"{ENTERPRISE_SCHEMA}:employeeNumber", "employeeid"),
+    (f"{ENTERPRISE_SCHEMA}:manager", "manager"),
+    (f"{ENTERPRISE_SCHEMA}:department", "department"),
     ("externalId", "objectId"),
 ]
 ATTRIBUTE_MAPPING_GROUPS = [("displayName", "displayName"), ("members", "members")]

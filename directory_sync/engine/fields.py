@@ -14,10 +14,9 @@ from members.models import Member
 from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from ..models import SyncSettings
+from ..scim.constants import ENTERPRISE_SCHEMA
 from ..scim.documents import work_email
 from .results import ApplyError, _Notes
-
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 def _typed_value(document: dict, attribute: str, wanted_type: str, key: str = "value") -> str:
@@ -30,7 +29,7 @@ def _typed_value(document: dict, attribute: str, wanted_type: str, key: str = "v
 
 
 def _enterprise(document: dict) -> dict:
-    value = document.get(ENTERPRISE)
+    value = document.get(ENTERPRISE_SCHEMA)
     return value if isinstance(value, dict) else {}
 
 

@@ -46,11 +46,10 @@ from ..client_secrets import (
 from ..metrics import SCIM_UNAUTHENTICATED
 from ..models import SyncSettings
 from . import request_log
+from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 
-SCIM_CONTENT_TYPE = "application/scim+json"
-SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 REALM = 'Bearer realm="beem-scim"'
 # Auth lookups are cached per process for at most BEEM_SCIM_AUTH_CACHE_SECONDS (0.5), so
 # stopping sync, rotating the credentials or revoking a token takes effect on every web process
@@ -381,7 +380,7 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
 
 
 def unauthorized_response(failure: AuthFailure) -> HttpResponse:
-    body = {"schemas": [SCIM_ERROR_SCHEMA], "status": "401", "detail": failure.detail}
+    body = {"schemas": [ERROR_SCHEMA], "status": "401", "detail": failure.detail}
     response = HttpResponse(json.dumps(body), status=401, content_type=SCIM_CONTENT_TYPE)
     challenge = REALM
     if failure.invalid_token:

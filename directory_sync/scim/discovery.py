@@ -15,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from scim2_models import EnterpriseUser, Group, User
 
-from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
-
-LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
-RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
-SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+from .constants import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    LIST_RESPONSE_SCHEMA,
+    RESOURCE_TYPE_SCHEMA,
+    SCHEMA_SCHEMA,
+    SERVICE_PROVIDER_CONFIG_SCHEMA,
+    USER_SCHEMA,
+)
 
 # Attributes (None) and sub-attributes of scim2-models' schemas that are not advertised.
 _NOT_KEPT: dict[str, dict[str, tuple[str, ...] | None]] = {
@@ -115,7 +118,7 @@ def resource_type_documents(base_url: str) -> list[dict]:
 def service_provider_config(base_url: str) -> dict[str, Any]:
     scim_settings = settings.SCIM_SERVICE_PROVIDER
     config: dict[str, Any] = {
-        "schemas": [SPC_SCHEMA],
+        "schemas": [SERVICE_PROVIDER_CONFIG_SCHEMA],
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": max_results()},

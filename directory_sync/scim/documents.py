@@ -43,10 +43,8 @@ from members.phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
 from ..models import DirectoryRecord, SyncSettings
 from ..text import unstorable_text
 from . import errors
+from .constants import BOOLEAN_TEXT, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MOBILE_PATH = 'phoneNumbers[type eq "mobile"].value'
 WORK_EMAIL_PATH = 'emails[type eq "work"].value'
 
@@ -273,7 +271,6 @@ _USUAL_TOP = frozenset(
     {"schemas", "active", "name", "roles", ENTERPRISE_SCHEMA, *USUAL_TEXT, *_USUAL_ENTRIES}
 )
 _USUAL_SCHEMAS = ([USER_SCHEMA], [USER_SCHEMA, ENTERPRISE_SCHEMA], [ENTERPRISE_SCHEMA, USER_SCHEMA])
-_BOOLEAN_TEXT = {"true": True, "false": False}
 
 
 def _text(value: Any) -> bool:
@@ -338,7 +335,7 @@ def _usual_user_document(payload: dict) -> dict | None:
             document[key] = payload[key]
     active = payload.get("active", True)
     if type(active) is str:
-        active = _BOOLEAN_TEXT.get(active.lower())
+        active = BOOLEAN_TEXT.get(active.lower())
     if type(active) is not bool:
         return None
     document["active"] = active

@@ -11,7 +11,7 @@ from django_scim import exceptions as django_scim_exceptions
 from pydantic import ValidationError
 from scim2_models import SCIMException as Scim2ModelsError
 
-ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+from .constants import ERROR_SCHEMA
 
 
 class ScimError(django_scim_exceptions.SCIMException):

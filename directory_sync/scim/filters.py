@@ -19,16 +19,14 @@ from django.db.models import Exists, OuterRef, Q
 from ..models import DirectoryMembership
 from ..text import unstorable_text
 from . import errors
+from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 from .documents import UNSTORABLE_DETAIL
 
 MAX_FILTER_LENGTH = 2000
 MAX_TERMS = 10
 
-_CORE_PREFIXES = (
-    "urn:ietf:params:scim:schemas:core:2.0:user:",
-    "urn:ietf:params:scim:schemas:core:2.0:group:",
-)
-_ENTERPRISE_PREFIX = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user:"
+_CORE_PREFIXES = (USER_SCHEMA.lower() + ":", GROUP_SCHEMA.lower() + ":")
+_ENTERPRISE_PREFIX = ENTERPRISE_SCHEMA.lower() + ":"
 _WORK_EMAIL_RE = re.compile(r'^emails\[\s*type\s+eq\s+"work"\s*\]\.value$', re.I)
 
 

@@ -22,8 +22,9 @@ from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
+from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
+
 SCIM_PATH_PREFIX = "/scim/"
-SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 def max_body_bytes() -> int:
@@ -40,10 +41,8 @@ def _declared_length(request: HttpRequest) -> int:
 
 def _body_refused(request: HttpRequest, status: int, detail: str) -> HttpResponse:
     if request.path.startswith(SCIM_PATH_PREFIX):
-        body = {"schemas": [SCIM_ERROR_SCHEMA], "status": str(status), "detail": detail}
-        response = HttpResponse(
-            json.dumps(body), status=status, content_type="application/scim+json"
-        )
+        body = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
+        response = HttpResponse(json.dumps(body), status=status, content_type=SCIM_CONTENT_TYPE)
     else:
         response = HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
     # No "Connection: close" although the rest of the body goes unread: PEP 3333 forbids

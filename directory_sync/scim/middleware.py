@@ -37,9 +37,9 @@ from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
 from . import errors, request_log
+from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
 
 SCIM_PREFIX = "/scim/"  # beem_admin/urls.py mounts the SCIM endpoint here
-SCIM_CONTENT_TYPE = "application/scim+json"
 # What a 503 asks the client to wait before sending the request again.
 RETRY_AFTER_SECONDS = 5
 
@@ -168,7 +168,7 @@ class ScimErrorMiddleware:
         # In place: status, headers (Allow, WWW-Authenticate, Retry-After, ...) and Django's
         # "already logged" mark stay as they are.
         body = {
-            "schemas": [errors.ERROR_SCHEMA],
+            "schemas": [ERROR_SCHEMA],
             "status": str(response.status_code),
             "detail": _error_detail(request, response),
         }

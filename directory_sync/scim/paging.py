@@ -33,7 +33,8 @@ from django.db.models import QuerySet
 
 from .. import record_counts
 from ..models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
-from .documents import ENTERPRISE_SCHEMA, manager_id
+from .constants import ENTERPRISE_SCHEMA, LIST_RESPONSE_SCHEMA
+from .documents import manager_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ MAX_START_INDEX = 2**62
 
 _RECORDS = DirectoryRecord._meta.db_table
 _COUNTS = DirectoryRecordCount._meta.db_table
-LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 
 
 @dataclass

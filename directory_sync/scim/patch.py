@@ -23,11 +23,15 @@ from scim2_models import Context, PatchOp
 from scim2_models import SCIMException as Scim2ModelsError
 
 from . import errors
-from .documents import (
+from .constants import (
+    BOOLEAN_TEXT,
     ENTERPRISE_SCHEMA,
-    ENTRA_POLICY,
     GROUP_SCHEMA,
+    PATCH_SCHEMA,
     USER_SCHEMA,
+)
+from .documents import (
+    ENTRA_POLICY,
     USUAL_ENTERPRISE,
     USUAL_NAME,
     USUAL_TEXT,
@@ -41,7 +45,6 @@ from .documents import (
     user_model_from_document,
 )
 
-PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 _OPS = ("add", "remove", "replace")
 
 _ATTR_RE = re.compile(
@@ -178,7 +181,6 @@ _SIMPLE_TEXT: dict[str, tuple[str | None, str]] = {
     **{f"name.{key.lower()}": ("name", key) for key in USUAL_NAME},
 }
 _SIMPLE_ENTERPRISE_TEXT = {key.lower(): key for key in USUAL_ENTERPRISE}
-_BOOLEAN_TEXT = {"true": True, "false": False}
 
 
 def _simple_target(path: str) -> tuple[str | None, str] | None:
@@ -213,7 +215,7 @@ def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
         container, key = target
         if key == "active":
             if isinstance(value, str):
-                value = _BOOLEAN_TEXT.get(value.lower())
+                value = BOOLEAN_TEXT.get(value.lower())
             if not isinstance(value, bool):
                 return None
         elif not isinstance(value, str) or not value:

@@ -53,6 +53,7 @@ from members.models import Organization
 from .. import process_state
 from ..models import ProvisioningRun, RequestLog
 from ..text import storable_text
+from .constants import GROUP_SCHEMA, LIST_RESPONSE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ MAX_BODY_CHARS = 16 * 1024
 MAX_UNPARSED_CHARS = 4 * 1024
 LOG_MODES = ("all", "writes", "errors", "off")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 SECRET_KEYS = frozenset(
     {"client_secret", "password", "access_token", "refresh_token", "token", "secret"}
@@ -311,7 +311,7 @@ def list_summary(page) -> str:
     lead to the records. ``page`` is the ``paging.Page`` the view answered.
     """
     summary = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "schemas": [LIST_RESPONSE_SCHEMA],
         "totalResults": page.total,
         "itemsPerPage": page.items,
         "startIndex": page.start,

@@ -18,14 +18,14 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 from django_scim import views as scim_views
-from django_scim.constants import SCIM_CONTENT_TYPE
 from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
 from ..models import DirectoryRecord
 from . import auth, discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
-from .documents import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA, refuse_unstorable_body
+from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIM_CONTENT_TYPE, USER_SCHEMA
+from .documents import refuse_unstorable_body
 from .middleware import failure_response
 
 logger = logging.getLogger(__name__)
