@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
+from members.models import DeletionRule as MemberDeletionRule
 from members.models import Department, Group, Member, Organization
 
 # Primary keys per DirectoryRecordCount block; the triggers of migration 0003 use the same.
@@ -27,12 +28,8 @@ class SyncSettings(models.Model):
         ACTIVE = "active", _("Active")
         STOPPED = "stopped", _("Stopped")
 
-    class DeletionRule(models.TextChoices):
-        DELETE_DIRECTLY = "delete_directly", _("Delete members directly")
-        DELETE_TRANSFER_TO_MANAGER = (
-            "delete_transfer_to_manager",
-            _("Delete members and give their resources to their manager"),
-        )
+    # The members domain's rule, which members.services.member_delete applies as stored here.
+    DeletionRule = MemberDeletionRule
 
     class IdentifyBy(models.TextChoices):
         PHONE = "phone", _("Phone number")

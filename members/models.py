@@ -41,6 +41,19 @@ class Administrator(models.Model):
         return f"{self.user} @ {self.organization}"
 
 
+class DeletionRule(models.TextChoices):
+    """What happens to a deleted member's resources (``services.member_delete``). The one
+    definition: an organization's directory sync stores its choice of it in ``SyncSettings``."""
+
+    # Resources become unassigned and are listed for reassignment.
+    DELETE_DIRECTLY = "delete_directly", _("Delete members directly")
+    # Resources go to the member's manager (unassigned when there is none).
+    DELETE_TRANSFER_TO_MANAGER = (
+        "delete_transfer_to_manager",
+        _("Delete members and give their resources to their manager"),
+    )
+
+
 class Member(models.Model):
     """A person working in Beem, identified by an E.164 mobile number and/or an email."""
 

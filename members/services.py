@@ -17,6 +17,7 @@ from django.utils import timezone
 from .models import (
     Administrator,
     AuditEntry,
+    DeletionRule,
     Department,
     DepartmentMembership,
     Group,
@@ -34,15 +35,6 @@ class MemberError(ValueError):
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.field = field
-
-
-class DeletionRule:
-    """What happens to a deleted member's resources."""
-
-    # Resources become unassigned and are listed for reassignment.
-    UNASSIGN = "unassign"
-    # Resources go to the member's manager (unassigned when there is none).
-    TO_MANAGER = "to_manager"
 
 
 MEMBER_FIELDS = (
@@ -367,17 +359,18 @@ class MemberDeletion:
 
 
 def member_delete(
-    *, member: Member, rule: str = DeletionRule.UNASSIGN, actor_label: str = "system"
+    *, member: Member, rule: str = DeletionRule.DELETE_DIRECTLY, actor_label: str = "system"
 ) -> MemberDeletion:
     """Delete a member without ever destroying what they own.
 
-    Resources move to the manager (``TO_MANAGER`` with a manager) or become unassigned and are
-    listed for reassignment. ``Resource.owner`` is PROTECT, so a path that forgot this fails.
+    Resources move to the manager (``DELETE_TRANSFER_TO_MANAGER`` with a manager) or become
+    unassigned and are listed for reassignment. ``Resource.owner`` is PROTECT, so a path that
+    forgot this fails.
     """
     with transaction.atomic():
         member = Member.objects.select_for_update().get(pk=member.pk)
         name = member.full_name or str(member)
-        heir_id = member.manager_id if rule == DeletionRule.TO_MANAGER else None
+        heir_id = member.manager_id if rule == DeletionRule.DELETE_TRANSFER_TO_MANAGER else None
         moved = resources_move_from_deleted_owner(owner=member, name=name, heir_id=heir_id)
         to_manager = moved if heir_id else 0
         unassigned = 0 if heir_id else moved

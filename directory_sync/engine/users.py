@@ -296,13 +296,8 @@ def _reports_fix_many(organization_id: int, managers: dict[uuid.UUID, Member]) -
 def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: _Notes) -> str:
     if record.member_id is None:
         return Outcome.UNCHANGED
-    rule = (
-        member_services.DeletionRule.TO_MANAGER
-        if sync_settings.deletion_rule == SyncSettings.DeletionRule.DELETE_TRANSFER_TO_MANAGER
-        else member_services.DeletionRule.UNASSIGN
-    )
     deletion = member_services.member_delete(
-        member=record.member, rule=rule, actor_label="directory"
+        member=record.member, rule=sync_settings.deletion_rule, actor_label="directory"
     )
     _records_set(record, member=None)
     if deletion.resources_unassigned:

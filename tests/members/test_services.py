@@ -5,6 +5,7 @@ from django.db.models import ProtectedError
 from members import services
 from members.models import (
     AuditEntry,
+    DeletionRule,
     Department,
     DepartmentMembership,
     GroupMembership,
@@ -250,7 +251,7 @@ def test_deleting_a_member_can_give_their_resources_to_the_manager(organization)
     flow = services.resource_create(
         organization=organization, kind="approval_flow", name="Leave", owner=member
     )
-    result = services.member_delete(member=member, rule=services.DeletionRule.TO_MANAGER)
+    result = services.member_delete(member=member, rule=DeletionRule.DELETE_TRANSFER_TO_MANAGER)
     flow.refresh_from_db()
     assert (flow.owner_id, flow.previous_owner_name, flow.unassigned_at) == (boss.pk, "Omar", None)
     assert (result.resources_unassigned, result.resources_to_manager) == (0, 1)
@@ -261,7 +262,7 @@ def test_deleting_a_member_without_manager_under_the_manager_rule_unassigns(orga
     channel = services.resource_create(
         organization=organization, kind="channel", name="#general", owner=member
     )
-    services.member_delete(member=member, rule=services.DeletionRule.TO_MANAGER)
+    services.member_delete(member=member, rule=DeletionRule.DELETE_TRANSFER_TO_MANAGER)
     channel.refresh_from_db()
     assert channel.owner_id is None and channel.unassigned_at is not None
 
@@ -275,7 +276,7 @@ def test_resources_keep_their_original_owner_through_a_chain_of_deleted_managers
     doc = services.resource_create(
         organization=organization, kind="document", name="Handbook", owner=sara
     )
-    rule = services.DeletionRule.TO_MANAGER
+    rule = DeletionRule.DELETE_TRANSFER_TO_MANAGER
 
     services.member_delete(member=sara, rule=rule)
     services.member_delete(member=omar, rule=rule)

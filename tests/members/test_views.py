@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from directory_sync.models import SyncSettings
 from members import services
-from members.models import Administrator, AuditEntry, Member, Resource
+from members.models import Administrator, AuditEntry, DeletionRule, Member, Resource
 
 
 @pytest.fixture
@@ -505,7 +505,7 @@ def test_resource_pages_show_the_original_owner_and_the_managers_it_passed(
 ):
     # Omar's handbook goes to his manager Sara when he is deleted, then to the unassigned list
     # when Sara is deleted: the pages still name Omar first.
-    rule = services.DeletionRule.TO_MANAGER
+    rule = DeletionRule.DELETE_TRANSFER_TO_MANAGER
     services.member_delete(member=acme["omar"], rule=rule)
     services.member_delete(member=acme["sara"], rule=rule)
     chain = re.compile(
