@@ -263,12 +263,17 @@ def user_document_from_payload(body: Any) -> dict:
 USUAL_TEXT = _plain_text(UserModel)
 USUAL_NAME = _plain_text(Name)
 USUAL_ENTERPRISE = _plain_text(EnterpriseUser)
-_USUAL_ENTRIES = {
+# Sub-attributes of each entry in scim2-models' order (the order canonical entries keep).
+ENTRY_ORDER = {
+    attribute: tuple(_alias(model, name) for name in model.model_fields)
+    for attribute, model in _ENTRY_MODELS.items()
+}
+USUAL_ENTRIES = {
     attribute: (_plain_text(model), frozenset(t.value for t in model.Type))
     for attribute, model in _ENTRY_MODELS.items()
 }
 _USUAL_TOP = frozenset(
-    {"schemas", "active", "name", "roles", ENTERPRISE_SCHEMA, *USUAL_TEXT, *_USUAL_ENTRIES}
+    {"schemas", "active", "name", "roles", ENTERPRISE_SCHEMA, *USUAL_TEXT, *USUAL_ENTRIES}
 )
 _USUAL_SCHEMAS = ([USER_SCHEMA], [USER_SCHEMA, ENTERPRISE_SCHEMA], [ENTERPRISE_SCHEMA, USER_SCHEMA])
 
@@ -290,7 +295,7 @@ def _usual_entries(attribute: str, value: Any) -> list | None:
     """The kept entries of a multi-valued attribute, or None when it is not the usual shape."""
     if type(value) is not list:
         return None
-    texts, types = _USUAL_ENTRIES[attribute]
+    texts, types = USUAL_ENTRIES[attribute]
     entries = []
     for entry in value:
         if type(entry) is not dict:
@@ -345,7 +350,7 @@ def _usual_user_document(payload: dict) -> dict | None:
             return None
         if name:
             document["name"] = name
-    for attribute in _USUAL_ENTRIES:
+    for attribute in USUAL_ENTRIES:
         if attribute in payload:
             entries = _usual_entries(attribute, payload[attribute])
             if entries is None:

@@ -32,7 +32,9 @@ from .constants import (
 )
 from .documents import (
     ENTRA_POLICY,
+    ENTRY_ORDER,
     USUAL_ENTERPRISE,
+    USUAL_ENTRIES,
     USUAL_NAME,
     USUAL_TEXT,
     UserModel,
@@ -194,9 +196,43 @@ def _simple_target(path: str) -> tuple[str | None, str] | None:
     return _SIMPLE_TEXT.get(rest)
 
 
+_ENTRY_PATH_RE = re.compile(r'^(?P<attr>\w+)\[type eq "(?P<type>\w+)"\]\.(?P<sub>\w+)$')
+
+
+def _set_entry_text(result: dict, copied: set[str], path: str, value: str) -> bool:
+    """Set ``attr[type eq "t"].sub`` (Entra's default mappings: work/fax phones, the work
+    address' parts) on the one entry of that type, or a new one at the end as the engine
+    does (``unmatched_path_filter=create``); False for any other shape."""
+    match = _ENTRY_PATH_RE.match(path)
+    if match is None or match["attr"] not in USUAL_ENTRIES:
+        return False
+    attribute, entry_type, sub = match["attr"], match["type"], match["sub"]
+    texts, types = USUAL_ENTRIES[attribute]
+    entries = result.get(attribute) or []
+    if sub not in texts or entry_type not in types or not isinstance(entries, list):
+        return False
+    if attribute not in copied:
+        entries = [dict(entry) for entry in entries]
+        copied.add(attribute)
+    matched = [entry for entry in entries if entry.get("type") == entry_type]
+    if len(matched) > 1:
+        return False
+    if not matched:
+        matched = [{"type": entry_type}]
+        entries.append(matched[0])
+    entry = matched[0]
+    entry[sub] = value
+    ordered = {key: entry[key] for key in ENTRY_ORDER[attribute] if key in entry}
+    entry.clear()
+    entry.update(ordered)
+    result[attribute] = entries
+    return True
+
+
 def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
-    """Entra's usual PATCH — replace (or add) of plain text attributes and ``active`` — applied
-    directly to the canonical document; None when any operation needs the full engine.
+    """Entra's usual PATCH — replace (or add) of plain text attributes, of one entry's text by
+    a value-filter path, and of ``active`` — applied directly to the canonical document; None
+    when any operation needs the full engine.
 
     Gives exactly what the engine gives for these shapes (pinned by
     tests/directory_sync/scim/test_patch_users.py), at a fraction of its cost (bench profile:
@@ -209,6 +245,12 @@ def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
         path, value = operation.get("path"), operation.get("value")
         if operation["op"] not in ("replace", "add") or path is None:
             return None
+        if "[" in path:
+            if not isinstance(value, str) or not value:
+                return None
+            if not _set_entry_text(result, copied, path, value):
+                return None
+            continue
         target = _simple_target(path)
         if target is None:
             return None
