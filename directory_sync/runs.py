@@ -9,7 +9,7 @@ silence opens a new run (trigger "activity"); the beat task closes runs idle tha
 Request counts and the organization's "last request" time are batched per process (at most
 one UPDATE per run per ``BEEM_RUN_COUNT_FLUSH_SECONDS``, default 1 s) so a burst of Entra calls
 does not queue on one row lock. They are written by the next read once the interval passed,
-or by the process's background flusher (``request_log.background_flusher_ensure``) when no
+or by the process's background flusher (``flusher.background_flusher_ensure``) when no
 request comes: the run page is exact within a few seconds. Never inside a write's
 transaction, which would hold other runs' row locks until its commit. A process that stops
 loses at most that last second of counts.
@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from members.models import Organization
 
-from . import process_state
+from . import flusher, process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
 from .text import storable_text
 
@@ -319,13 +319,11 @@ def count_flush_seconds() -> float:
 
 
 def _count(*, run: ProvisioningRun, now: datetime, flush: bool = True) -> None:
-    from .scim.request_log import background_flusher_ensure
-
     with _pending_lock:
         entry = _pending.setdefault(run.pk, [0, now])
         entry[0] += 1
         entry[1] = max(entry[1], now)
-    background_flusher_ensure()
+    flusher.background_flusher_ensure()
     if flush:
         runs_counts_flush_if_due()
 
@@ -394,6 +392,7 @@ def runs_pending_discard() -> None:
 process_state.register(
     runs_pending_discard, holds=("_pending", "_last_request_pending", "_last_request_written")
 )
+flusher.flush_register(runs_counts_flush_if_due, interval=count_flush_seconds)
 
 
 def runs_close_idle(*, now: datetime | None = None) -> int:

@@ -70,10 +70,9 @@ def _request_log_unbuffered(settings, monkeypatch):
     after it (tests/directory_sync/test_request_log.py covers the buffered mode). No
     background flusher: its own connection cannot see a test's uncommitted runs, so the
     counts it took would be lost (tests that need it turn it on)."""
-    from directory_sync.scim import request_log
 
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", False)
 
 
 @pytest.fixture(autouse=True)

@@ -33,7 +33,6 @@ import atexit
 import functools
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -50,7 +49,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 
 from members.models import Organization
 
-from .. import process_state
+from .. import flusher, process_state
 from ..models import ProvisioningRun, RequestLog
 from ..text import storable_text
 from .constants import GROUP_SCHEMA, LIST_RESPONSE_SCHEMA
@@ -461,10 +460,6 @@ _buffer: list[tuple] = []
 _buffer_lock = threading.Lock()
 _oldest: float | None = None  # monotonic time of the oldest buffered row
 _generation = 0  # counts the buffers taken by a flush: (generation, index) names a waiting row
-_flusher_pid: int | None = None
-# Tests turn the background flusher off unless they test it: its own connection cannot see
-# rows of a test's transaction.
-BACKGROUND_FLUSH = True
 
 
 def _buffer_add(values: dict, *, replace: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -481,7 +476,7 @@ def _buffer_add(values: dict, *, replace: tuple[int, int] | None = None) -> tupl
             _oldest = time.monotonic()
         size = len(_buffer)
         slot = (_generation, size - 1)
-    background_flusher_ensure()
+    flusher.background_flusher_ensure()
     if size >= _MAX_BUFFERED and not transaction.get_connection().in_atomic_block:
         request_log_flush()
     return slot
@@ -569,46 +564,13 @@ def _flush_if_due(**_kwargs) -> None:
 request_finished.connect(_flush_if_due, dispatch_uid="beem_request_log_flush")
 
 
-def _flusher_interval() -> float:
-    from .. import runs
-
-    intervals = [x for x in (_flush_seconds(), runs.count_flush_seconds()) if x > 0]
-    return max(min(intervals, default=1.0), 0.2)
-
-
-def _flusher_loop() -> None:
-    """Writes what a process holds for the database (log rows, run request counts, the time
-    of the last SCIM request) when no request comes to do it: an idle process's numbers are
-    exact within a few seconds without waiting for its next request."""
-    from django.db import connections
-
-    from .. import runs
-
-    while True:
-        time.sleep(_flusher_interval())
-        if not BACKGROUND_FLUSH:
-            continue
-        try:
-            # Twice the interval: normally the next request's end flushes first.
-            if _due(factor=2.0):
-                request_log_flush()
-            runs.runs_counts_flush_if_due()
-        except Exception:  # noqa: BLE001
-            logger.exception("background flush of the SCIM request log and run counts failed")
-        finally:
-            connections.close_all()  # this thread's connections only
+def _flush_if_idle() -> None:
+    # Twice the interval: normally the next request's end flushes first.
+    if _due(factor=2.0):
+        request_log_flush()
 
 
-def background_flusher_ensure() -> None:
-    """Start this process's flusher thread once (after a fork the child starts its own)."""
-    global _flusher_pid
-    if not BACKGROUND_FLUSH or _flusher_pid == os.getpid():
-        return
-    with _buffer_lock:
-        if _flusher_pid == os.getpid():
-            return
-        _flusher_pid = os.getpid()
-    threading.Thread(target=_flusher_loop, name="scim-bookkeeping-flusher", daemon=True).start()
+flusher.flush_register(_flush_if_idle, interval=_flush_seconds)
 
 
 @atexit.register

@@ -10,7 +10,6 @@ import beem_admin
 import directory_sync
 import members
 from directory_sync import outbox, process_state
-from directory_sync.scim import request_log
 
 # Module globals that hold no state worth forgetting: pure memos of code and settings, and
 # Celery's per-task logging tokens (popped when their task ends).
@@ -20,6 +19,8 @@ STATELESS = {
     # The registry itself.
     ("directory_sync.process_state", "_resets"),
     ("directory_sync.process_state", "_held"),
+    # The background flusher's registry of flush functions (code, filled at import).
+    ("directory_sync.flusher", "_flushes"),
 }
 
 
@@ -42,7 +43,7 @@ def everything_kept(settings, monkeypatch):
     settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 3600
     settings.BEEM_SCIM_AUTH_CACHE_SECONDS = 3600
     settings.REDIS_URL = "redis://127.0.0.1:6379/15"
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", False)
 
 
 def test_reset_all_empties_every_cache_and_buffer_a_scim_process_fills(

@@ -289,7 +289,7 @@ def buffered(settings, monkeypatch):
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 60
     # The background flusher writes on its own connection, which cannot see this test's
     # uncommitted rows: flush by hand here.
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", False)
     request_log.request_log_buffer_discard()
     yield request_log
     request_log.request_log_buffer_discard()

@@ -593,11 +593,10 @@ def _eventually(check, *, seconds: float = 8.0) -> bool:
 def test_run_counts_and_last_request_are_written_without_a_later_request(
     require_postgres, scim, organization, settings, monkeypatch
 ):
-    from directory_sync.scim import request_log
 
     settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 0.5
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 0.5
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", True)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", True)
     scim.get(PROBE)  # writes last_request_at at once (first request of a quiet spell)
     first = SyncSettings.objects.get(organization=organization).last_request_at
     time.sleep(0.3)

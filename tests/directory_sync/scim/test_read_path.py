@@ -23,7 +23,7 @@ PROBE = 'userName eq "{}"'
 def batched(settings, monkeypatch):
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 60
     settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 60
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", False)
     request_log.request_log_buffer_discard()
     yield
     request_log.request_log_buffer_discard()

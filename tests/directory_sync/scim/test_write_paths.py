@@ -42,7 +42,7 @@ def quiet_bookkeeping(settings, monkeypatch):
     settings.BEEM_SCIM_AUTH_CACHE_SECONDS = 3600
     settings.BEEM_RUN_COUNT_FLUSH_SECONDS = 3600
     settings.BEEM_REQUEST_LOG_FLUSH_SECONDS = 3600
-    monkeypatch.setattr(request_log, "BACKGROUND_FLUSH", False)
+    monkeypatch.setattr("directory_sync.flusher.BACKGROUND_FLUSH", False)
     monkeypatch.setattr(runs, "LAST_REQUEST_WRITE_SECONDS", 3600)
     yield
     request_log.request_log_buffer_discard()
