@@ -2,7 +2,7 @@
 
 After the transaction commits, the organization's apply job is *woken*, not sent the event:
 ``directory_sync.apply_change_events`` drains every pending event of the organization in
-batches (``apply.events_drain``). Wake-ups are deduplicated per organization for
+batches (``engine.events_drain``). Wake-ups are deduplicated per organization for
 ``BEEM_APPLY_WAKEUP_SECONDS`` with a cache key (``SET NX``) and the job is sent with that same
 countdown, so a burst of 800 writes a second sends about one job a second, and every write
 that found the key already set committed before the job that key announced starts reading.
@@ -10,6 +10,10 @@ that found the key already set committed before the job that key announced start
 If the broker is down the events simply stay pending and the beat sweep
 (``directory_sync.redispatch_pending_events``) or ``manage.py directory_sync redispatch``
 wakes the organization later. Nothing is lost.
+
+The outbox sits below the tasks (the apply task drains what it queues, its failure handler and
+the sweep wake organizations through it), so it does not import them: the app's ``ready()``
+hands it the apply task (``apply_job_register``).
 """
 
 import logging
@@ -116,6 +120,22 @@ def change_event_insert_sql(
     return sql, params
 
 
+# The Celery task that drains an organization's pending events (tasks.apply_change_events).
+_apply_job = None
+
+
+def apply_job_register(task) -> None:
+    """Called once by ``DirectorySyncConfig.ready()``."""
+    global _apply_job
+    _apply_job = task
+
+
+def _apply_task():
+    if _apply_job is None:
+        raise RuntimeError("no apply job registered: DirectorySyncConfig.ready() has not run")
+    return _apply_job
+
+
 def _eager() -> bool:
     from beem_admin.celery import app
 
@@ -129,8 +149,7 @@ def organization_wake(*, organization_id: int, force: bool = False) -> bool:
     first write of each wake-up window. ``force`` (the sweep) skips the deduplication.
     Never raises: a pending event is picked up by the sweep.
     """
-    from .tasks import apply_change_events
-
+    apply_change_events = _apply_task()
     if _eager():
         # Embedded mode (make run, tests): apply now, inside this request.
         apply_change_events.delay(organization_id)

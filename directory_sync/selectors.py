@@ -7,6 +7,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
+from members.directory import DirectorySyncStatus
 from members.models import AuditEntry, Member, Organization, Resource
 
 from .models import (
@@ -42,6 +43,18 @@ def sync_settings_find(*, organization: Organization) -> SyncSettings | None:
         SyncSettings.objects.select_related("oauth_application")
         .filter(organization=organization)
         .first()
+    )
+
+
+def members_sync_status(organization: Organization) -> DirectorySyncStatus:
+    """The organization's sync as the members pages see it (registered with members in
+    ``DirectorySyncConfig.ready()``)."""
+    sync_settings = sync_settings_find(organization=organization)
+    if sync_settings is None:
+        return DirectorySyncStatus()
+    return DirectorySyncStatus(
+        active=sync_settings.is_active,
+        default_phone_country=sync_settings.default_phone_country or None,
     )
 
 

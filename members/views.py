@@ -13,11 +13,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from directory_sync.models import SyncSettings
-from directory_sync.scim.profile import directory_profile_extra
-from directory_sync.selectors import sync_settings_find
-
 from . import selectors, services
+from .directory import DirectorySyncStatus, directory_member_attributes, directory_sync_status
 from .forms import MemberForm, MemberSearchForm, ResourceReassignForm
 from .models import Group, Member, Resource
 from .permissions import administrator_required
@@ -46,9 +43,9 @@ def _decode_cursor(text: str | None) -> tuple[str, int] | None:
     return name, pk
 
 
-def _locked_fields(member: Member, sync_settings: SyncSettings | None) -> frozenset[str]:
+def _locked_fields(member: Member, sync: DirectorySyncStatus) -> frozenset[str]:
     """Directory-owned fields are read-only while sync is active for a synced member."""
-    if member.directory_managed and sync_settings is not None and sync_settings.is_active:
+    if member.directory_managed and sync.active:
         return services.DIRECTORY_OWNED_FIELDS
     return frozenset()
 
@@ -99,7 +96,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
 @administrator_required
 def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member_or_404(request, pk)
-    sync_settings = sync_settings_find(organization=request.organization)
+    sync = directory_sync_status(organization=request.organization)
     return render(
         request,
         "members/member_detail.html",
@@ -108,9 +105,9 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "departments": _departments_shown(member),
             "groups": [link.group for link in member.group_links.all()],
             "resources": list(member.resources.all()),
-            "sync_active": bool(sync_settings and sync_settings.is_active),
-            "locked": bool(_locked_fields(member, sync_settings)),
-            "directory_profile": directory_profile_extra(member),
+            "sync_active": sync.active,
+            "locked": bool(_locked_fields(member, sync)),
+            "directory_profile": directory_member_attributes(member=member),
         },
     )
 
@@ -119,9 +116,9 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def member_edit(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member_or_404(request, pk)
-    sync_settings = sync_settings_find(organization=request.organization)
-    locked = _locked_fields(member, sync_settings)
-    default_country = (sync_settings.default_phone_country or None) if sync_settings else None
+    sync = directory_sync_status(organization=request.organization)
+    locked = _locked_fields(member, sync)
+    default_country = sync.default_phone_country
     form = MemberForm(
         request.POST if request.method == "POST" else None,
         member=member,
