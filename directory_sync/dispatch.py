@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -43,32 +43,24 @@ class RedispatchResult:
         return self.pending + self.failed_reset
 
 
-def _candidates(
-    *, organization: Organization | None, include_failed: bool, older_than_seconds: int
-) -> tuple[list[int], list[int]]:
+def change_events_to_redispatch(
+    *,
+    organization: Organization | None = None,
+    include_failed: bool = False,
+    older_than_seconds: int,
+) -> QuerySet[ChangeEvent]:
+    """The events a redispatch sends: pending ones last sent more than ``older_than_seconds``
+    ago and, with ``include_failed``, every failed one (the operator command counts them)."""
     cutoff = timezone.now() - timedelta(seconds=max(0, older_than_seconds))
-    base = ChangeEvent.objects.all()
+    events = ChangeEvent.objects.all()
     if organization is not None:
-        base = base.filter(organization=organization)
+        events = events.filter(organization=organization)
     # Last handed to the broker (or created, if never) before the cutoff: an event sent a
     # moment ago is probably still queued, and sending it again would only grow the queue.
-    pending = list(
-        base.filter(status=ChangeEvent.Status.PENDING)
-        .annotate(last_sent=Coalesce("dispatched_at", "created_at"))
-        .filter(Q(last_sent__lte=cutoff))
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    failed = (
-        list(
-            base.filter(status=ChangeEvent.Status.FAILED)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        if include_failed
-        else []
-    )
-    return pending, failed
+    wanted = Q(status=ChangeEvent.Status.PENDING, last_sent__lte=cutoff)
+    if include_failed:
+        wanted |= Q(status=ChangeEvent.Status.FAILED)
+    return events.annotate(last_sent=Coalesce("dispatched_at", "created_at")).filter(wanted)
 
 
 def change_events_redispatch(
@@ -88,11 +80,13 @@ def change_events_redispatch(
     """
     if older_than_seconds is None:
         older_than_seconds = settings.BEEM_REDISPATCH_AFTER_SECONDS
-    pending, failed = _candidates(
+    candidates = change_events_to_redispatch(
         organization=organization,
         include_failed=include_failed,
         older_than_seconds=older_than_seconds,
-    )
+    ).values_list("id", "status")
+    pending = [pk for pk, status in candidates if status == ChangeEvent.Status.PENDING]
+    failed = [pk for pk, status in candidates if status == ChangeEvent.Status.FAILED]
     result = RedispatchResult(pending=len(pending), failed_reset=len(failed), dry_run=dry_run)
     result.event_ids = sorted(pending + failed)
     if dry_run:

@@ -343,6 +343,25 @@ def test_redispatch_with_yes_queues_events_with_a_progress_bar(organization):
     assert Member.objects.filter(organization=organization).count() == 3
 
 
+def test_redispatch_older_than_counts_and_queues_the_same_events(organization):
+    # The count shown and the events sent are one query (dispatch.change_events_to_redispatch):
+    # an event handed to the broker a moment ago is neither counted nor sent again.
+    sync_settings_make(organization)
+    for name in ("a", "b"):
+        user_create(organization, user_name=f"{name}@acme.example", email=f"{name}@acme.example")
+    old, recent = ChangeEvent.objects.order_by("id")
+    ChangeEvent.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(hours=1), dispatched_at=None
+    )
+    ChangeEvent.objects.filter(pk=recent.pk).update(dispatched_at=timezone.now())
+
+    out, _ = run("redispatch", "--older-than", "60")
+    assert "Would re-queue 1 pending change event(s)." in out
+
+    out, _ = run("redispatch", "--older-than", "60", "--yes")
+    assert out.splitlines()[-1] == "Re-queued 1 change event(s)."
+
+
 def test_redispatch_with_nothing_pending_says_so(organization):
     out, _ = run("redispatch", "--yes")
 

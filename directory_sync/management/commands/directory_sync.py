@@ -8,20 +8,17 @@ Destructive actions print what they would do and change nothing unless given ``-
 import csv
 import io
 import json
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count, Q
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models import Count
 
 from beem_admin.logging import request_id_new, request_id_var
 from directory_sync import maintenance
 from directory_sync import services as sync_services
-from directory_sync.dispatch import change_events_redispatch
-from directory_sync.models import ChangeEvent, SyncSettings
+from directory_sync.dispatch import change_events_redispatch, change_events_to_redispatch
+from directory_sync.models import SyncSettings
 from members.models import Organization
 
 OPERATOR = "operator"
@@ -194,7 +191,7 @@ class Command(BaseCommand):
             type=int,
             default=0,
             metavar="SECONDS",
-            help="Only events created at least this long ago (default 0: all).",
+            help="Only events last sent (or created) at least this long ago (default 0: all).",
         )
         p.add_argument("--batch-size", type=int, default=500)
         p.add_argument("--yes", action="store_true", help="Really re-queue.")
@@ -419,18 +416,9 @@ class Command(BaseCommand):
         organization = organization_lookup(org) if org else None
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
-        statuses = [ChangeEvent.Status.PENDING]
-        if include_failed:
-            statuses.append(ChangeEvent.Status.FAILED)
-        events = ChangeEvent.objects.filter(status__in=statuses)
-        if organization is not None:
-            events = events.filter(organization=organization)
-        if older_than > 0:
-            # The dispatcher's own rule: last handed to the broker (or created) before then.
-            cutoff = timezone.now() - timedelta(seconds=older_than)
-            events = events.annotate(last_sent=Coalesce("dispatched_at", "created_at")).filter(
-                Q(status=ChangeEvent.Status.FAILED) | Q(last_sent__lte=cutoff)
-            )
+        events = change_events_to_redispatch(
+            organization=organization, include_failed=include_failed, older_than_seconds=older_than
+        )
         counts = list(
             events.values("organization__slug", "organization_id", "status")
             .annotate(n=Count("id"))
