@@ -145,7 +145,7 @@ class ConsumerWatchdog(bootsteps.StartStopStep):
             now = Observation(
                 ready=_queue_ready(c), can_consume=_can_consume(c), received=received_count()
             )
-        except Exception as exc:  # noqa: BLE001 - broker down: the consumer's own retry handles it
+        except Exception as exc:  # broker down: the consumer's own retry handles it
             logger.debug("worker watchdog could not read the queues: %r", exc)
             self.detector.previous = None
             return

@@ -979,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.keep_db or args.reuse_db):
             try:
                 database_drop(args.pg_url, db_name)
-            except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
+            except Exception as exc:  # cleanup must not hide the real error
                 log(f"could not drop {db_name}: {exc}")
 
     text = table(report)

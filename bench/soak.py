@@ -212,7 +212,7 @@ class Process:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")  # handed to the child
         log.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
@@ -418,7 +418,7 @@ class Stack:
         for process in (self.beat, self.worker, self.web, self.redis):
             try:
                 process.stop(timeout=10)
-            except Exception:  # noqa: BLE001 - best effort on the way out
+            except Exception:  # best effort on the way out
                 process.kill()
 
 
@@ -502,7 +502,7 @@ class EntraTenant:
             headers["Content-Type"] = "application/scim+json"
         try:
             response = self.http.request(method, self.scim + path, headers=headers, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - counted, never raised
+        except Exception as exc:  # counted, never raised
             self.report.requests[f"{kind} error"] += 1
             self.report.unexpected.append(f"{method} {path}: {exc.__class__.__name__}: {exc}")
             return None
@@ -727,7 +727,7 @@ class EntraTenant:
         while time.monotonic() < deadline:
             try:
                 self.cycle(deadline)
-            except Exception as exc:  # noqa: BLE001 - one tenant's crash must not hide others
+            except Exception as exc:  # one tenant's crash must not hide others
                 self.report.unexpected.append(f"tenant {self.index}: {exc!r}")
                 self.report.requests["cycle error"] += 1
                 time.sleep(0.5)
@@ -829,7 +829,7 @@ def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
                     "set": client.scard,
                 }.get(kind, lambda k: "")(key)
                 out.append(f"redis db{db} {key!r} {kind} {size}")
-    except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
+    except Exception as exc:  # a diagnosis must not fail the report
         out.append(f"redis: {exc!r}")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -857,7 +857,7 @@ def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
             )
             answer = (inspect.stdout + inspect.stderr).splitlines()
             out += [f"celery inspect {what}: {line}" for line in answer[-15:]]
-        except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
+        except Exception as exc:  # a diagnosis must not fail the report
             out.append(f"celery inspect {what}: {exc!r}")
     out += ["worker.log: " + line for line in _log_tail(stack.worker.log_path, 40)]
     out += ["beat.log: " + line for line in _log_tail(stack.beat.log_path, 15)]

@@ -67,7 +67,7 @@ def database_status() -> str:
             cursor.fetchone()
     except DatabaseError:
         return DOWN
-    except Exception:  # noqa: BLE001 - e.g. a driver error raised outside DatabaseError
+    except Exception:  # e.g. a driver error raised outside DatabaseError
         return DOWN
     return OK
 
@@ -93,7 +93,7 @@ def broker_status() -> str:
 
             with Connection(url, connect_timeout=timeout) as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
-    except Exception:  # noqa: BLE001 - any failure to reach the broker means "down"
+    except Exception:  # any failure to reach the broker means "down"
         return DOWN
     return OK
 

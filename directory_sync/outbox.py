@@ -162,11 +162,11 @@ def organization_wake(*, organization_id: int, force: bool = False) -> bool:
         try:
             if not _wakeup_claim(organization_id, window):
                 return True
-        except Exception:  # noqa: BLE001 - cache down: wake without deduplicating
+        except Exception:  # cache down: wake without deduplicating
             logger.warning("cache unavailable; organization %s woken anyway", organization_id)
     try:
         apply_change_events.apply_async((organization_id,), countdown=0 if force else window)
-    except Exception:  # noqa: BLE001 - any broker error; the events stay pending
+    except Exception:  # any broker error; the events stay pending
         logger.warning(
             "broker unavailable; change events of organization %s stay pending", organization_id
         )

@@ -603,7 +603,7 @@ def record_update(
                 )
             except DatabaseError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a refusal: raised after the block
+            except Exception as exc:  # a refusal: raised after the block
                 failure = exc
     if failure is not None:
         raise failure

@@ -411,7 +411,7 @@ def _flush_at_exit() -> None:
     try:
         if _pending or _last_request_pending:
             runs_counts_flush()
-    except Exception:  # noqa: BLE001 - interpreter shutdown, best effort
+    except Exception:  # interpreter shutdown, best effort
         logger.debug("could not write the last provisioning run counts at exit")
 
 
@@ -450,7 +450,7 @@ def _refusal_identity(
     about: from its body (POST, PUT), else from the record its URL addressed (PATCH)."""
     try:
         body = _json_object(request.body)
-    except Exception:  # noqa: BLE001 - an unreadable or oversized body has no identity
+    except Exception:  # an unreadable or oversized body has no identity
         body = {}
     fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
     name_key = "displayname" if resource_type == DirectoryRecord.ResourceType.GROUP else "username"
@@ -519,6 +519,6 @@ def refusal_record(
                 scim_type=scim_type,
                 detail=detail,
             )
-    except Exception:  # noqa: BLE001 - bookkeeping must not change Entra's answer
+    except Exception:  # bookkeeping must not change Entra's answer
         REQUEST_LOG_FAILURES.labels(stage="refused_request").inc()
         logger.exception("could not record a refused SCIM write in its provisioning run")

@@ -44,7 +44,7 @@ class ApplyChangeEventsTask(Task):
         reason = f"Gave up after {self.request.retries} retries: {exc}"
         try:
             record_events_fail(record_id=record_id, reason=reason)
-        except Exception:  # noqa: BLE001 - the database itself is gone; the sweep re-runs it
+        except Exception:  # the database itself is gone; the sweep re-runs it
             logger.exception("could not record the failure of directory record %s", record_id)
             return
         # The organization's other pending events still need a drain.

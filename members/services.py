@@ -219,7 +219,7 @@ def rows_update(*, model, objs: Sequence, fields: Sequence[str]) -> int:
     assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
     unnest = ", ".join(f"%s::{db_type}[]" for db_type in types)
     sql = (
-        f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "  # noqa: S608 - names from models
+        f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "  # names from models
         f"FROM unnest({unnest}) AS v({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]}"
     )
     with connection.cursor() as cursor:

@@ -131,7 +131,7 @@ def _drain_unlock(organization_id: int) -> None:
             cursor.execute(
                 "SELECT pg_advisory_unlock(%s, %s)", [_DRAIN_LOCK_CLASS, organization_id]
             )
-    except Exception:  # noqa: BLE001 - a lost connection released the lock already
+    except Exception:  # a lost connection released the lock already
         logger.warning("could not release the drain lock of organization %s", organization_id)
 
 
@@ -198,7 +198,7 @@ def _records_drain(record_ids: list[int]) -> None:
         # Bad data the planning did not foresee: the chunk rolled back whole; each record
         # applies alone now, and the bad one fails with its own reason.
         done = set()
-    except Exception:  # noqa: BLE001 - the careful path below sorts it out (or fails it)
+    except Exception:  # the careful path below sorts it out (or fails it)
         # A unique race, a lock timeout, bad data: same, and worth a line in the log.
         logger.warning(
             "batched apply of %s records rolled back; applying one by one",
@@ -217,7 +217,7 @@ def _record_drain(record_id: int) -> None:
     except TRANSIENT_ERRORS as exc:
         exc.beem_record_id = record_id
         raise
-    except Exception as exc:  # noqa: BLE001 - fail this record's events, keep draining
+    except Exception as exc:  # fail this record's events, keep draining
         logger.exception("directory record %s could not be applied", record_id)
         record_events_fail(
             record_id=record_id, reason=f"Unexpected error ({exc.__class__.__name__}): {exc}"

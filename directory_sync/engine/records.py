@@ -23,7 +23,7 @@ def _lock_for_share(record_ids: list[int]) -> None:
     table = DirectoryRecord._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608
+            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",
             [sorted(record_ids)],
         )
 

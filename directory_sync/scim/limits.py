@@ -83,7 +83,7 @@ def _chunked_body_read(request: HttpRequest) -> HttpResponse | None:
     limit = max_body_bytes()
     try:
         body = environ["wsgi.input"].read(limit + 1)
-    except Exception:  # noqa: BLE001 - the server's chunk parser: bad framing, client gone
+    except Exception:  # the server's chunk parser: bad framing, client gone
         detail = _("The chunked request body is malformed or incomplete.")
         return _body_refused(request, 400, detail)
     if len(body) > limit:

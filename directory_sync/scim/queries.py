@@ -144,7 +144,7 @@ class _PreparedDebugWrapper(PostgresDebugWrapper):
     def execute(self, sql, params=None):
         try:
             logged = self.db.ops.compose_sql(sql, params)
-        except Exception:  # noqa: BLE001 - a value psycopg cannot quote: log the template
+        except Exception:  # a value psycopg cannot quote: log the template
             logged = sql
         with self.debug_sql(logged, params):
             return CursorWrapper.execute(self, sql, params)

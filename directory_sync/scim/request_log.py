@@ -277,7 +277,7 @@ def mask_filter(text: str) -> str:
         else:
             if state == "value":  # an operator with nothing after it
                 cut = len(text)
-    except Exception:  # noqa: BLE001 - the lexer refuses a character: mask from there on
+    except Exception:  # the lexer refuses a character: mask from there on
         cut = end
     parts = []
     position = 0
@@ -348,7 +348,7 @@ def _commit_without_flush_wait() -> None:
 def _request_body(request: HttpRequest) -> bytes:
     try:
         return request.body
-    except Exception:  # noqa: BLE001 - a stream already consumed; log without the body
+    except Exception:  # a stream already consumed; log without the body
         return b""
 
 
@@ -429,7 +429,7 @@ def request_log_write(
             duration_ms=duration_ms,
             keep_request_body=keep_request_body,
         )
-    except Exception:  # noqa: BLE001 - whatever went wrong, Entra's call keeps its answer
+    except Exception:  # whatever went wrong, Entra's call keeps its answer
         _failed("prepare")
         logger.exception("could not prepare the SCIM request log row; the request stands")
         return
@@ -526,7 +526,7 @@ def request_log_flush() -> int:
             _commit_without_flush_wait()
             _insert(batch)
         return len(batch)
-    except Exception:  # noqa: BLE001 - e.g. an organization deleted meanwhile: row by row
+    except Exception:  # e.g. an organization deleted meanwhile: row by row
         logger.warning(
             "bulk write of %d SCIM request log rows failed; retrying one by one",
             len(batch),
@@ -539,7 +539,7 @@ def request_log_flush() -> int:
                 _commit_without_flush_wait()
                 _insert([row])
             written += 1
-        except Exception:  # noqa: BLE001
+        except Exception:
             _failed("write")
             logger.exception("could not write a SCIM request log row; the request stands")
     return written
@@ -578,5 +578,5 @@ def _flush_at_exit() -> None:
     try:
         if _buffer:
             request_log_flush()
-    except Exception:  # noqa: BLE001 - interpreter shutdown, best effort
+    except Exception:  # interpreter shutdown, best effort
         logger.debug("could not write the last SCIM request log rows at exit")

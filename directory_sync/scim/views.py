@@ -190,7 +190,7 @@ class ScimView(scim_views.SCIMView):
             return View.dispatch(self, request, *args, **kwargs)
         except SCIMException as exc:
             return _json_response(exc.to_dict(), status=exc.status)
-        except Exception as exc:  # noqa: BLE001 - as django-scim2's dispatch
+        except Exception as exc:  # as django-scim2's dispatch
             if request.method in _WRITE_METHODS:
                 # The write's transaction must roll back whole: ScimErrorMiddleware answers.
                 raise

@@ -218,7 +218,7 @@ def test_a_decision_that_loses_a_deadlock_is_run_again(
                 [record.pk],
             )
             other.rollback()
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+        except Exception as exc:  # reported by the test
             errors.append(exc)
             holding.set()
 

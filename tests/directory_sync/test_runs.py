@@ -466,7 +466,7 @@ def test_concurrent_requests_after_idle_gap_open_one_run(require_postgres, rf, s
             barrier.wait()
             run = runs.run_for_request(sync_settings=sync_settings, request=rf.get("/Users"))
             seen.append(run.pk)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
             connection.close()

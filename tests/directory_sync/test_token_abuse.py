@@ -79,7 +79,7 @@ def test_no_token_issued_during_a_rotation_survives_it(require_postgres, monkeyp
                     statuses.append(response.status_code)
                     if response.status_code == 200:
                         issued.append(response.json()["access_token"])
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
             connection.close()

@@ -134,7 +134,7 @@ def user_record_problems(record: DirectoryRecord) -> list[str]:
         EnterpriseUserModel.model_validate(
             {**doc, "id": str(record.scim_id)}, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
         )
-    except Exception as exc:  # noqa: BLE001 - report the validation error text
+    except Exception as exc:  # report the validation error text
         problems.append(f"scim2-models rejects the stored User: {exc}")
     # Mirror columns, kept equal to the document by the SCIM layer.
     work = [e for e in emails if e.get("type") == "work" and e.get("value")]
@@ -185,7 +185,7 @@ def group_record_problems(record: DirectoryRecord) -> list[str]:
         Group.model_validate(
             {**doc, "id": str(record.scim_id)}, scim_ctx=Context.RESOURCE_QUERY_RESPONSE
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"scim2-models rejects the stored Group: {exc}")
     if record.display_name != doc["displayName"]:
         problems.append(f"mirror display_name={record.display_name!r} != {doc['displayName']!r}")

@@ -473,7 +473,7 @@ def _in_threads(calls) -> None:
         barrier.wait()
         try:
             call()
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
