@@ -18,10 +18,10 @@ from beem_admin.logging import request_id_new, request_id_var
 from directory_sync import maintenance
 from directory_sync import services as sync_services
 from directory_sync.dispatch import change_events_redispatch, change_events_to_redispatch
+from directory_sync.maintenance import OPERATOR
 from directory_sync.models import SyncSettings
 from members.models import Organization
 
-OPERATOR = "operator"
 RECONCILE_COLUMNS = [
     "organization_id",
     "organization_slug",
