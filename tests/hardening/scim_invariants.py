@@ -8,7 +8,9 @@ that is readable as answered and applied, or a 4xx that changed nothing (issue 1
 import json
 import uuid
 
-from scim2_models import Context, EnterpriseUser, Group, User
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from scim2_models import Context, Email, EnterpriseUser, Group, User
 
 from directory_sync.engine import record_member_differences
 from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord
@@ -30,7 +32,18 @@ SCIM_TYPES = {
     "invalidVers",
     "sensitive",
 }
-EnterpriseUserModel = User[EnterpriseUser]
+
+
+class _KeptEmail(Email):
+    # Beem keeps emails as Entra sent them: the work email must be an address (checked below,
+    # and refused at the door otherwise), while other emails may be what Microsoft's
+    # proxyAddresses mapping sends ("SMTP:sara@contoso.com"), which RFC 7643 only says SHOULD
+    # be an address.
+    value: str | None = None
+
+
+class EnterpriseUserModel(User[EnterpriseUser]):
+    emails: list[_KeptEmail] | None = None
 
 
 def response_problems(response, *, not_implemented_ok: bool = False) -> list[str]:
@@ -138,6 +151,11 @@ def user_record_problems(record: DirectoryRecord) -> list[str]:
         problems.append(f"scim2-models rejects the stored User: {exc}")
     # Mirror columns, kept equal to the document by the SCIM layer.
     work = [e for e in emails if e.get("type") == "work" and e.get("value")]
+    for entry in work:
+        try:
+            validate_email(entry["value"])
+        except ValidationError:
+            problems.append(f"stored work email is not an address: {entry['value']!r:.100}")
     expected_email = work[0]["value"].lower() if work else None
     mirrors = {
         "user_name": (record.user_name, user_name),
