@@ -267,13 +267,17 @@ class Stack:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.web_port}"
+        from django.conf import settings as django_settings
+
         env = environment_without_project_settings()
         env.update(
             DATABASE_URL=database_url,
             CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/1",
             DJANGO_DEBUG="false",
-            DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+            # The tenants' client secrets are stored keyed with SECRET_KEY by this process
+            # (tenants_provision): the servers must share the key to verify them.
+            DJANGO_SECRET_KEY=django_settings.SECRET_KEY,
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             DJANGO_SECURE_SSL_REDIRECT="false",
             BEEM_PUBLIC_URL=self.base_url,
