@@ -59,6 +59,9 @@ if not SECRET_KEY:
             "of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
         )
     SECRET_KEY = "insecure-development-key-only-for-DEBUG"
+# Earlier keys, still accepted for what they signed: sessions, and the stored client secrets
+# (directory_sync/client_secrets.py), so DJANGO_SECRET_KEY can be rotated without new secrets.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:

@@ -26,6 +26,7 @@ print(json.dumps({
     "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
     "RUN_COUNT_FLUSH": settings.BEEM_RUN_COUNT_FLUSH_SECONDS,
     "AUTH_CACHE": settings.BEEM_SCIM_AUTH_CACHE_SECONDS,
+    "SECRET_KEY_FALLBACKS": settings.SECRET_KEY_FALLBACKS,
 }))
 """
 
@@ -85,6 +86,13 @@ def test_production_with_secret_key_and_allowed_hosts_starts():
     )
     assert values["DEBUG"] is False
     assert values["ALLOWED_HOSTS"] == ["beem.example.com", "admin.example.com"]
+
+
+def test_earlier_secret_keys_are_read_as_fallbacks():
+    # Client secrets are stored keyed with the secret key: a rotated key must stay a fallback.
+    assert loaded()["SECRET_KEY_FALLBACKS"] == []
+    values = loaded(DJANGO_SECRET_KEY_FALLBACKS="old-key-one, old-key-two")
+    assert values["SECRET_KEY_FALLBACKS"] == ["old-key-one", "old-key-two"]
 
 
 def test_database_url_selects_postgresql():
