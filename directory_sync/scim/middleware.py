@@ -183,8 +183,8 @@ class ScimErrorMiddleware:
         response = failure_response(request, exception)
         organization = getattr(request, "scim_organization", None)
         if organization is not None:
-            # The auth check did not get to write this request's row: a failed write's
-            # transaction, which held it, was rolled back.
+            # The exception passed the auth check by, so its log row was never queued (or, for
+            # a write whose COMMIT failed, it says 2xx): log the answer Entra really gets.
             request_log.request_log_write(
                 organization=organization,
                 run=None,
