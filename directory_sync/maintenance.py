@@ -364,7 +364,7 @@ def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERA
     for record_id in record_ids:
         with transaction.atomic():
             record = (
-                DirectoryRecord.objects.select_for_update()
+                DirectoryRecord.objects.select_for_update(no_key=True)
                 .select_related("organization")
                 .filter(pk=record_id)
                 .first()

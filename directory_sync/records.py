@@ -16,10 +16,17 @@ partial write behind: every refusal (conflict, unknown members, a change callbac
 raises) is decided before the first write statement and raised after the block, so the
 caller's transaction stays usable. The hot paths are a few hand-written SQL statements (bench
 profile: the ORM cost more than the rest of a write): a create is one INSERT, an update one
-``SELECT ... FOR UPDATE`` and one UPDATE, a member add or remove one statement. On PostgreSQL
-the outbox event is appended by the record's INSERT/UPDATE itself (a data-modifying CTE), and
-a SCIM write's run (``runs.WriteRun``) is read by its first statement; the embedded SQLite
-default appends the event with an INSERT of its own.
+locked SELECT and one UPDATE, a member add or remove one statement. On PostgreSQL the outbox
+event is appended by the record's INSERT/UPDATE itself (a data-modifying CTE), and a SCIM
+write's run (``runs.WriteRun``) is read by its first statement; the embedded SQLite default
+appends the event with an INSERT of its own.
+
+Row locks: a write locks its record ``FOR NO KEY UPDATE``, as the sync engine does (no write
+changes a record's id or scim_id). Unlike ``FOR UPDATE`` it lets other transactions take
+``FOR KEY SHARE``, the lock PostgreSQL's foreign-key checks take on the referenced row: a
+group write whose new membership rows are checked (at COMMIT, the constraints are deferred)
+against user records the engine holds would otherwise wait for the engine while holding the
+group the engine asks for next, a deadlock. Deleting a record still takes ``FOR UPDATE``.
 
 These services know documents, not SCIM requests: ``directory_sync.scim`` computes the new
 document (from a POST body or by applying PATCH operations to the locked current document) and
@@ -214,7 +221,9 @@ def _uuid_params(ids: Sequence[str]) -> list:
 
 
 def _for_update() -> str:
-    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+    # NO KEY UPDATE: a write never changes a record's key, and this lock must not block the
+    # FOR KEY SHARE that foreign-key checks take (module docstring). SQLite has no row locks.
+    return " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
 
 
 def _conflict_of(
@@ -283,7 +292,7 @@ def _lock(
                 f'SELECT {_R_COLUMNS}, {runs.run_columns("open_run")} FROM "{_RECORDS}" r '
                 f"LEFT JOIN LATERAL ({runs.OPEN_RUN_SELECT}) open_run ON TRUE "
                 'WHERE r."organization_id" = %s AND r."resource_type" = %s AND '
-                'r."deleted_at" IS NULL AND r."scim_id" = %s FOR UPDATE OF r',
+                'r."deleted_at" IS NULL AND r."scim_id" = %s FOR NO KEY UPDATE OF r',
                 [run.organization_id, *where],
             )
             row = cursor.fetchone()

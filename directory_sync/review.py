@@ -155,7 +155,7 @@ def _duplicate_resolve(item: ReviewItem, action: str, actor) -> ReviewItem:
             ReviewItem.objects.filter(pk=item.pk).values_list("record_id", flat=True).first()
         )
         record = (
-            DirectoryRecord.objects.select_for_update().filter(pk=record_id).first()
+            DirectoryRecord.objects.select_for_update(no_key=True).filter(pk=record_id).first()
             if record_id
             else None
         )

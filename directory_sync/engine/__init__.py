@@ -17,8 +17,11 @@ Transient database errors (deadlock, lock timeout, a lost connection, a unique r
 to the Celery task, which retries with backoff and fails the events when it gives up.
 
 Locks (PostgreSQL; ``select_for_update`` is a no-op on SQLite):
-- the records being applied: ``FOR UPDATE`` (a batch's records in id order, then the records
-  it pulls in because they hold or wait for an identifier it moves);
+- the records being applied: ``FOR NO KEY UPDATE`` (a batch's records in id order, then the
+  records it pulls in because they hold or wait for an identifier it moves). Not ``FOR
+  UPDATE``: that blocks the ``FOR KEY SHARE`` a SCIM group write's foreign-key checks take on
+  its user records, and the engine, holding users, then asks for that group (a deadlock; see
+  ``directory_sync.records``). Deleting a tombstone still takes ``FOR UPDATE``;
 - a user's manager record: ``FOR SHARE`` *before* any member row is written, so a manager
   being created right now is seen once its job commits (and the manager's job, which fixes
   up its reports, cannot miss a report created concurrently);

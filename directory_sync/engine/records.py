@@ -49,7 +49,7 @@ def _transaction_tune() -> None:
 
 def _record_lock(record_id: int) -> DirectoryRecord | None:
     return (
-        DirectoryRecord.objects.select_for_update(of=("self",))
+        DirectoryRecord.objects.select_for_update(of=("self",), no_key=True)
         .select_related("organization", "member", "group")
         .filter(pk=record_id)
         .first()
@@ -66,7 +66,7 @@ def _records_set(record: DirectoryRecord, **values) -> None:
 
 def _users_lock(record_ids: list[int]) -> list[DirectoryRecord]:
     return list(
-        DirectoryRecord.objects.select_for_update(of=("self",))
+        DirectoryRecord.objects.select_for_update(of=("self",), no_key=True)
         .select_related("member")
         .filter(pk__in=record_ids, resource_type=DirectoryRecord.ResourceType.USER)
         .order_by("pk")

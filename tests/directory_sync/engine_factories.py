@@ -111,7 +111,7 @@ def user_create(organization: Organization, *, run=None, **attributes) -> Direct
 def user_update(record: DirectoryRecord, *, run=None, **changes) -> DirectoryRecord:
     """PATCH /Users/<id>: change attributes (``None`` removes one); bumps version, appends."""
     with transaction.atomic():
-        record = DirectoryRecord.objects.select_for_update().get(pk=record.pk)
+        record = DirectoryRecord.objects.select_for_update(no_key=True).get(pk=record.pk)
         current = _attributes_of(record.document)
         was_active = current["active"]
         for key, value in changes.items():
@@ -135,7 +135,7 @@ def user_update(record: DirectoryRecord, *, run=None, **changes) -> DirectoryRec
 def record_delete(record: DirectoryRecord, *, run=None) -> DirectoryRecord:
     """DELETE /Users/<id> or /Groups/<id>: tombstone, bump version, ``deleted`` event."""
     with transaction.atomic():
-        record = DirectoryRecord.objects.select_for_update().get(pk=record.pk)
+        record = DirectoryRecord.objects.select_for_update(no_key=True).get(pk=record.pk)
         record.deleted_at = timezone.now()
         record.version += 1
         record.save()
@@ -191,7 +191,7 @@ def group_update(
 ) -> DirectoryRecord:
     """PATCH /Groups/<id>: rename and/or make the members exactly ``members``."""
     with transaction.atomic():
-        record = DirectoryRecord.objects.select_for_update().get(pk=record.pk)
+        record = DirectoryRecord.objects.select_for_update(no_key=True).get(pk=record.pk)
         if display_name is not _UNSET:
             record.document = {**record.document, "displayName": display_name}
             record.display_name = display_name

@@ -85,3 +85,71 @@ def test_concurrent_patches_of_one_user_keep_both_changes(require_postgres, scim
     assert _in_threads(2, patch) == [200, 200]
     document = DirectoryRecord.objects.get(scim_id=user["id"]).document
     assert (document["title"], document["displayName"]) == ("Lead", "A. Wong")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_group_members_replace_while_the_engine_holds_the_user_does_not_deadlock(
+    require_postgres, scim
+):
+    """The engine holds a user record (its batch lock) and then asks for the group, while a
+    SCIM PATCH holds that group and, at COMMIT, checks its new membership row's foreign key
+    against the user record (FOR KEY SHARE). With the records locked FOR UPDATE that was a
+    deadlock, answered 503; FOR NO KEY UPDATE lets the key check through."""
+    import time
+
+    from django.db import transaction
+
+    from directory_sync.engine.records import _record_lock, _users_lock
+
+    user = create_user(scim)
+    group = create_group(scim)
+    user_pk = DirectoryRecord.objects.get(scim_id=user["id"]).pk
+    group_pk = DirectoryRecord.objects.get(scim_id=group["id"]).pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        scim_pid = cursor.fetchone()[0]
+    holding, patched = threading.Event(), threading.Event()
+    errors: list = []
+
+    def engine_side():
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # The SCIM request is the one PostgreSQL aborts if there is a cycle.
+                    cursor.execute("SET LOCAL deadlock_timeout = '20s'")
+                assert [r.pk for r in _users_lock([user_pk])] == [user_pk]
+                holding.set()
+                # Until the PATCH waits for a lock (before the fix) or has answered.
+                deadline = time.monotonic() + 10
+                while not patched.is_set() and time.monotonic() < deadline:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_stat_clear_snapshot()")
+                        cursor.execute(
+                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                            [scim_pid],
+                        )
+                        row = cursor.fetchone()
+                    if row and row[0] == "Lock":
+                        break
+                    time.sleep(0.02)
+                assert _record_lock(group_pk) is not None
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+            holding.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=engine_side)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        body = patch_body({"op": "Replace", "path": "members", "value": [{"value": user["id"]}]})
+        response = scim.patch(f"/Groups/{group['id']}", json=body)
+    finally:
+        patched.set()
+        thread.join(30)
+
+    assert errors == []
+    assert response.status_code in (200, 204), response.content
+    assert list(DirectoryMembership.objects.values_list("user_record_id", flat=True)) == [user_pk]

@@ -129,7 +129,7 @@ def test_warm_patch_is_one_locked_read_and_one_update(scim, quiet_bookkeeping):
     records = _on(RECORDS, statements)
     assert [_verb(sql) for sql in records] == ["SELECT", "UPDATE"], statements
     if connection.features.has_select_for_update:
-        assert "FOR UPDATE" in records[0]
+        assert "FOR NO KEY UPDATE" in records[0]
     _event_in_the_same_statement(records[1], statements)
     _run_read_by(records[0], statements)
     _log_row_not_in_the_write(statements)
