@@ -1268,7 +1268,8 @@ class DoorMachine(SyncMachine):
     @rule(data=st.data())
     @_step
     def write_unstorable_text_in_an_ignored_attribute(self, data):
-        """Beem ignores nickName and unknown attributes; a 2xx must still mean "applied"."""
+        """Unstorable text in an attribute Beem keeps but does not apply (nickName) is refused
+        like anywhere else; a 2xx must still mean "applied"."""
         user = data.draw(st.sampled_from(sorted(self.users.values(), key=lambda u: u.user_name)))
         value = data.draw(st.sampled_from(UNSTORABLE), label="value")
         title = f"Title {_fresh()}"
