@@ -1,4 +1,4 @@
-"""Filters Entra ID sends (eq/and only), pagination, and organization isolation, over HTTP."""
+"""Filters (Entra's lookups and the RFC 7644 filter language), paging, organization isolation."""
 
 import uuid
 
@@ -137,35 +137,156 @@ def test_group_members_reference_check(scim, alice, bob):
 @pytest.mark.parametrize(
     "text,problem",
     [
-        ('title eq "Engineer"', "title"),
-        ('userName co "alice"', "co"),
-        ('userName sw "a"', "sw"),
-        ('userName eq "a" or userName eq "b"', "or"),
-        ('not (userName eq "a")', "not"),
-        ("userName pr", "Incomplete"),
-        ('userName eq "a" and title eq "x"', "title"),
+        ('nosuch eq "Engineer"', "nosuch"),
+        ('userName eq "a" and nosuch eq "x"', "nosuch"),
         ("userName eq alice", "double-quoted"),
-        ('userName eq "unterminated', "Unterminated"),
-        ('userName eq "x" ) or ( "1" eq "1"', "Parentheses"),
+        ("userName eq true", "double-quoted"),
+        ('userName eq "unterminated', "syntax"),
+        ('userName eq "x" ) or ( "1" eq "1"', "syntax"),
+        ('emails[type eq "work"', "syntax"),
+        ('userName eq "a" and', "syntax"),
         ('members eq "x"', "members"),
-        ('emails[type eq "home"].value eq "x"', "emails"),
+        ('active eq "yes"', "boolean"),
+        ('name eq "x"', "complex"),
+        ('name[givenName eq "x"]', "multi-valued"),
+        ('meta.created gt "yesterday"', "date-time"),
+        ('id co "1"', "reference"),
         ("", "empty"),
     ],
 )
-def test_unsupported_filters_are_400_invalid_filter(scim, alice, text, problem):
+def test_malformed_and_unknown_filters_are_400_invalid_filter(scim, alice, text, problem):
     body = assert_scim_error(_find(scim, text), 400, "invalidFilter")
     assert problem in body["detail"]
 
 
 def test_unsupported_group_filter_is_400_invalid_filter(scim):
     assert_scim_error(_find(scim, 'manager eq "x"', "/Groups"), 400, "invalidFilter")
+    body = assert_scim_error(
+        _find(scim, 'members[display eq "x"]', "/Groups"), 400, "invalidFilter"
+    )
+    assert "members[value eq" in body["detail"]
 
 
 def test_filter_never_drops_a_term():
     # scim2-filter-parser would turn this into `userName eq "a"` (design.md §5).
     with pytest.raises(ScimError) as raised:
-        filters.filter_q('userName eq "a" and title eq "x"', resource_type="User")
+        filters.filter_q('userName eq "a" and nosuch eq "x"', resource_type="User")
     assert raised.value.scim_type == "invalidFilter"
+
+
+# --- the whole filter language (RFC 7644 §3.4.2.2, issue 15) -------------------------------------
+
+
+@pytest.fixture
+def carol(scim):
+    return create_user(
+        scim,
+        user_name="carol@fabrikam.com",
+        external_id="Carol-Object-Id",
+        mobile=None,
+        active=False,
+        displayName="Carol Diaz",
+        title="Sales Lead",
+        name={"givenName": "Carol", "familyName": "Diaz"},
+        emails=[
+            {"type": "work", "value": "carol@fabrikam.com", "primary": True},
+            {"type": "home", "value": "carol@example.org"},
+        ],
+        **{ENTERPRISE: {"employeeNumber": "E-2002", "department": "Sales"}},
+    )
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('title eq "engineer"', "ab"),
+        ('title ne "Engineer"', "c"),
+        ('title co "LEAD"', "c"),
+        ('title sw "eng"', "ab"),
+        ('title ew "lead"', "c"),
+        ('title gt "M"', "c"),
+        ('title ge "engineer"', "abc"),
+        ('title lt "Sales"', "ab"),
+        ('title le "Engineer"', "ab"),
+        ("title pr", "abc"),
+        ("not (title pr)", ""),
+        ("nickName pr", ""),
+        ('not (nickName eq "x")', "abc"),
+        ('userName sw "BOB"', "b"),
+        ('userName ew "@CONTOSO.COM"', "ab"),
+        ('externalId co "Object"', "c"),
+        ('externalId co "OBJECT"', "b"),
+        ('externalId co "object"', ""),
+        ('externalId ne "Carol-Object-Id"', "ab"),
+        ('displayName co "diaz"', "c"),
+        ("active eq false", "c"),
+        ("active ne false", "ab"),
+        ('name.givenName sw "car"', "c"),
+        ('name.familyName eq "WONG"', "ab"),
+        ('emails co "@fabrikam"', "c"),
+        ('emails.type eq "home"', "c"),
+        ('emails[type eq "work" and value co "@contoso"]', "ab"),
+        ('emails[type eq "home" and value ew ".org"]', "c"),
+        ('emails[not (type eq "work")]', "c"),
+        ('emails[type eq "home"].value eq "carol@example.org"', "c"),
+        ('phoneNumbers[type eq "mobile"]', "ab"),
+        ('addresses.country eq "sa"', "abc"),
+        (f'{ENTERPRISE}:department eq "sales"', "c"),
+        (f'{ENTERPRISE}:employeeNumber sw "E-1"', "ab"),
+        (f'{ENTERPRISE.upper()}:DEPARTMENT ne "Sales"', "ab"),
+        ('urn:ietf:params:scim:schemas:core:2.0:User:title co "lead"', "c"),
+        ('title eq "Engineer" and userName sw "bob"', "b"),
+        ('userName sw "bob" or title co "lead"', "bc"),
+        ('not (userName sw "bob" or title co "lead")', "a"),
+        ('(title eq "Engineer" or active eq false) and not (userName sw "alice")', "bc"),
+        ('meta.created gt "2000-01-01T00:00:00Z"', "abc"),
+        ('meta.lastModified lt "2000-01-01T00:00:00Z"', ""),
+        ("id pr", "abc"),
+    ],
+)
+def test_filter_operators_and_attributes(scim, alice, bob, carol, text, expected):
+    names = {alice["id"]: "a", bob["id"]: "b", carol["id"]: "c"}
+
+    response = _find(scim, text)
+
+    assert "".join(names[i] for i in _ids(response)) == expected
+    assert response.json()["totalResults"] == len(expected)
+
+
+def test_filter_terms_on_users_without_the_attribute_compare_false(scim, alice, carol):
+    # carol has no phone number: neither eq nor ne selects her, not (eq) does.
+    assert _ids(_find(scim, 'phoneNumbers.value eq "+966512345678"')) == [alice["id"]]
+    assert _ids(_find(scim, 'not (phoneNumbers.value eq "+966512345678")')) == [carol["id"]]
+
+
+def test_group_filters_with_every_operator(scim, alice):
+    sales = create_group(scim, display_name="Sales", external_id="g-1")
+    ops = create_group(scim, display_name="Ops", external_id="g-2")
+    scim.patch(
+        f"/Groups/{sales['id']}",
+        json=patch_body({"op": "Add", "path": "members", "value": [{"value": alice["id"]}]}),
+    )
+
+    assert _ids(_find(scim, 'displayName co "AL"', "/Groups")) == [sales["id"]]
+    assert _ids(_find(scim, 'not (displayName eq "sales")', "/Groups")) == [ops["id"]]
+    assert _ids(_find(scim, 'externalId sw "g-" and displayName ew "s"', "/Groups")) == [
+        sales["id"],
+        ops["id"],
+    ]
+    assert _ids(_find(scim, f'members[value eq "{alice["id"]}"]', "/Groups")) == [sales["id"]]
+    assert _ids(_find(scim, f'not (members eq "{alice["id"]}")', "/Groups")) == [ops["id"]]
+
+
+def test_filters_with_or_and_not_stay_in_the_organization(scim, alice, theirs):
+    # A term true for every record must not reach organization B's records.
+    for text in (
+        "userName pr or title pr",
+        'not (userName eq "nobody")',
+        'userName sw "carol" or id pr',
+        'emails[value co "@"]',
+    ):
+        assert _ids(_find(scim, text)) == [alice["id"]], text
+    assert _ids(_find(scim, 'not (displayName eq "x")', "/Groups")) == []
 
 
 def test_filter_value_escapes_stay_inside_the_value():
