@@ -123,7 +123,7 @@ def service_provider_config(base_url: str) -> dict[str, Any]:
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": max_results()},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         "etag": {"supported": False},
         "authenticationSchemes": scim_settings["AUTHENTICATION_SCHEMES"],
         "meta": {

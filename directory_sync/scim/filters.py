@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, F, OrderBy, OuterRef, Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from scim2_models import EnterpriseUser, Group, InvalidFilterException, ScimFilter, User
 from scim2_models.path import (
     AttrPath,
@@ -180,10 +181,10 @@ class _Sql:
             f"{connection.ops.quote_name('document')}"
         )
 
-    def text(self, path: tuple[str, ...], source: str | None = None) -> tuple[str, list]:
+    def text(self, path: tuple, source: str | None = None) -> tuple[str, list]:
         source = source or self.doc
         if self.postgres:
-            return f"({source} #>> %s::text[])", [list(path)]
+            return f"({source} #>> %s::text[])", [[str(key) for key in path]]
         return f"json_extract({source}, %s)", [self._json_path(path)]
 
     def elements(self, path: tuple[str, ...]) -> tuple[str, list]:
@@ -206,8 +207,11 @@ class _Sql:
         return ("true" if value else "false") if self.postgres else int(value)
 
     @staticmethod
-    def _json_path(path: tuple[str, ...]) -> str:
-        return "$" + "".join('."' + key.replace('"', '""') + '"' for key in path)
+    def _json_path(path: tuple) -> str:
+        return "$" + "".join(
+            f"[{key}]" if isinstance(key, int) else '."' + key.replace('"', '""') + '"'
+            for key in path
+        )
 
     def contains(self, a: str) -> str:
         return f"strpos({a}, %s) > 0" if self.postgres else f"instr({a}, %s) > 0"
@@ -472,6 +476,66 @@ def _datetime_q(node, name: str) -> Q:
 def filter_q(text: str, *, resource_type: str) -> Q:
     """The Q object for ``text`` on records of ``resource_type`` ("User" or "Group")."""
     return _translate(_Sql(), parse(text), resource_type)
+
+
+# Sorting on the indexed columns where there is one; userName sorts by its case-folded key.
+_SORT_COLUMNS = {
+    "username": ("user_name_key", False),
+    "externalid": ("external_id", False),
+    "id": ("scim_id", False),
+    "displayname": ("display_name", True),
+    "active": ("active", False),
+    "meta.created": ("created_at", False),
+    "meta.lastmodified": ("updated_at", False),
+}
+
+
+def ordering(sort_by: str, sort_order: str | None, *, resource_type: str) -> list[OrderBy]:
+    """``ORDER BY`` for ``sortBy``/``sortOrder`` (RFC 7644 §3.4.2.3): the attribute, case-folded
+    unless caseExact, absent values last, then the primary key so pages never overlap or skip."""
+    order = (sort_order or "ascending").lower()
+    if order not in ("ascending", "descending"):
+        raise errors.invalid_value(
+            f"sortOrder must be 'ascending' or 'descending', not {sort_order!r}."
+        )
+    try:
+        attr_path = AttrPath(*_split_attr_path(sort_by.strip()))
+    except ValueError:
+        raise errors.invalid_value(f"sortBy {sort_by!r} is not an attribute path.")
+    name = _canonical(attr_path)
+    if name in _SORT_COLUMNS:
+        column, fold = _SORT_COLUMNS[name]
+        expression = Lower(column) if fold else F(column)
+    elif resource_type == "Group":
+        raise errors.invalid_value(f"Groups cannot be sorted by {sort_by!r}.")
+    else:
+        try:
+            attribute = _resolve(attr_path, resource_type, for_comparison=True)
+        except errors.ScimError as error:
+            raise errors.invalid_value(f"sortBy: {error.detail}")
+        if attribute.kind not in ("string", "boolean"):
+            raise errors.invalid_value(f"sortBy {sort_by!r} is not a single value to sort by.")
+        path = attribute.path
+        if attribute.multivalued:
+            # RFC 7644 §3.4.2.3 sorts by the primary value; Entra keeps the primary first.
+            path = (*path, 0, attribute.sub or "value")
+        text, params = _Sql().text(path)
+        if not attribute.case_exact and attribute.kind == "string":
+            text = f"lower({text})"
+        expression = RawSQL(text, params)
+    descending = order == "descending"
+    return [
+        expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
+        F("pk").asc(),
+    ]
+
+
+def _split_attr_path(text: str) -> tuple[str, str | None, str | None]:
+    uri = None
+    if text.lower().startswith("urn:"):
+        uri, _sep, text = text.rpartition(":")
+    attr, _sep, sub = text.partition(".")
+    return attr, sub or None, uri
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,18 @@ from ..models import DirectoryMembership, DirectoryRecord, ProvisioningRun
 
 
 def record_list(
-    *, organization: Organization, resource_type: str, query: Q | None = None
+    *,
+    organization: Organization,
+    resource_type: str,
+    query: Q | None = None,
+    ordering: list | None = None,
 ) -> QuerySet[DirectoryRecord]:
     qs = DirectoryRecord.objects.filter(
         organization=organization, resource_type=resource_type, deleted_at__isnull=True
     )
     if query is not None:
         qs = qs.filter(query)
-    return qs.order_by("pk")
+    return qs.order_by(*(ordering or ["pk"]))
 
 
 def record_get(

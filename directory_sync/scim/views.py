@@ -323,15 +323,21 @@ class _ResourceView(ScimView):
             body = project(self._resource(rows[0]), attributes=attributes, excluded=excluded)
             return _json_response(body)
         query = None
+        ordering = None
+        if (sort_by := request.GET.get("sortBy")) is not None:
+            ordering = filters.ordering(
+                sort_by, request.GET.get("sortOrder"), resource_type=self.resource_type
+            )
         filter_text = request.GET.get("filter")
         if filter_text is not None:
             lookup = filters.filter_lookup(filter_text, resource_type=self.resource_type)
-            if lookup is not None:
+            if lookup is not None and ordering is None:
                 return self._lookup(filter_text, lookup, attributes, excluded)
             query = filters.filter_q(filter_text, resource_type=self.resource_type)
         start, count = self._page_params()
         if (
             query is None
+            and ordering is None
             and self._renders_stored(attributes, excluded)
             and paging.renders_in_database()
         ):
@@ -344,7 +350,10 @@ class _ResourceView(ScimView):
             )
             return _list_response(page)
         records = queries.record_list(
-            organization=organization, resource_type=self.resource_type, query=query
+            organization=organization,
+            resource_type=self.resource_type,
+            query=query,
+            ordering=ordering,
         )
         page = paging.record_page(
             records,
@@ -352,7 +361,8 @@ class _ResourceView(ScimView):
             resource_type=self.resource_type,
             start=start,
             count=count,
-            filtered=query is not None,
+            # A sorted list is not in primary-key order: it is paged by OFFSET, like a filter.
+            filtered=query is not None or ordering is not None,
         )
         resources = [
             project(adapter.to_dict(), attributes=attributes, excluded=excluded)

@@ -27,7 +27,7 @@ def test_service_provider_config_advertises_what_is_supported(scim):
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": 200},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         "etag": {"supported": False},
         "authenticationSchemes": [
             {

@@ -422,3 +422,76 @@ def test_our_token_on_their_tenant_url_is_401(scim, theirs, other_organization):
 
     assert response.status_code == 401
     assert response["Content-Type"] == "application/scim+json"
+
+
+# --- sortBy / sortOrder (RFC 7644 §3.4.2.3, issue 15) -------------------------------------------
+
+
+def _sorted(scim, resource: str = "/Users", **params) -> list[str]:
+    return _ids(scim.get(resource, params=params))
+
+
+@pytest.mark.parametrize(
+    "sort_by,order,expected",
+    [
+        ("userName", None, "abc"),
+        ("USERNAME", "descending", "cba"),
+        ("externalId", "descending", "cba"),
+        ("displayName", "descending", "cab"),
+        # Alice and Bob share a given name: the id breaks the tie the same way both ways.
+        ("name.givenName", "ascending", "abc"),
+        ("name.givenName", "descending", "cab"),
+        (f"{ENTERPRISE}:department", "descending", "cab"),
+        ("title", "Descending", "cab"),
+        ("emails", "ascending", "abc"),
+        ("active", "ascending", "cab"),
+        ("meta.created", "descending", "cba"),
+    ],
+)
+def test_sort_by_attribute(scim, alice, bob, carol, sort_by, order, expected):
+    names = {alice["id"]: "a", bob["id"]: "b", carol["id"]: "c"}
+    params = {"sortBy": sort_by} | ({"sortOrder": order} if order else {})
+
+    assert "".join(names[i] for i in _sorted(scim, **params)) == expected
+
+
+def test_sorted_pages_are_complete_and_disjoint(scim, alice, bob, carol):
+    everyone = _sorted(scim, sortBy="title", sortOrder="descending")
+    pages = [
+        _sorted(scim, sortBy="title", sortOrder="descending", startIndex=i, count=1)
+        for i in (1, 2, 3)
+    ]
+
+    assert [page[0] for page in pages] == everyone
+    assert sorted(everyone) == sorted([alice["id"], bob["id"], carol["id"]])
+
+
+def test_sort_with_a_filter_and_on_groups(scim, alice, bob, carol):
+    assert _sorted(
+        scim, filter='title eq "Engineer"', sortBy="userName", sortOrder="descending"
+    ) == [
+        bob["id"],
+        alice["id"],
+    ]
+    assert _sorted(scim, filter='userName eq "bob@contoso.com"', sortBy="userName") == [bob["id"]]
+    sales = create_group(scim, display_name="sales")
+    ops = create_group(scim, display_name="Ops")
+    assert _sorted(scim, "/Groups", sortBy="displayName") == [ops["id"], sales["id"]]
+
+
+@pytest.mark.parametrize(
+    "params,problem",
+    [
+        ({"sortBy": "userName", "sortOrder": "up"}, "sortOrder"),
+        ({"sortBy": "nosuch"}, "nosuch"),
+        ({"sortBy": "name"}, "single value"),
+        ({"sortBy": "userName eq"}, "sortBy"),
+    ],
+)
+def test_bad_sort_is_400_invalid_value(scim, alice, params, problem):
+    body = assert_scim_error(scim.get("/Users", params=params), 400, "invalidValue")
+    assert problem in body["detail"]
+
+
+def test_groups_cannot_be_sorted_by_members(scim):
+    assert_scim_error(scim.get("/Groups", params={"sortBy": "members"}), 400, "invalidValue")
