@@ -33,7 +33,7 @@ from scim2_models.path import (
 
 from ..models import DirectoryMembership, DirectoryRecord
 from ..text import unstorable_text
-from . import errors
+from . import discovery, errors
 from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
 from .documents import UNSTORABLE_DETAIL
 
@@ -130,6 +130,24 @@ class _Attribute:
     multivalued: bool
 
 
+def _filterable() -> set[tuple[str, ...]]:
+    """(schema, attribute[, sub-attribute]) lower-cased, for what /Schemas advertises and
+    returns: a ``returned: never`` attribute (``password``) must not be probed by filters."""
+    names: set[tuple[str, ...]] = set()
+    for schema in discovery.schemas_getter():
+        for attribute in schema["attributes"]:
+            if attribute.get("returned") == "never":
+                continue
+            names.add((schema["id"], attribute["name"].lower()))
+            for sub in attribute.get("subAttributes") or ():
+                if sub.get("returned") != "never":
+                    names.add((schema["id"], attribute["name"].lower(), sub["name"].lower()))
+    return names
+
+
+_FILTERABLE = _filterable()
+
+
 def _resolve(attr_path: AttrPath, resource_type: str, *, for_comparison: bool) -> _Attribute:
     resolver = _USER_RESOLVER if resource_type == "User" else _GROUP_RESOLVER
     try:
@@ -145,6 +163,11 @@ def _resolve(attr_path: AttrPath, resource_type: str, *, for_comparison: bool) -
     urn = binding.urn
     schema, _sep, name = urn.rpartition(":")
     parts = tuple(name.split("."))
+    if (schema, *(part.lower() for part in parts)) not in _FILTERABLE and parts[0] not in (
+        "externalId",
+        "id",
+    ):
+        raise _unsupported(attr_path, resource_type)
     path = (schema, *parts) if schema == ENTERPRISE_SCHEMA else parts
     target = binding.sub_field_type if binding.sub_field_name else binding.field_type
     kind = (

@@ -151,6 +151,10 @@ def test_group_members_reference_check(scim, alice, bob):
         ('name[givenName eq "x"]', "multi-valued"),
         ('meta.created gt "yesterday"', "date-time"),
         ('id co "1"', "reference"),
+        # Not advertised, or never returned: no probing it through a filter.
+        ("password pr", "password"),
+        ('groups.value eq "x"', "groups"),
+        (f'{ENTERPRISE}:manager.displayName eq "x"', "displayName"),
         ("", "empty"),
     ],
 )
@@ -484,6 +488,7 @@ def test_sort_with_a_filter_and_on_groups(scim, alice, bob, carol):
     [
         ({"sortBy": "userName", "sortOrder": "up"}, "sortOrder"),
         ({"sortBy": "nosuch"}, "nosuch"),
+        ({"sortBy": "password"}, "password"),
         ({"sortBy": "name"}, "single value"),
         ({"sortBy": "userName eq"}, "sortBy"),
     ],
