@@ -356,8 +356,6 @@ _USER_EQ: dict[str, Callable[[str], Q]] = {
     "externalid": lambda v: Q(external_id=v),
     "id": lambda v: _uuid_q("scim_id", v),
     "displayname": lambda v: Q(display_name__iexact=v),
-    # Only the work email is indexed (work_email); Entra only ever writes work emails.
-    "emails.value": lambda v: Q(work_email=v.lower()),
     **dict.fromkeys(_ENTERPRISE_MANAGER, lambda v: _uuid_q("manager_scim_id", v)),
 }
 _GROUP_EQ: dict[str, Callable[[str], Q]] = {

@@ -228,6 +228,9 @@ def carol(scim):
         ('name.givenName sw "car"', "c"),
         ('name.familyName eq "WONG"', "ab"),
         ('emails co "@fabrikam"', "c"),
+        # Any of the emails, not only the indexed work email.
+        ('emails.value eq "CAROL@example.org"', "c"),
+        ('emails eq "carol@example.org"', "c"),
         ('emails.type eq "home"', "c"),
         ('emails[type eq "work" and value co "@contoso"]', "ab"),
         ('emails[type eq "home" and value ew ".org"]', "c"),
