@@ -57,6 +57,15 @@ REALM = 'Bearer realm="beem-scim"'
 # Entra's bursts do not pay a query per request (one auth query per process every 0.5 s).
 _CACHE_MAX_ENTRIES = 10_000
 READ_METHODS = frozenset({"GET", "HEAD"})
+SEARCH_SUFFIX = "/.search"
+
+
+def is_read(request) -> bool:
+    """GET, and ``POST .../.search`` (RFC 7644 §3.4.3): a query sent in a body, which changes
+    nothing, so it is run, logged and attributed to a provisioning run like a GET."""
+    return request.method in READ_METHODS or (
+        request.method == "POST" and request.path.endswith(SEARCH_SUFFIX)
+    )
 
 
 # --- token endpoint ----------------------------------------------------------------------
@@ -430,10 +439,10 @@ class SCIMAuthCheckMiddleware:
             health_check_if_idle()
             request.scim_organization = organization
             request.scim_sync_settings = sync_settings
-            deferred_write = request.method not in READ_METHODS and db.vendor == "postgresql"
+            deferred_write = not is_read(request) and db.vendor == "postgresql"
             if not deferred_write:
                 runs.last_request_note(sync_settings=sync_settings)
-            if request.method in READ_METHODS:
+            if is_read(request):
                 # A read changes nothing, so it learns its run after the view, which reads
                 # the open run in its own statement (views._ResourceView._read): one round
                 # trip per lookup. Entra's probe is such a lookup.
@@ -481,7 +490,9 @@ class SCIMAuthCheckMiddleware:
             )
         if run is not None:
             _database_answered()
-            if runs.is_refused_write(method=request.method, status=response.status_code):
+            if not is_read(request) and runs.is_refused_write(
+                method=request.method, status=response.status_code
+            ):
                 runs.refusal_record(
                     run=run, request=request, response=response, scim_id=kwargs.get("uuid")
                 )

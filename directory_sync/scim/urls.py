@@ -14,11 +14,11 @@ app_name = "scim"
 # `manage.py check --deploy` must stay clean (tests/hardening/test_deploy_settings.py).
 urlpatterns = [
     re_path(r"^$", views.NotFoundView.as_view(), name="root"),
+    re_path(r"^[/]*Users/\.search$", views.UsersSearchView.as_view(), name="users-search"),
+    re_path(r"^[/]*Groups/\.search$", views.GroupsSearchView.as_view(), name="groups-search"),
     # Not supported: answered 501 with a SCIM body (RFC 7644 §3.12), as advertised by
-    # /ServiceProviderConfig (bulk false) and by the absence of /Me and /.search.
-    re_path(r"^[/]*\.search$", views.NotImplementedView.as_view(), name="search"),
-    re_path(r"^[/]*Users/\.search$", views.NotImplementedView.as_view(), name="users-search"),
-    re_path(r"^[/]*Groups/\.search$", views.NotImplementedView.as_view(), name="groups-search"),
+    # /ServiceProviderConfig (bulk false) and by the absence of /Me.
+    re_path(r"^[/]*\.search$", views.RootSearchView.as_view(), name="search"),
     re_path(r"^[/]*Me$", views.NotImplementedView.as_view(), name="me"),
     re_path(r"^[/]*Bulk$", views.NotImplementedView.as_view(), name="bulk"),
     # "/?": ".../Users/" and ".../Users/<id>/" are the same endpoints (issue 15).

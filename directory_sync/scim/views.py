@@ -24,7 +24,13 @@ from django_scim.settings import scim_settings
 from ..models import DirectoryRecord
 from . import auth, discovery, errors, filters, paging, queries
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
-from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIM_CONTENT_TYPE, USER_SCHEMA
+from .constants import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    SCIM_CONTENT_TYPE,
+    SEARCH_REQUEST_SCHEMA,
+    USER_SCHEMA,
+)
 from .documents import refuse_unstorable_body
 from .middleware import failure_response
 
@@ -154,6 +160,49 @@ def _wants(attribute: str, attributes: list[tuple], excluded: list[tuple]) -> bo
     return not any(not ext and attr == attribute and sub is None for ext, attr, sub in excluded)
 
 
+# --- search requests (RFC 7644 §3.4.3) ---------------------------------------------------------
+
+_SEARCH_TEXT = ("filter", "sortBy", "sortOrder")
+_SEARCH_NUMBERS = ("startIndex", "count")
+_SEARCH_LISTS = ("attributes", "excludedAttributes")
+
+
+def search_params(body: dict) -> dict[str, str]:
+    """A SearchRequest body as the query parameters GET takes (names as in the query string,
+    values as text), so a search runs the very list path of GET."""
+    by_name = {key.lower(): value for key, value in body.items()}
+    schemas = by_name.get("schemas")
+    if schemas is not None and (
+        not isinstance(schemas, list) or SEARCH_REQUEST_SCHEMA not in schemas
+    ):
+        raise errors.invalid_value(f'"schemas" must list "{SEARCH_REQUEST_SCHEMA}".')
+    params: dict[str, str] = {}
+    for name in _SEARCH_TEXT:
+        value = by_name.get(name.lower())
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise errors.invalid_value(f'"{name}" must be a string.')
+        params[name] = value
+    for name in _SEARCH_NUMBERS:
+        value = by_name.get(name.lower())
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise errors.invalid_value(f'"{name}" must be a whole number.')
+        params[name] = str(value)
+    for name in _SEARCH_LISTS:
+        value = by_name.get(name.lower())
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise errors.invalid_value(f'"{name}" must be an array of attribute names.')
+        params[name] = ",".join(value)
+    return params
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -168,7 +217,7 @@ class ScimView(scim_views.SCIMView):
         # functools.wraps per request, bench profile): the auth check wraps the handler, and
         # anything but a SCIM error becomes a generic SCIM 500.
         auth_check = scim_settings.AUTH_CHECK_MIDDLEWARE(self._dispatch_authenticated)
-        if request.method in _WRITE_METHODS:
+        if request.method in _WRITE_METHODS and not auth.is_read(request):
             # One transaction per write request: the record, its outbox event and the request
             # log row (written by the auth check around the view) share one commit, so one WAL
             # flush per write. Record services decide every refusal before writing, so an
@@ -191,7 +240,7 @@ class ScimView(scim_views.SCIMView):
         except SCIMException as exc:
             return _json_response(exc.to_dict(), status=exc.status)
         except Exception as exc:  # as django-scim2's dispatch
-            if request.method in _WRITE_METHODS:
+            if request.method in _WRITE_METHODS and not auth.is_read(request):
                 # The write's transaction must roll back whole: ScimErrorMiddleware answers.
                 raise
             return failure_response(request, exc)
@@ -199,8 +248,10 @@ class ScimView(scim_views.SCIMView):
     def http_method_not_allowed(self, request, *args, **kwargs):
         raise errors.method_not_allowed(request.method, request.path)
 
+    not_implemented_reason = "is not supported by this service."
+
     def status_501(self, request, *args, **kwargs):
-        error = errors.not_implemented(f"{request.path} is not supported by this service.")
+        error = errors.not_implemented(f"{request.path} {self.not_implemented_reason}")
         return _json_response(error.to_dict(), status=501)
 
     def load_body(self, body: bytes | None = None) -> Any:
@@ -262,16 +313,25 @@ class NotImplementedView(ScimView):
     implemented = False
 
 
+class RootSearchView(NotImplementedView):
+    # One search over Users and Groups would page two resource types, each filtered on its
+    # own attributes and paged in its own order, as one list: not offered.
+    not_implemented_reason = (
+        "(a search across resource types) is not supported by this service: "
+        "search /Users/.search or /Groups/.search."
+    )
+
+
 class _ResourceView(ScimView):
     http_method_names = ["get", "post", "put", "patch", "delete"]
     adapter_class: type = UserAdapter
     resource_type = ""
 
-    def _page_params(self) -> tuple[int, int]:
+    def _page_params(self, params) -> tuple[int, int]:
         maximum = discovery.max_results()
         try:
-            start = int(self.request.GET.get("startIndex", 1))
-            count = int(self.request.GET.get("count", maximum))
+            start = int(params.get("startIndex", 1))
+            count = int(params.get("count", maximum))
         except ValueError:
             raise errors.invalid_value("startIndex and count must be whole numbers.")
         # RFC 7644 §3.4.2.4: startIndex < 1 is read as 1, a negative count as 0; a count over
@@ -279,9 +339,10 @@ class _ResourceView(ScimView):
         # database's OFFSET (a bigint) never overflows (found by the fuzzer: a 500).
         return min(max(start, 1), paging.MAX_START_INDEX), min(max(count, 0), maximum)
 
-    def _projection(self) -> tuple[list, list]:
-        attributes = _parse_attribute_list(self.request.GET.get("attributes"))
-        excluded = _parse_attribute_list(self.request.GET.get("excludedAttributes"))
+    def _projection(self, params=None) -> tuple[list, list]:
+        params = self.request.GET if params is None else params
+        attributes = _parse_attribute_list(params.get("attributes"))
+        excluded = _parse_attribute_list(params.get("excludedAttributes"))
         return attributes, excluded
 
     def _get_record(self, scim_id: str) -> DirectoryRecord:
@@ -300,7 +361,7 @@ class _ResourceView(ScimView):
             response["Location"] = adapter.location
         return response
 
-    def _adapters(self, records: list[DirectoryRecord]) -> list:
+    def _adapters(self, records: list[DirectoryRecord], attributes: list, excluded: list) -> list:
         return [self.adapter_class(record, request=self.request) for record in records]
 
     def _resource(self, row: queries.RecordRow) -> dict:
@@ -310,7 +371,8 @@ class _ResourceView(ScimView):
         return False
 
     def get(self, request, organization_id, uuid=None):
-        organization = self.organization
+        if not uuid:
+            return self._list(request.GET)
         attributes, excluded = self._projection()
         if uuid:
             # GET /Users/<id>: one indexed statement, rendered from the row (no model).
@@ -322,19 +384,25 @@ class _ResourceView(ScimView):
                 raise errors.not_found(self.resource_type, uuid)
             body = project(self._resource(rows[0]), attributes=attributes, excluded=excluded)
             return _json_response(body)
+
+    def _list(self, params) -> HttpResponse:
+        """A ListResponse for the query ``params`` (a GET's query string, or a search
+        request's body: ``search_params``)."""
+        organization = self.organization
+        attributes, excluded = self._projection(params)
         query = None
         ordering = None
-        if (sort_by := request.GET.get("sortBy")) is not None:
+        if (sort_by := params.get("sortBy")) is not None:
             ordering = filters.ordering(
-                sort_by, request.GET.get("sortOrder"), resource_type=self.resource_type
+                sort_by, params.get("sortOrder"), resource_type=self.resource_type
             )
-        filter_text = request.GET.get("filter")
+        filter_text = params.get("filter")
         if filter_text is not None:
             lookup = filters.filter_lookup(filter_text, resource_type=self.resource_type)
             if lookup is not None and ordering is None:
-                return self._lookup(filter_text, lookup, attributes, excluded)
+                return self._lookup(params, filter_text, lookup, attributes, excluded)
             query = filters.filter_q(filter_text, resource_type=self.resource_type)
-        start, count = self._page_params()
+        start, count = self._page_params(params)
         if (
             query is None
             and ordering is None
@@ -366,7 +434,7 @@ class _ResourceView(ScimView):
         )
         resources = [
             project(adapter.to_dict(), attributes=attributes, excluded=excluded)
-            for adapter in self._adapters(page.records)
+            for adapter in self._adapters(page.records, attributes, excluded)
         ]
         return _list_response(
             page, discovery.list_response(resources, total=page.total, start=start)
@@ -394,11 +462,11 @@ class _ResourceView(ScimView):
         return rows
 
     def _lookup(
-        self, filter_text: str, lookup: filters.Lookup, attributes: list, excluded: list
+        self, params, filter_text: str, lookup: filters.Lookup, attributes: list, excluded: list
     ) -> HttpResponse:
         """Entra's lookups (``userName eq``, ``externalId eq``, ...): one indexed statement,
         no COUNT unless more rows match than the page shows."""
-        start, count = self._page_params()
+        start, count = self._page_params(params)
         rows = self._read(
             lookup.column,
             lookup.value,
@@ -490,8 +558,7 @@ class GroupsView(_ResourceView):
         # documents hold no members, so such a page is the documents as they are.
         return not attributes and set(excluded) == {(False, "members", None)}
 
-    def _adapters(self, records: list[DirectoryRecord]) -> list:
-        attributes, excluded = self._projection()
+    def _adapters(self, records: list[DirectoryRecord], attributes: list, excluded: list) -> list:
         if _wants("members", attributes, excluded):
             members = queries.group_members(group_ids=[record.pk for record in records])
         else:
@@ -512,6 +579,25 @@ class GroupsView(_ResourceView):
     def _patched(self, adapter) -> HttpResponse:
         # Entra expects 204 for group PATCH (entra-contract.md, "Answers Entra relies on").
         return HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
+
+
+class _SearchView:
+    """``POST /Users/.search``, ``POST /Groups/.search`` (RFC 7644 §3.4.3): the list path of
+    GET, with its parameters read from the SearchRequest body."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, organization_id):
+        self.organization  # noqa: B018 - checks the token's organization before parsing
+        return self._list(search_params(self.load_body()))
+
+
+class UsersSearchView(_SearchView, UsersView):
+    pass
+
+
+class GroupsSearchView(_SearchView, GroupsView):
+    pass
 
 
 class ServiceProviderConfigView(ScimView):

@@ -204,8 +204,11 @@ def test_filters_never_reach_another_organizations_resources(resource, scim_filt
     from urllib.parse import urlencode
 
     response = tenants.a.request("GET", f"/{resource}", query=urlencode({"filter": text}))
+    searched = tenants.a.request("POST", f"/{resource}/.search", {"filter": text})
 
     assert response.status_code == 200, response.content
+    assert searched.status_code == 200, searched.content
+    assert searched.json() == response.json()
     assert response.json() == {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
         "totalResults": 0,
