@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from members import services as member_services
+from members.bulk_update import bulk_update_rows
 from members.models import Department, Member, Organization
 
 from ..models import DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
@@ -206,7 +207,7 @@ def _users_apply(
     for plan in plans:
         if not plan.error:
             plan.record.applied_version = plan.record.version
-    member_services.rows_update(
+    bulk_update_rows(
         model=DirectoryRecord,
         objs=[p.record for p in plans if not p.error],
         fields=["member", "applied_version"],
