@@ -6,7 +6,7 @@ event of that record up to the version it applied: the newest one ``applied`` wi
 the older ones ``skipped`` (superseded). So duplicated, reordered or retried jobs reach the
 same end state, and several queued changes of one user collapse into one apply.
 
-Users have one apply path, a batch (``_users_apply``; one record is a batch of one), so every
+Users have one apply path, a batch (``users_apply``; one record is a batch of one), so every
 rule (identify, identifier clashes, possible duplicates, manager, departments, groups) lives
 once. Failed events of a record are resolved when a newer version of it applies or it is
 deleted (skipped as superseded), or when it applies later at the same version (applied).

@@ -8,8 +8,8 @@ from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from ..models import DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
 from .fields import document_department, document_manager_scim_id, document_member_fields
-from .groups import _clip_group_name
-from .records import _sync_settings
+from .groups import group_name_clip
+from .records import sync_settings_read
 
 
 def record_member_differences(record: DirectoryRecord) -> list[str]:
@@ -29,7 +29,7 @@ def record_member_differences(record: DirectoryRecord) -> list[str]:
         return []
     if record.resource_type == DirectoryRecord.ResourceType.GROUP:
         return _group_differences(record)
-    sync_settings = _sync_settings(record.organization_id)
+    sync_settings = sync_settings_read(record.organization_id)
     member = record.member
     if record.deleted_at is not None or not record.active:
         return [f"member {member.pk} exists for an inactive directory user"] if member else []
@@ -125,7 +125,7 @@ def _group_differences(record: DirectoryRecord) -> list[str]:
     if group is None:
         return ["no group for the directory group"]
     differences = []
-    name = _clip_group_name(str((record.document or {}).get("displayName") or record.display_name))
+    name = group_name_clip(str((record.document or {}).get("displayName") or record.display_name))
     if group.name != name:
         differences.append(f"name: group has {group.name!r}, directory has {name!r}")
     expected = set(

@@ -14,11 +14,11 @@ from members.models import Department, Member
 
 from ..models import DirectoryRecord, ReviewItem, SyncSettings
 from .fields import document_department
-from .results import _Notes
+from .results import Notes
 
 
 @dataclass
-class _DepartmentCache:
+class DepartmentCache:
     """Departments read once for a batch: plain names (all matches, by id) and paths."""
 
     named: dict[str, list[Department]] = field(default_factory=dict)
@@ -26,20 +26,20 @@ class _DepartmentCache:
 
 
 @dataclass
-class _DepartmentPlan:
+class DepartmentPlan:
     # None: leave the member's departments as they are (held for the administrator).
     departments: list[Department] | None = None
     display: str | None = None
     hold_value: str = ""
 
 
-def _department_plan(
+def department_plan(
     record: DirectoryRecord,
     document: dict,
     sync_settings: SyncSettings,
-    notes: _Notes,
-    cache: _DepartmentCache | None = None,
-) -> _DepartmentPlan:
+    notes: Notes,
+    cache: DepartmentCache | None = None,
+) -> DepartmentPlan:
     value = document_department(document)
     organization = record.organization
     if sync_settings.department_format == SyncSettings.DepartmentFormat.STRUCTURE_STRING:
@@ -53,11 +53,11 @@ def _department_plan(
                 if cache is not None:
                     cache.paths[tuple(parts)] = leaf
             departments = [leaf]
-        return _DepartmentPlan(
+        return DepartmentPlan(
             departments=departments, display=Member.DepartmentDisplay.CURRENT_ONLY
         )
     if not value:
-        return _DepartmentPlan(departments=[])
+        return DepartmentPlan(departments=[])
     if cache is not None and value in cache.named:
         matches = cache.named[value]
     else:
@@ -69,20 +69,20 @@ def _department_plan(
         created = member_services.department_get_or_create(organization=organization, name=value)
         if cache is not None:
             cache.named[value] = [created]
-        return _DepartmentPlan(departments=[created])
+        return DepartmentPlan(departments=[created])
     if len(matches) == 1:
-        return _DepartmentPlan(departments=matches)
+        return DepartmentPlan(departments=matches)
     policy = sync_settings.duplicate_department_policy
     if policy == SyncSettings.DuplicateDepartmentPolicy.FIRST_MATCH:
-        return _DepartmentPlan(departments=matches[:1])
+        return DepartmentPlan(departments=matches[:1])
     if policy == SyncSettings.DuplicateDepartmentPolicy.ALL_MATCHES:
-        return _DepartmentPlan(departments=matches)
+        return DepartmentPlan(departments=matches)
     return _department_hold(record, value, matches, notes)
 
 
 def _department_hold(
-    record: DirectoryRecord, value: str, matches: list[Department], notes: _Notes
-) -> _DepartmentPlan:
+    record: DirectoryRecord, value: str, matches: list[Department], notes: Notes
+) -> DepartmentPlan:
     item = (
         ReviewItem.objects.filter(record=record, kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT)
         .select_related("chosen_department")
@@ -91,7 +91,7 @@ def _department_hold(
     )
     if item is not None and item.directory_value == value and item.chosen_department_id:
         # The administrator's pick stays until the directory value changes.
-        return _DepartmentPlan(departments=[item.chosen_department])
+        return DepartmentPlan(departments=[item.chosen_department])
     if item is not None and item.directory_value != value and item.status == ReviewItem.Status.OPEN:
         item.status = ReviewItem.Status.RESOLVED
         item.resolution = "superseded"
@@ -122,10 +122,10 @@ def _department_hold(
         _("Department “%(name)s” matches %(count)s departments: held for an administrator.")
         % {"name": value, "count": len(matches)}
     )
-    return _DepartmentPlan(departments=None, hold_value=value)
+    return DepartmentPlan(departments=None, hold_value=value)
 
 
-def _department_hold_member(record: DirectoryRecord, member: Member) -> None:
+def department_hold_member(record: DirectoryRecord, member: Member) -> None:
     # The hold may have been opened before the member existed (first apply).
     ReviewItem.objects.filter(
         record=record, kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT, member__isnull=True

@@ -12,16 +12,16 @@ from django.utils.translation import gettext as _
 
 from ..models import ChangeEvent, DirectoryRecord
 from .events import (
-    _event_skip,
-    _events_finish_many,
-    _superseded,
     change_event_fail,
+    event_skip,
+    events_finish_many,
     record_events_fail,
+    superseded_reason,
 )
-from .groups import _group_converge
-from .records import _record_lock, _records_set, _sync_settings, _transaction_tune
+from .groups import group_converge
+from .records import record_lock, record_set, sync_settings_read, transaction_tune
 from .results import PERMANENT_ERRORS, ApplyResult, Status
-from .users import _users_apply, _users_batch_apply
+from .users import users_apply, users_batch_apply
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def change_event_apply(*, event_id: int) -> ApplyResult | None:
         return None
     ChangeEvent.objects.filter(pk=event_id).update(attempts=F("attempts") + 1)
     if event.record_id is None:
-        _event_skip(event_id, _("The directory record no longer exists."))
+        event_skip(event_id, _("The directory record no longer exists."))
         return ApplyResult(status=Status.SKIPPED)
     return record_apply(record_id=event.record_id, event_id=event_id)
 
@@ -48,16 +48,16 @@ def record_apply(
     record was already applied at its current version; without it (an administrator's review
     decision) the record is always re-applied, unless ``if_stale`` (a drain): then a record
     already applied at its current version only has its pending events finished as skipped.
-    A user is applied as a batch of one (``_users_apply``).
+    A user is applied as a batch of one (``users_apply``).
     """
     version = None
     try:
         with transaction.atomic():
-            _transaction_tune()
-            record = _record_lock(record_id)
+            transaction_tune()
+            record = record_lock(record_id)
             if record is None:
                 if event_id is not None:
-                    _event_skip(event_id, _("The directory record no longer exists."))
+                    event_skip(event_id, _("The directory record no longer exists."))
                 return None
             version = record.version
             if event_id is not None:
@@ -67,16 +67,23 @@ def record_apply(
                 if status != Status.PENDING:
                     return None
                 if record.applied_version >= version:
-                    _event_skip(event_id, _superseded(record.applied_version))
+                    event_skip(event_id, superseded_reason(record.applied_version))
                     return ApplyResult(status=Status.SKIPPED)
             elif if_stale and record.applied_version >= version:
-                _events_finish_many(
-                    {record.pk: (version, Status.SKIPPED, "", _superseded(record.applied_version))}
+                events_finish_many(
+                    {
+                        record.pk: (
+                            version,
+                            Status.SKIPPED,
+                            "",
+                            superseded_reason(record.applied_version),
+                        )
+                    }
                 )
                 return ApplyResult(status=Status.SKIPPED)
-            sync_settings = _sync_settings(record.organization_id)
+            sync_settings = sync_settings_read(record.organization_id)
             if record.resource_type == DirectoryRecord.ResourceType.USER:
-                results = _users_apply(
+                results = users_apply(
                     [record],
                     organization=record.organization,
                     sync_settings=sync_settings,
@@ -84,9 +91,9 @@ def record_apply(
                 )
                 _version, status, outcome, reason = results[record_id]
                 return ApplyResult(status=status, outcome=outcome, reason=reason)
-            outcome, notes = _group_converge(record)
-            _records_set(record, applied_version=version)
-            _events_finish_many({record.pk: (version, Status.APPLIED, outcome, notes.text)})
+            outcome, notes = group_converge(record)
+            record_set(record, applied_version=version)
+            events_finish_many({record.pk: (version, Status.APPLIED, outcome, notes.text)})
             if record.deleted_at is not None:
                 # The tombstone has done its job; events keep scim_id and label (SET_NULL).
                 record.delete()
@@ -94,9 +101,9 @@ def record_apply(
     except PERMANENT_ERRORS as exc:
         reason = str(exc) or exc.__class__.__name__
         with transaction.atomic():
-            record = _record_lock(record_id)
+            record = record_lock(record_id)
             if record is not None:
-                _events_finish_many(
+                events_finish_many(
                     {record.pk: (version or record.version, Status.FAILED, "", reason)}
                 )
             elif event_id is not None:
@@ -193,7 +200,7 @@ def _records_drain(record_ids: list[int]) -> None:
     """Apply a chunk of records: its users in one batched transaction, the rest (groups, and
     every record of a batch that rolled back) one by one with ``record_apply``."""
     try:
-        done = _users_batch_apply(record_ids)
+        done = users_batch_apply(record_ids)
     except PERMANENT_ERRORS:
         # Bad data the planning did not foresee: the chunk rolled back whole; each record
         # applies alone now, and the bad one fails with its own reason.

@@ -16,13 +16,13 @@ def _dispatched_at(now):
     return Coalesce(F("dispatched_at"), Value(now, output_field=DateTimeField()))
 
 
-def _superseded(version: int) -> str:
+def superseded_reason(version: int) -> str:
     return _("Superseded: the directory record was applied at version %(version)s.") % {
         "version": version
     }
 
 
-def _event_skip(event_id: int, reason: str) -> None:
+def event_skip(event_id: int, reason: str) -> None:
     ChangeEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
         status=Status.SKIPPED, reason=reason, finished_at=timezone.now()
     )
@@ -42,7 +42,7 @@ def record_events_fail(*, record_id: int, reason: str) -> int:
     )
 
 
-def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
+def events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
     """Finish the events of many records: ``results`` maps a record id to (version, status,
     outcome, reason). Each record's newest event up to ``version`` gets the result, its older
     ones are skipped as superseded. Failed events count too when the record applied (or was
@@ -64,7 +64,7 @@ def _events_finish_many(results: dict[int, tuple[int, str, str, str]]) -> None:
         if record_version > version or (current == Status.FAILED and status == Status.FAILED):
             continue
         if record_id in newest_done:
-            key = (Status.SKIPPED, "", _superseded(version))
+            key = (Status.SKIPPED, "", superseded_reason(version))
         else:
             newest_done.add(record_id)
             key = (status, outcome, reason)

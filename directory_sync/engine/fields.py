@@ -16,7 +16,7 @@ from members.phones import InvalidPhoneNumber, phone_to_e164
 from ..models import SyncSettings
 from ..scim.constants import ENTERPRISE_SCHEMA
 from ..scim.documents import work_email
-from .results import ApplyError, _Notes
+from .results import ApplyError, Notes
 
 
 def _typed_value(document: dict, attribute: str, wanted_type: str, key: str = "value") -> str:
@@ -71,8 +71,8 @@ def document_member_fields(document: dict) -> dict:
     }
 
 
-def _normalise_phone(
-    fields: dict, *, identify_by: str, default_country: str | None, notes: _Notes
+def phone_normalise(
+    fields: dict, *, identify_by: str, default_country: str | None, notes: Notes
 ) -> None:
     raw = fields["phone"]
     if not raw:
@@ -90,7 +90,7 @@ def _normalise_phone(
         notes.add(_("Mobile number not synced: %(error)s") % {"error": exc})
 
 
-def _check_email(fields: dict, *, identify_by: str, notes: _Notes) -> None:
+def email_check(fields: dict, *, identify_by: str, notes: Notes) -> None:
     value = fields["email"]
     if not value:
         return

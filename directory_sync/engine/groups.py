@@ -8,25 +8,25 @@ from members import services as member_services
 from members.models import Group
 
 from ..models import DirectoryMembership, DirectoryRecord
-from .records import _lock_for_share, _records_set
-from .results import Outcome, _Notes
+from .records import record_set, records_lock_for_share
+from .results import Notes, Outcome
 
 
-def _group_converge(record: DirectoryRecord) -> tuple[str, _Notes]:
-    notes = _Notes()
+def group_converge(record: DirectoryRecord) -> tuple[str, Notes]:
+    notes = Notes()
     if record.deleted_at is not None:
         if record.group_id is None:
             return Outcome.UNCHANGED, notes
         member_services.group_delete(group=record.group)
-        _records_set(record, group=None)
+        record_set(record, group=None)
         return Outcome.GROUP_DELETED, notes
-    name = _clip_group_name(str((record.document or {}).get("displayName") or record.display_name))
+    name = group_name_clip(str((record.document or {}).get("displayName") or record.display_name))
     group = record.group
     if group is None:
         group = member_services.group_create(
             organization=record.organization, name=name, directory_managed=True
         )
-        _records_set(record, group=group)
+        record_set(record, group=group)
     else:
         member_services.group_rename(group=group, name=name)
     user_record_ids = list(
@@ -35,7 +35,7 @@ def _group_converge(record: DirectoryRecord) -> tuple[str, _Notes]:
         )
     )
     # Wait for user jobs in flight so their new members are seen (module docstring).
-    _lock_for_share(user_record_ids)
+    records_lock_for_share(user_record_ids)
     member_ids = DirectoryRecord.objects.filter(
         pk__in=user_record_ids, deleted_at__isnull=True, member__isnull=False
     ).values_list("member_id", flat=True)
@@ -46,5 +46,5 @@ def _group_converge(record: DirectoryRecord) -> tuple[str, _Notes]:
     return Outcome.GROUP_SYNCED, notes
 
 
-def _clip_group_name(name: str) -> str:
+def group_name_clip(name: str) -> str:
     return name.strip()[: Group._meta.get_field("name").max_length]

@@ -12,10 +12,10 @@ from django.utils.translation import gettext as _
 from members.models import Member, Organization
 
 from ..models import ChangeEvent, DirectoryRecord, ReviewItem, SyncSettings
-from .departments import _DepartmentPlan
-from .fields import _check_email, _normalise_phone, document_member_fields
-from .records import _users_lock
-from .results import ApplyError, Outcome, Status, _Notes
+from .departments import DepartmentPlan
+from .fields import document_member_fields, email_check, phone_normalise
+from .records import users_lock
+from .results import ApplyError, Notes, Outcome, Status
 
 # --- users: one path, a batch (applying one record is a batch of one) ----------------------
 #
@@ -30,16 +30,16 @@ from .results import ApplyError, Outcome, Status, _Notes
 # (or, for the attribute that does not identify members, a possible duplicate): the value
 # belongs to a member created in Beem, or to a directory user whose current document holds it.
 
-_KEYS = ("phone", "email")
+IDENTIFIER_KEYS = ("phone", "email")
 
 
 @dataclass
-class _UserPlan:
+class UserPlan:
     record: DirectoryRecord
     document: dict
     # The directory's member fields; "phone"/"email" normalised, or absent when not synced.
     fields: dict
-    notes: _Notes
+    notes: Notes
     member: Member | None = None
     # An inactive or deleted user: its member is deleted.
     remove: bool = False
@@ -51,7 +51,7 @@ class _UserPlan:
     rejected: dict[str, object] = field(default_factory=dict)
     created: bool = False
     outcome: str = Outcome.UPDATED
-    departments: _DepartmentPlan | None = None
+    departments: DepartmentPlan | None = None
 
     def current(self, key: str) -> str | None:
         value = getattr(self.member, key) if self.member is not None else None
@@ -77,22 +77,22 @@ class _UserPlan:
         self.member, self.outcome = self.record.member, Outcome.UPDATED
 
 
-def _user_plan(record: DirectoryRecord, sync_settings: SyncSettings) -> _UserPlan:
+def user_plan(record: DirectoryRecord, sync_settings: SyncSettings) -> UserPlan:
     """Read what the directory wants for ``record`` (no write)."""
     document = record.document or {}
-    notes = _Notes()
+    notes = Notes()
     if record.deleted_at is not None or not record.active:
-        return _UserPlan(record, document, {}, notes, member=record.member, remove=True)
+        return UserPlan(record, document, {}, notes, member=record.member, remove=True)
     fields = document_member_fields(document)
-    plan = _UserPlan(record, document, fields, notes, member=record.member)
+    plan = UserPlan(record, document, fields, notes, member=record.member)
     try:
-        _normalise_phone(
+        phone_normalise(
             fields,
             identify_by=sync_settings.identify_by,
             default_country=sync_settings.default_phone_country or None,
             notes=notes,
         )
-        _check_email(fields, identify_by=sync_settings.identify_by, notes=notes)
+        email_check(fields, identify_by=sync_settings.identify_by, notes=notes)
     except ApplyError as exc:
         plan.refused = plan.error = str(exc)
     return plan
@@ -102,18 +102,18 @@ def _identifier(sync_settings: SyncSettings) -> str:
     return "email" if sync_settings.identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
 
 
-def _attribute_label(key: str) -> str:
+def attribute_label(key: str) -> str:
     return _("The mobile number") if key == "phone" else _("The email")
 
 
-def _owner_member(owner: object) -> Member | None:
-    return owner.member if isinstance(owner, _UserPlan) else owner
+def owner_member(owner: object) -> Member | None:
+    return owner.member if isinstance(owner, UserPlan) else owner
 
 
-def _owner_member_label(owner: object) -> str:
-    member = _owner_member(owner)
+def owner_member_label(owner: object) -> str:
+    member = owner_member(owner)
     if member is not None:
-        return _member_label(member)
+        return member_label(member)
     fields = owner.fields
     name = fields.get("display_name") or " ".join(
         p for p in (fields.get("given_name"), fields.get("family_name")) if p
@@ -130,8 +130,8 @@ class _Holders:
     records: dict[int, DirectoryRecord]
 
 
-def _holders_read(organization_id: int, plans: list[_UserPlan]) -> _Holders:
-    wanted = {key: {p.desired(key) for p in plans} - {None} for key in _KEYS}
+def _holders_read(organization_id: int, plans: list[UserPlan]) -> _Holders:
+    wanted = {key: {p.desired(key) for p in plans} - {None} for key in IDENTIFIER_KEYS}
     q = Q()
     if wanted["phone"]:
         q |= Q(phone__in=wanted["phone"])
@@ -161,23 +161,23 @@ def _holders_read(organization_id: int, plans: list[_UserPlan]) -> _Holders:
 
 
 def _refusal(key: str, value: str, owner: object, holders: _Holders) -> str:
-    if isinstance(owner, _UserPlan):
+    if isinstance(owner, UserPlan):
         record = owner.record
     else:
         record = holders.records.get(owner.pk)
     label = (
         _("directory user %(user)s") % {"user": record.user_name or record.display_name}
         if record is not None
-        else _member_label(owner)
+        else member_label(owner)
     )
     return _("%(attribute)s %(value)s already belongs to %(owner)s.") % {
-        "attribute": _attribute_label(key),
+        "attribute": attribute_label(key),
         "value": value,
         "owner": label,
     }
 
 
-def _users_judge(plans: list[_UserPlan], holders: _Holders, identifier: str) -> None:
+def _users_judge(plans: list[UserPlan], holders: _Holders, identifier: str) -> None:
     """Decide which plans may take their identifiers (see the section comment).
 
     A value wanted by several plans goes to the one whose member holds it, else to the first
@@ -201,9 +201,9 @@ def _users_judge(plans: list[_UserPlan], holders: _Holders, identifier: str) -> 
             linked.add(found.pk)
     planned = {p.member.pk for p in plans if p.member is not None}
     while True:
-        claims: dict[tuple[str, str], list[_UserPlan]] = {}
+        claims: dict[tuple[str, str], list[UserPlan]] = {}
         for plan in plans:
-            for key in _KEYS:
+            for key in IDENTIFIER_KEYS:
                 value = plan.final(key)
                 if value:
                     claims.setdefault((key, value), []).append(plan)
@@ -243,10 +243,10 @@ def _users_judge(plans: list[_UserPlan], holders: _Holders, identifier: str) -> 
             return
 
 
-def _released(plans: list[_UserPlan]) -> dict[str, set[str]]:
-    released: dict[str, set[str]] = {key: set() for key in _KEYS}
+def _released(plans: list[UserPlan]) -> dict[str, set[str]]:
+    released: dict[str, set[str]] = {key: set() for key in IDENTIFIER_KEYS}
     for plan in plans:
-        for key in _KEYS:
+        for key in IDENTIFIER_KEYS:
             current = plan.current(key)
             if current and plan.final(key) != current:
                 released[key].add(current)
@@ -256,7 +256,7 @@ def _released(plans: list[_UserPlan]) -> dict[str, set[str]]:
 def _waiting_records(
     organization_id: int,
     sync_settings: SyncSettings,
-    plans: list[_UserPlan],
+    plans: list[UserPlan],
     released: dict[str, set[str]],
 ) -> list[int]:
     """Records of the organization that wait for a value this batch frees: their last apply
@@ -285,17 +285,17 @@ def _waiting_records(
         deleted_at__isnull=True,
         active=True,
     ).select_related("member"):
-        plan = _user_plan(record, sync_settings)
+        plan = user_plan(record, sync_settings)
         if any(
             plan.desired(key) in released[key] and plan.desired(key) != plan.current(key)
-            for key in _KEYS
+            for key in IDENTIFIER_KEYS
         ):
             waiting.append(record.pk)
     return waiting
 
 
-def _users_plan(
-    plans: list[_UserPlan], organization: Organization, sync_settings: SyncSettings
+def users_plan(
+    plans: list[UserPlan], organization: Organization, sync_settings: SyncSettings
 ) -> _Holders:
     """Identify and judge ``plans``, pulling in the records a decision depends on: holders of
     wanted values whose directory record no longer wants them, and records waiting for a
@@ -313,7 +313,7 @@ def _users_plan(
             if record is None or record.pk in planned:
                 continue
             record.member = member
-            if record.pk not in tried and _user_plan(record, sync_settings).final(key) != value:
+            if record.pk not in tried and user_plan(record, sync_settings).final(key) != value:
                 pull.append(record.pk)
         if not pull:
             _users_judge(plans, holders, identifier)
@@ -327,10 +327,10 @@ def _users_plan(
         if not pull:
             return holders
         tried.update(pull)
-        for record in _users_lock(sorted(set(pull))):
+        for record in users_lock(sorted(set(pull))):
             record.organization = organization
-            plans.append(_user_plan(record, sync_settings))
+            plans.append(user_plan(record, sync_settings))
 
 
-def _member_label(member: Member) -> str:
+def member_label(member: Member) -> str:
     return member.full_name or member.email or member.phone or f"#{member.pk}"

@@ -11,13 +11,13 @@ from ..models import DirectoryRecord, SyncSettings
 LOCK_TIMEOUT = "30s"
 
 
-def _sync_settings(organization_id: int) -> SyncSettings:
+def sync_settings_read(organization_id: int) -> SyncSettings:
     # Read only: an organization that never opened its settings page has the defaults.
     found = SyncSettings.objects.filter(organization_id=organization_id).first()
     return found or SyncSettings(organization_id=organization_id)
 
 
-def _lock_for_share(record_ids: list[int]) -> None:
+def records_lock_for_share(record_ids: list[int]) -> None:
     if not record_ids or not connection.features.has_select_for_update:
         return
     table = DirectoryRecord._meta.db_table
@@ -28,12 +28,12 @@ def _lock_for_share(record_ids: list[int]) -> None:
         )
 
 
-def _transaction_tune() -> None:
+def transaction_tune() -> None:
     """Per-transaction settings of an apply (PostgreSQL).
 
     A job must not wait forever behind a stuck lock: past ``LOCK_TIMEOUT`` it fails with
     OperationalError and Celery retries it later with backoff. No WAL flush wait at commit
-    either (an fsync, ~6 ms on the bench machine): an apply lost to a PostgreSQL crash is lost
+    either (an fsync per apply): an apply lost to a PostgreSQL crash is lost
     whole, member and event status together, so the event is still pending and the sweep
     wakes the job again; jobs converge, nothing the directory sent is lost.
     """
@@ -47,7 +47,7 @@ def _transaction_tune() -> None:
         )
 
 
-def _record_lock(record_id: int) -> DirectoryRecord | None:
+def record_lock(record_id: int) -> DirectoryRecord | None:
     return (
         DirectoryRecord.objects.select_for_update(of=("self",), no_key=True)
         .select_related("organization", "member", "group")
@@ -56,7 +56,7 @@ def _record_lock(record_id: int) -> DirectoryRecord | None:
     )
 
 
-def _records_set(record: DirectoryRecord, **values) -> None:
+def record_set(record: DirectoryRecord, **values) -> None:
     # A queryset update: DirectoryRecord.updated_at is the SCIM meta.lastModified, which an
     # apply must not move.
     DirectoryRecord.objects.filter(pk=record.pk).update(**values)
@@ -64,7 +64,7 @@ def _records_set(record: DirectoryRecord, **values) -> None:
         setattr(record, key, value)
 
 
-def _users_lock(record_ids: list[int]) -> list[DirectoryRecord]:
+def users_lock(record_ids: list[int]) -> list[DirectoryRecord]:
     return list(
         DirectoryRecord.objects.select_for_update(of=("self",), no_key=True)
         .select_related("member")

@@ -30,7 +30,7 @@ class ApplyResult:
 
 
 @dataclass
-class _Notes:
+class Notes:
     """What one apply did beyond the plain outcome, for the event's reason."""
 
     lines: list[str] = field(default_factory=list)

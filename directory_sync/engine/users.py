@@ -14,24 +14,30 @@ from members.bulk_update import bulk_update_rows
 from members.models import Department, Member, Organization
 
 from ..models import DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
-from .departments import _department_hold_member, _department_plan, _DepartmentCache
-from .events import _events_finish_many, _superseded
+from .departments import DepartmentCache, department_hold_member, department_plan
+from .events import events_finish_many, superseded_reason
 from .fields import document_department, document_manager_scim_id
 from .identifiers import (
-    _KEYS,
-    _attribute_label,
-    _member_label,
-    _owner_member,
-    _owner_member_label,
-    _user_plan,
-    _UserPlan,
-    _users_plan,
+    IDENTIFIER_KEYS,
+    UserPlan,
+    attribute_label,
+    member_label,
+    owner_member,
+    owner_member_label,
+    user_plan,
+    users_plan,
 )
-from .records import _lock_for_share, _records_set, _sync_settings, _transaction_tune, _users_lock
-from .results import Outcome, Status, _Notes
+from .records import (
+    record_set,
+    records_lock_for_share,
+    sync_settings_read,
+    transaction_tune,
+    users_lock,
+)
+from .results import Notes, Outcome, Status
 
 
-def _users_apply(
+def users_apply(
     records: list[DirectoryRecord],
     *,
     organization: Organization,
@@ -41,13 +47,13 @@ def _users_apply(
     """Converge locked directory users (the only user apply; call inside a transaction) and
     finish their events; returns each finished record's (version, status, outcome, reason).
 
-    A few statements per batch instead of ~25 per user: the reads are prefetched for the batch
-    and the writes are bulk. A record already applied at its version is only finished as
+    A few statements per batch, whatever its size: the reads are prefetched for the batch and
+    the writes are bulk. A record already applied at its version is only finished as
     skipped, unless ``force`` (an administrator's decision re-applies it). A refusal fails that
     record alone (nothing of it is written); other errors roll the whole batch back.
     """
     results: dict[int, tuple[int, str, str, str]] = {}
-    plans: list[_UserPlan] = []
+    plans: list[UserPlan] = []
     for record in records:
         record.organization = organization
         if record.applied_version >= record.version and not force:
@@ -55,14 +61,14 @@ def _users_apply(
                 record.version,
                 Status.SKIPPED,
                 "",
-                _superseded(record.applied_version),
+                superseded_reason(record.applied_version),
             )
         else:
-            plans.append(_user_plan(record, sync_settings))
+            plans.append(user_plan(record, sync_settings))
     if not plans:
-        _events_finish_many(results)
+        events_finish_many(results)
         return results
-    _users_plan(plans, organization, sync_settings)
+    users_plan(plans, organization, sync_settings)
     for plan in plans:
         results.pop(plan.record.pk, None)
     default_country = sync_settings.default_phone_country or None
@@ -82,7 +88,7 @@ def _users_apply(
             )
     live = [p for p in plans if not p.error and not p.remove]
     for plan in live:
-        for key in _KEYS:
+        for key in IDENTIFIER_KEYS:
             if key in plan.rejected:
                 plan.notes.add(
                     _(
@@ -90,9 +96,9 @@ def _users_apply(
                         "(possible duplicate)."
                     )
                     % {
-                        "attribute": _attribute_label(key),
+                        "attribute": attribute_label(key),
                         "value": plan.fields.pop(key),
-                        "other": _owner_member_label(plan.rejected[key]),
+                        "other": owner_member_label(plan.rejected[key]),
                     }
                 )
 
@@ -116,7 +122,7 @@ def _users_apply(
             ).values_list("pk", "scim_id")
         }
         outside = [pk for pk in manager_records.values() if pk not in in_batch]
-        _lock_for_share(outside)
+        records_lock_for_share(outside)
         # Read after the lock: a manager job that just committed has set its member.
         outside_managers = {
             r.pk: r.member
@@ -125,7 +131,7 @@ def _users_apply(
             ).select_related("member")
         }
 
-    departments = _DepartmentCache()
+    departments = DepartmentCache()
     if sync_settings.department_format != SyncSettings.DepartmentFormat.STRUCTURE_STRING:
         names = {document_department(p.document) for p in live} - {""}
         departments.named = {name: [] for name in names}
@@ -135,7 +141,7 @@ def _users_apply(
             departments.named[department.name].append(department)
 
     # Values moving between members of the batch: cleared first, then set.
-    for key in _KEYS:
+    for key in IDENTIFIER_KEYS:
         taken = {p.final(key) for p in live} - {None}
         moving = [
             p.member.pk
@@ -148,7 +154,7 @@ def _users_apply(
     for plan in live:
         record, fields = plan.record, plan.fields
         fields["directory_managed"] = True
-        plan.departments = _department_plan(
+        plan.departments = department_plan(
             record, plan.document, sync_settings, plan.notes, departments
         )
         if plan.departments.display is not None:
@@ -156,7 +162,7 @@ def _users_apply(
         if plan.member is None:
             plan.outcome = Outcome.CREATED
             create_fields = {k: v for k, v in fields.items() if v not in ("", None)}
-            # _normalise_phone and _check_email validated both (or dropped them).
+            # phone_normalise and email_check validated both (or dropped them).
             plan.member = member_services.members_build(
                 organization=organization,
                 rows=[create_fields],
@@ -222,9 +228,9 @@ def _users_apply(
     )
     for plan in live:
         if plan.departments.hold_value:
-            _department_hold_member(plan.record, plan.member)
+            department_hold_member(plan.record, plan.member)
         for key, owner in plan.rejected.items():
-            other = _owner_member(owner)
+            other = owner_member(owner)
             if other is not None:
                 _possible_duplicate_open(plan.record, plan.member, other, key)
     _possible_duplicates_settle(live)
@@ -248,7 +254,7 @@ def _users_apply(
             elif not (plan.notes.changed or plan.member.pk in changed):
                 outcome = Outcome.UNCHANGED
         results[plan.record.pk] = (plan.record.version, Status.APPLIED, outcome, plan.notes.text)
-    _events_finish_many(results)
+    events_finish_many(results)
     for plan in plans:
         if plan.remove and plan.record.deleted_at is not None:
             # The tombstone has done its job; events keep scim_id and label (SET_NULL).
@@ -256,25 +262,26 @@ def _users_apply(
     return results
 
 
-def _users_batch_apply(record_ids: list[int]) -> set[int]:
+def users_batch_apply(record_ids: list[int]) -> set[int]:
     """Apply the chunk's directory users in one transaction; returns the ids of the records
     it finished (groups are left to ``record_apply``)."""
     with transaction.atomic():
-        _transaction_tune()
-        records = _users_lock(record_ids)
+        transaction_tune()
+        records = users_lock(record_ids)
         if not records:
             return set()
         organization = Organization.objects.get(pk=records[0].organization_id)
-        results = _users_apply(
+        results = users_apply(
             records,
             organization=organization,
-            sync_settings=_sync_settings(organization.pk),
+            sync_settings=sync_settings_read(organization.pk),
         )
         return set(results)
 
 
 def _reports_fix_many(organization_id: int, managers: dict[uuid.UUID, Member]) -> None:
-    """``_reports_fix`` for a chunk: members whose directory manager is one of ``managers``."""
+    """Point the members whose directory manager is one of ``managers`` at that manager's
+    member (reports applied before their manager's member existed)."""
     if not managers:
         return
     reports = DirectoryRecord.objects.filter(
@@ -294,13 +301,13 @@ def _reports_fix_many(organization_id: int, managers: dict[uuid.UUID, Member]) -
     member_services.members_save_fields(members=fix, fields=["manager"])
 
 
-def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: _Notes) -> str:
+def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: Notes) -> str:
     if record.member_id is None:
         return Outcome.UNCHANGED
     deletion = member_services.member_delete(
         member=record.member, rule=sync_settings.deletion_rule, actor_label="directory"
     )
-    _records_set(record, member=None)
+    record_set(record, member=None)
     if deletion.resources_unassigned:
         notes.add(
             _("%(count)s resources are unassigned and listed for reassignment.")
@@ -335,21 +342,21 @@ def _possible_duplicate_open(
         )
         % {
             "user": record.user_name,
-            "member": _member_label(member),
-            "other": _member_label(other),
+            "member": member_label(member),
+            "other": member_label(other),
             "attribute": _("mobile number") if attribute == "phone" else _("email"),
         },
     )
 
 
-def _possible_duplicates_settle(plans: list[_UserPlan]) -> None:
+def _possible_duplicates_settle(plans: list[UserPlan]) -> None:
     """Resolve the open possible-duplicate items of ``plans`` that their apply no longer
     raises: the value was synced after all (its holder gave it up, as in a swap applied in
     halves) or the directory changed it."""
     raised = {
         (p.record.pk, member.pk)
         for p in plans
-        for member in map(_owner_member, p.rejected.values())
+        for member in map(owner_member, p.rejected.values())
         if member is not None
     }
     stale = [

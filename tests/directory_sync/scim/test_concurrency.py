@@ -100,7 +100,7 @@ def test_group_members_replace_while_the_engine_holds_the_user_does_not_deadlock
 
     from django.db import transaction
 
-    from directory_sync.engine.records import _record_lock, _users_lock
+    from directory_sync.engine.records import record_lock, users_lock
 
     user = create_user(scim)
     group = create_group(scim)
@@ -118,7 +118,7 @@ def test_group_members_replace_while_the_engine_holds_the_user_does_not_deadlock
                 with connection.cursor() as cursor:
                     # The SCIM request is the one PostgreSQL aborts if there is a cycle.
                     cursor.execute("SET LOCAL deadlock_timeout = '20s'")
-                assert [r.pk for r in _users_lock([user_pk])] == [user_pk]
+                assert [r.pk for r in users_lock([user_pk])] == [user_pk]
                 holding.set()
                 # Until the PATCH waits for a lock (before the fix) or has answered.
                 deadline = time.monotonic() + 10
@@ -133,7 +133,7 @@ def test_group_members_replace_while_the_engine_holds_the_user_does_not_deadlock
                     if row and row[0] == "Lock":
                         break
                     time.sleep(0.02)
-                assert _record_lock(group_pk) is not None
+                assert record_lock(group_pk) is not None
         except Exception as exc:  # reported by the test
             errors.append(exc)
             holding.set()
