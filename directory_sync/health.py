@@ -22,7 +22,7 @@ import socket
 
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Max
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -30,6 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from .models import WorkerHeartbeat
+from .store import db
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ def _heartbeat_on_worker_ready(sender=None, **kwargs) -> None:
 
 def database_status() -> str:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        db.ping()
     except DatabaseError:
         return DOWN
     except Exception:  # e.g. a driver error raised outside DatabaseError

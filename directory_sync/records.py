@@ -42,10 +42,11 @@ from django.utils import timezone
 
 from members.models import Organization
 
-from . import runs
 from .models import ChangeEvent, DirectoryMembership, DirectoryRecord, ProvisioningRun
 from .outbox import change_event_append, change_event_insert_sql, wake_after_commit
 from .runs import WriteRun
+from .store import reads
+from .store.db import prepared_cursor
 
 USER = DirectoryRecord.ResourceType.USER
 GROUP = DirectoryRecord.ResourceType.GROUP
@@ -118,9 +119,7 @@ class _Event:
 
 def _statement_cursor():
     """The cursor of a write's hot statements (PostgreSQL): one PostgreSQL prepares once per
-    connection (``scim.queries.prepared_cursor``), so it parses and plans each shape once."""
-    from .scim.queries import prepared_cursor
-
+    connection (``store.db.prepared_cursor``), so it parses and plans each shape once."""
     return prepared_cursor()
 
 
@@ -147,10 +146,10 @@ def _execute_with_event(
     select = "SELECT written.id, event.id FROM written, event"
     if pending is not None and not pending.read:
         # The write's run is not known yet: read the open run here and append to it.
-        run_cte, run_params = f"open_run AS ({runs.OPEN_RUN_SELECT}), ", [pending.organization_id]
+        run_cte, run_params = f"open_run AS ({reads.OPEN_RUN_SELECT}), ", [pending.organization_id]
         run_id_sql = "(SELECT id FROM open_run)"
         select = (
-            f"SELECT written.id, event.id, {runs.run_columns('open_run')} FROM (SELECT 1) AS one "
+            f"SELECT written.id, event.id, {reads.run_columns('open_run')} FROM (SELECT 1) AS one "
             "LEFT JOIN written ON TRUE LEFT JOIN event ON TRUE LEFT JOIN open_run ON TRUE"
         )
     known = event.known_run()
@@ -170,7 +169,7 @@ def _execute_with_event(
         )
         row = cursor.fetchone()
     if run_id_sql:
-        pending.found(runs.run_from_values(row[2:]))
+        pending.found(reads.run_from_values(row[2:]))
     if row is None or row[0] is None:
         return None, None
     if pending is not None:
@@ -289,8 +288,8 @@ def _lock(
     if isinstance(run, WriteRun) and not run.read:
         with _statement_cursor() as cursor:
             cursor.execute(
-                f'SELECT {_R_COLUMNS}, {runs.run_columns("open_run")} FROM "{_RECORDS}" r '
-                f"LEFT JOIN LATERAL ({runs.OPEN_RUN_SELECT}) open_run ON TRUE "
+                f'SELECT {_R_COLUMNS}, {reads.run_columns("open_run")} FROM "{_RECORDS}" r '
+                f"LEFT JOIN LATERAL ({reads.OPEN_RUN_SELECT}) open_run ON TRUE "
                 'WHERE r."organization_id" = %s AND r."resource_type" = %s AND '
                 'r."deleted_at" IS NULL AND r."scim_id" = %s FOR NO KEY UPDATE OF r',
                 [run.organization_id, *where],
@@ -298,7 +297,7 @@ def _lock(
             row = cursor.fetchone()
         if row is None:
             return None
-        run.found(runs.run_from_values(row[len(_FIELDS) :]))
+        run.found(reads.run_from_values(row[len(_FIELDS) :]))
         return _record_from_row(row[: len(_FIELDS)])
     with connection.cursor() as cursor:
         cursor.execute(

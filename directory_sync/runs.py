@@ -31,16 +31,16 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from members.models import Organization
-
 from . import flusher, process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
+from .store import db, reads
+from .store.reads import run_current
 from .text import storable_text
 
 logger = logging.getLogger(__name__)
@@ -86,15 +86,6 @@ def probe_value(request: HttpRequest) -> str | None:
     return match.group(1)
 
 
-def run_current(*, organization: Organization | int) -> ProvisioningRun | None:
-    """The organization's open run (not ended), if any."""
-    return (
-        ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
-        .order_by("-started_at", "-id")
-        .first()
-    )
-
-
 def _last_activity(run: ProvisioningRun) -> datetime:
     pending = _pending.get(run.pk)
     if pending is not None and pending[1] > run.last_activity_at:
@@ -108,13 +99,12 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
     # would apply to the whole transaction, the write included.
     outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
+        if outermost:
             # Every Entra probe opens a run under the settings row lock. Waiting for the WAL
-            # flush while holding that lock capped probes at the disk's fsync rate (bench
-            # profile); a run row is bookkeeping, and any later durable SCIM write flushes it
-            # anyway (WAL is ordered), so an asynchronous commit loses nothing that matters.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            # flush while holding that lock capped probes at the disk's fsync rate; a run row
+            # is bookkeeping, and any later durable SCIM write flushes it anyway (WAL is
+            # ordered), so an asynchronous commit loses nothing that matters.
+            db.commit_without_flush_wait()
         # Serialises run opening per organization across web processes.
         SyncSettings.objects.select_for_update().filter(pk=sync_settings.pk).first()
         current = run_current(organization=organization)
@@ -139,46 +129,6 @@ def _run_open(*, sync_settings: SyncSettings, trigger: str, now: datetime) -> Pr
             # An idle run ended with its last request.
             open_runs.update(ended_at=F("last_activity_at"))
         return ProvisioningRun.objects.create(organization=organization, trigger=trigger)
-
-
-_RUN_FIELDS = [f.attname for f in ProvisioningRun._meta.concrete_fields]
-_RUN_TABLE = ProvisioningRun._meta.db_table
-_RECORD_TABLE = DirectoryRecord._meta.db_table
-# The open run, as run_current (the partial index provisioning_run_open answers it), and
-# whether a change was recorded in it. Other statements embed these two fragments so a read
-# learns its run in the same round trip (scim.queries.records_lookup_with_open_run); the
-# lateral join takes the organization id as its parameter.
-OPEN_RUN_COLUMNS = ", ".join(f"pr.{name}" for name in _RUN_FIELDS) + (
-    f", EXISTS(SELECT 1 FROM {ChangeEvent._meta.db_table} e WHERE e.run_id = pr.id)"
-)
-OPEN_RUN_COLUMN_COUNT = len(_RUN_FIELDS) + 1
-OPEN_RUN_LATERAL = (
-    f"LEFT JOIN LATERAL (SELECT * FROM {_RUN_TABLE} WHERE organization_id = %s "
-    "AND ended_at IS NULL ORDER BY started_at DESC, id DESC LIMIT 1) pr ON TRUE"
-)
-_PROBE_MATCH_SQL = (
-    f"EXISTS(SELECT 1 FROM {_RECORD_TABLE} d WHERE d.organization_id = %s "
-    "AND d.resource_type = %s AND d.user_name_key = %s AND d.deleted_at IS NULL)"
-)
-
-
-# The open run's own columns, for a write's statement to read alongside its record
-# (``records``): ``{alias}.<field>, ...`` over ``OPEN_RUN_SELECT`` (parameter: organization id).
-OPEN_RUN_SELECT = (
-    f"SELECT * FROM {_RUN_TABLE} WHERE organization_id = %s AND ended_at IS NULL "
-    "ORDER BY started_at DESC, id DESC LIMIT 1"
-)
-
-
-def run_columns(alias: str) -> str:
-    return ", ".join(f"{alias}.{name}" for name in _RUN_FIELDS)
-
-
-def run_from_values(values) -> ProvisioningRun | None:
-    """The run in ``run_columns`` values (all NULL: no open run)."""
-    if values[0] is None:
-        return None
-    return ProvisioningRun.from_db(connection.alias, _RUN_FIELDS, list(values))
 
 
 class WriteRun:
@@ -210,50 +160,6 @@ def write_run_settle(
     if pending.event_ids and (pending.run is None or pending.run.pk != run.pk):
         ChangeEvent.objects.filter(pk__in=pending.event_ids).update(run=run)
     return run
-
-
-def open_run_orm(*, organization_id: int) -> tuple[ProvisioningRun | None, bool]:
-    """``(open run or None, a change was recorded in it)`` through the ORM (not PostgreSQL)."""
-    run = run_current(organization=organization_id)
-    return run, run is not None and ChangeEvent.objects.filter(run=run).exists()
-
-
-def open_run_from_row(values) -> tuple[ProvisioningRun | None, bool]:
-    """``(open run or None, a change was recorded in it)`` from ``OPEN_RUN_COLUMNS``."""
-    run = None
-    if values[0] is not None:
-        run = ProvisioningRun.from_db(DEFAULT_DB_ALIAS, _RUN_FIELDS, values[: len(_RUN_FIELDS)])
-    return run, bool(values[len(_RUN_FIELDS)])
-
-
-def _open_run_and_probe_match(
-    *, organization_id: int, probe: str | None
-) -> tuple[ProvisioningRun | None, bool, bool]:
-    """``(open run or None, a change was recorded in it, the probe GUID is a user)``."""
-    if connection.vendor != "postgresql":
-        # The embedded default (SQLite) has no LATERAL: the same answer in a few statements.
-        run, changed = open_run_orm(organization_id=organization_id)
-        matches = probe is not None and (
-            DirectoryRecord.objects.filter(
-                organization_id=organization_id,
-                resource_type=DirectoryRecord.ResourceType.USER,
-                user_name_key=probe.casefold(),
-                deleted_at__isnull=True,
-            ).exists()
-        )
-        return run, changed, matches
-    params: list = []
-    probe_sql = "FALSE"
-    if probe is not None:
-        probe_sql = _PROBE_MATCH_SQL
-        params += [organization_id, DirectoryRecord.ResourceType.USER, probe.casefold()]
-    sql = f"SELECT {OPEN_RUN_COLUMNS}, {probe_sql} FROM (SELECT 1) AS one {OPEN_RUN_LATERAL}"
-    # The probe's parameters come first (select list), the run's after (FROM).
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, organization_id])
-        row = cursor.fetchone()
-    run, changed = open_run_from_row(row)
-    return run, changed, bool(row[-1])
 
 
 def _probe_coalesces(
@@ -297,8 +203,9 @@ def run_for_request(
     now = timezone.now()
     probe = probe_value(request)
     if open_run is None:
-        open_run = _open_run_and_probe_match(
-            organization_id=sync_settings.organization_id, probe=probe
+        open_run = reads.open_run_and_probe_match(
+            organization_id=sync_settings.organization_id,
+            probe_key=None if probe is None else probe.casefold(),
         )
     run, changed, probe_matches = open_run
     if probe is not None and not probe_matches:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..models import ChangeEvent, DirectoryRecord
+from ..store import db
 from .events import (
     change_event_fail,
     event_skip,
@@ -122,22 +123,9 @@ _DRAIN_LOCK_CLASS = 0x6265
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 
 
-def _drain_lock(organization_id: int) -> bool:
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_DRAIN_LOCK_CLASS, organization_id])
-        return bool(cursor.fetchone()[0])
-
-
 def _drain_unlock(organization_id: int) -> None:
-    if connection.vendor != "postgresql":
-        return
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_unlock(%s, %s)", [_DRAIN_LOCK_CLASS, organization_id]
-            )
+        db.advisory_unlock(_DRAIN_LOCK_CLASS, organization_id)
     except Exception:  # a lost connection released the lock already
         logger.warning("could not release the drain lock of organization %s", organization_id)
 
@@ -152,7 +140,7 @@ def events_drain(*, organization_id: int, batch_size: int = DRAIN_BATCH) -> int:
     a full pass finds nothing new. Transient errors propagate (the task retries, tagged with
     the record: ``exc.beem_record_id``); a record that cannot apply fails its events.
     """
-    if not _drain_lock(organization_id):
+    if not db.advisory_lock_try(_DRAIN_LOCK_CLASS, organization_id):
         return 0
     try:
         return _events_drain(organization_id=organization_id, batch_size=max(1, batch_size))

@@ -8,7 +8,8 @@ from members import services as member_services
 from members.models import Group
 
 from ..models import DirectoryMembership, DirectoryRecord
-from .records import record_set, records_lock_for_share
+from ..store.records import records_lock_for_share
+from .records import record_set
 from .results import Notes, Outcome
 
 

@@ -3,9 +3,8 @@ see the package docstring), the organization's sync settings, the engine's own c
 
 from __future__ import annotations
 
-from django.db import connection
-
 from ..models import DirectoryRecord, SyncSettings
+from ..store import db
 
 # How long an apply waits for a row lock (PostgreSQL) before giving up and being retried.
 LOCK_TIMEOUT = "30s"
@@ -17,17 +16,6 @@ def sync_settings_read(organization_id: int) -> SyncSettings:
     return found or SyncSettings(organization_id=organization_id)
 
 
-def records_lock_for_share(record_ids: list[int]) -> None:
-    if not record_ids or not connection.features.has_select_for_update:
-        return
-    table = DirectoryRecord._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",
-            [sorted(record_ids)],
-        )
-
-
 def transaction_tune() -> None:
     """Per-transaction settings of an apply (PostgreSQL).
 
@@ -37,14 +25,7 @@ def transaction_tune() -> None:
     whole, member and event status together, so the event is still pending and the sweep
     wakes the job again; jobs converge, nothing the directory sent is lost.
     """
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('lock_timeout', %s, true), "
-            "set_config('synchronous_commit', 'off', true)",
-            [LOCK_TIMEOUT],
-        )
+    db.apply_transaction_tune(lock_timeout=LOCK_TIMEOUT)
 
 
 def record_lock(record_id: int) -> DirectoryRecord | None:

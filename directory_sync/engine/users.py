@@ -14,6 +14,7 @@ from members.bulk_update import bulk_update_rows
 from members.models import Department, Member, Organization
 
 from ..models import DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
+from ..store.records import records_lock_for_share
 from .departments import DepartmentCache, department_hold_member, department_plan
 from .events import events_finish_many, superseded_reason
 from .fields import document_department, document_manager_scim_id
@@ -27,13 +28,7 @@ from .identifiers import (
     user_plan,
     users_plan,
 )
-from .records import (
-    record_set,
-    records_lock_for_share,
-    sync_settings_read,
-    transaction_tune,
-    users_lock,
-)
+from .records import record_set, sync_settings_read, transaction_tune, users_lock
 from .results import Notes, Outcome, Status
 
 

@@ -15,7 +15,8 @@ from django_scim.adapters import SCIMMixin
 
 from .. import process_state, records
 from ..models import DirectoryRecord, SyncSettings
-from . import errors, queries
+from ..store import reads as queries
+from . import errors
 from .documents import (
     ENTERPRISE_SCHEMA,
     group_document_from_payload,

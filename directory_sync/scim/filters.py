@@ -561,7 +561,7 @@ def _split_attr_path(text: str) -> tuple[str, str | None, str | None]:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A one-term filter on a single indexed column, answered by ``queries.records_lookup``.
+    """A one-term filter on a single indexed column, answered by ``store.reads.records_lookup``.
 
     ``value`` None: the filter can match nothing (an ``id`` that is not a UUID). ``unique``:
     at most one live record can match (a unique constraint), so no COUNT is needed.

@@ -36,6 +36,7 @@ from django.utils.log import log_response
 from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
+from ..store import db
 from . import errors, request_log
 from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
 
@@ -229,15 +230,7 @@ def database_bounds_apply(*, scim: bool) -> None:
     current = getattr(wrapper, _BOUNDS, None) if wrapper.connection is not None else None
     if current == wanted:
         return
-    with wrapper.cursor() as cursor:
-        if wanted is None:
-            cursor.execute("RESET statement_timeout; RESET lock_timeout")
-        else:
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, false), "
-                "set_config('lock_timeout', %s, false)",
-                [f"{wanted[0]}ms", f"{wanted[1]}ms"],
-            )
+    db.session_timeouts_set(wrapper, wanted)
     setattr(wrapper, _BOUNDS, wanted)
 
 

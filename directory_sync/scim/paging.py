@@ -265,7 +265,7 @@ def record_page(
     count: int,
     filtered: bool,
 ) -> Page:
-    """A page of ``records`` (``queries.record_list``, ordered by primary key) as instances."""
+    """A page of ``records`` (``store.reads.record_list``, ordered by primary key) as instances."""
     if filtered:
         return _filtered_page(records, start=start, count=count)
     # SQLite: one transaction (its write lock, see counts_compact) so the counts and the page

@@ -41,7 +41,6 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.signals import request_finished
-from django.db import connection as default_connection
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -51,6 +50,7 @@ from members.models import Organization
 
 from .. import flusher, process_state
 from ..models import ProvisioningRun, RequestLog
+from ..store import db
 from ..text import storable_text
 from .constants import GROUP_SCHEMA, LIST_RESPONSE_SCHEMA
 
@@ -339,10 +339,7 @@ def _commit_without_flush_wait() -> None:
     fraction of a second of log rows, never a directory write: those commit synchronously,
     and their flush also persists every log row before them.
     """
-    connection = transaction.get_connection()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    db.commit_without_flush_wait()
 
 
 def _request_body(request: HttpRequest) -> bytes:
@@ -496,23 +493,9 @@ def _due(*, factor: float = 1.0) -> bool:
 
 
 def _insert(rows: list[tuple]) -> None:
-    table = RequestLog._meta.db_table
-    columns = ", ".join(_COLUMNS)
-    with default_connection.cursor() as cursor:
-        if default_connection.vendor == "postgresql":
-            # COPY: no SQL text to build and parse per row, for Python or for PostgreSQL.
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        placeholder = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[start : start + _INSERT_CHUNK]
-            values = ", ".join([placeholder] * len(chunk))
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {values}",
-                [value for row in chunk for value in row],
-            )
+    db.rows_insert(
+        table=RequestLog._meta.db_table, columns=_COLUMNS, rows=rows, chunk=_INSERT_CHUNK
+    )
 
 
 def request_log_flush() -> int:

@@ -22,7 +22,8 @@ from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
 from ..models import DirectoryRecord
-from . import auth, discovery, errors, filters, paging, queries
+from ..store import reads as queries
+from . import auth, discovery, errors, filters, paging
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .constants import (
     ENTERPRISE_SCHEMA,

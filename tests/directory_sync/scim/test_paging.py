@@ -19,7 +19,8 @@ from directory_sync.models import (
     DirectoryRecordCount,
     RequestLog,
 )
-from directory_sync.scim import paging, queries
+from directory_sync.scim import paging
+from directory_sync.store import reads as queries
 
 from .conftest import ENTERPRISE, LIST_SCHEMA, USER_SCHEMA, create_group, create_user
 

@@ -1,0 +1,169 @@
+"""The connection's primitives: which database, the prepared cursor, locks and settings.
+
+The private Django cursor classes (``ServerBindingCursor``, the PostgreSQL debug wrapper,
+``CursorWrapper``) are imported here and nowhere else; ``tests/directory_sync/store/
+test_db.py`` fails loudly when a Django upgrade moves them.
+"""
+
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDebugWrapper
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def has_row_locks() -> bool:
+    """Whether ``SELECT ... FOR UPDATE`` locks rows (PostgreSQL; SQLite locks the database)."""
+    return connection.features.has_select_for_update
+
+
+# --- the prepared cursor ---------------------------------------------------------------------
+
+
+class _PreparingCursor(ServerBindingCursor):
+    """Binds on the server and prepares each statement it runs (named, once per connection).
+
+    The connection keeps Django's ``prepare_threshold`` of None (preparing off) between these
+    calls: with a threshold set, psycopg keeps books on every other query of the connection
+    too (and a ``DEALLOCATE ALL`` after any rollback).
+    """
+
+    def execute(self, query, params=None, **kwargs):
+        raw = self.connection
+        previous = raw.prepare_threshold
+        if previous is None:
+            raw.prepare_threshold = 0
+        try:
+            return super().execute(query, params, prepare=True, **kwargs)
+        finally:
+            raw.prepare_threshold = previous
+
+
+def prepared_cursor():
+    """A cursor whose statements PostgreSQL parses and plans once per connection.
+
+    Django binds parameters on the client and so never prepares: PostgreSQL parses and plans
+    each hot statement afresh, which costs more than executing it. Only for fixed
+    hand-written statements (each distinct text is prepared and kept); opened like
+    ``connection.cursor()`` (health check, thread check, query logging, ``execute_wrapper``).
+    ``BEEM_PREPARED_STATEMENTS`` off (``DATABASE_PREPARED_STATEMENTS=false``) or not
+    PostgreSQL: Django's cursor.
+    """
+    wrapper = connections[DEFAULT_DB_ALIAS]  # once: each django.db.connection.x looks it up
+    if not settings.BEEM_PREPARED_STATEMENTS or wrapper.vendor != "postgresql":
+        return wrapper.cursor()
+    wrapper.close_if_health_check_failed()
+    wrapper.ensure_connection()
+    wrapper.validate_thread_sharing()
+    cursor = _PreparingCursor(wrapper.connection)
+    if wrapper.queries_logged:
+        return _PreparedDebugWrapper(cursor, wrapper)
+    return wrapper.make_cursor(cursor)
+
+
+class _PreparedDebugWrapper(PostgresDebugWrapper):
+    """Logs (DEBUG, tests) the statement with its values, as Django does when it binds on the
+    server: psycopg keeps no query text to read back after a prepared execution."""
+
+    def execute(self, sql, params=None):
+        try:
+            logged = self.db.ops.compose_sql(sql, params)
+        except Exception:  # a value psycopg cannot quote: log the template
+            logged = sql
+        with self.debug_sql(logged, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
+# --- locks and settings ----------------------------------------------------------------------
+
+
+def advisory_lock_try(lock_class: int, key: int) -> bool:
+    """``pg_try_advisory_lock(lock_class, key)`` (session level); always True on SQLite,
+    whose writers are serialised by the database lock."""
+    if not is_postgres():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [lock_class, key])
+        return bool(cursor.fetchone()[0])
+
+
+def advisory_unlock(lock_class: int, key: int) -> None:
+    """Release ``advisory_lock_try``'s lock (raises if the connection is gone, which released
+    it already)."""
+    if not is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [lock_class, key])
+
+
+def commit_without_flush_wait() -> None:
+    """Let the current transaction commit without waiting for PostgreSQL's WAL flush
+    (``SET LOCAL``: this transaction only; call it inside ``transaction.atomic``). For rows
+    that are bookkeeping: a crash may lose the last fraction of a second of them, and any
+    later synchronous commit flushes them too (WAL is ordered). No-op on SQLite."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def apply_transaction_tune(*, lock_timeout: str) -> None:
+    """The sync engine's transaction settings (PostgreSQL): wait at most ``lock_timeout`` for
+    a row lock, and commit without waiting for the WAL flush."""
+    if not is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true), "
+            "set_config('synchronous_commit', 'off', true)",
+            [lock_timeout],
+        )
+
+
+def session_timeouts_set(wrapper, timeouts: tuple[int, int] | None) -> None:
+    """Set the session's ``(statement_timeout, lock_timeout)`` in milliseconds on ``wrapper``
+    (a PostgreSQL connection), or reset both to the server's defaults (None)."""
+    with wrapper.cursor() as cursor:
+        if timeouts is None:
+            cursor.execute("RESET statement_timeout; RESET lock_timeout")
+        else:
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, false), "
+                "set_config('lock_timeout', %s, false)",
+                [f"{timeouts[0]}ms", f"{timeouts[1]}ms"],
+            )
+
+
+def ping() -> None:
+    """One round trip to the database (``SELECT 1``); raises when it cannot be reached."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+# --- bulk inserts ----------------------------------------------------------------------------
+
+
+def rows_insert(*, table: str, columns: Sequence[str], rows: Sequence[tuple], chunk: int) -> None:
+    """Insert ``rows`` (values in ``columns`` order) into ``table``: PostgreSQL's ``COPY``
+    (no SQL text to build and parse per row), else multi-row INSERTs of ``chunk`` rows."""
+    names = ", ".join(columns)
+    with connection.cursor() as cursor:
+        if is_postgres():
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            values = ", ".join([placeholder] * len(part))
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {values}",
+                [value for row in part for value in row],
+            )

@@ -1,0 +1,105 @@
+"""``directory_sync.store.db``: the private Django names the prepared cursor is built on, and
+the connection primitives on both backends."""
+
+import inspect
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+
+from directory_sync.store import db
+
+
+def test_django_private_cursor_names_still_exist():
+    """The prepared cursor subclasses Django's private PostgreSQL cursor classes and calls
+    private methods of the connection wrapper. A Django upgrade that moves or renames any of
+    them must fail here, by name, not as a 500 on Entra's hottest reads."""
+    from django.db.backends.postgresql import base
+    from django.db.backends.utils import CursorWrapper
+
+    assert isinstance(base.ServerBindingCursor, type), "postgresql.base.ServerBindingCursor"
+    assert issubclass(base.CursorDebugWrapper, CursorWrapper), "postgresql.base.CursorDebugWrapper"
+    assert callable(getattr(base.CursorDebugWrapper, "debug_sql", None)), "debug_sql"
+    assert "prepare" in inspect.signature(base.ServerBindingCursor.execute).parameters, (
+        "psycopg's Cursor.execute(..., prepare=...)"
+    )
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    for name in (
+        "close_if_health_check_failed",
+        "ensure_connection",
+        "validate_thread_sharing",
+        "make_cursor",
+    ):
+        assert callable(getattr(wrapper, name, None)), f"BaseDatabaseWrapper.{name}"
+    assert isinstance(type(wrapper).queries_logged, property), "BaseDatabaseWrapper.queries_logged"
+    assert callable(getattr(base.DatabaseOperations, "compose_sql", None)), "compose_sql"
+
+
+@pytest.mark.django_db
+def test_prepared_cursor_answers_on_either_backend():
+    with db.prepared_cursor() as cursor:
+        cursor.execute("SELECT %s + 1", [41])
+        assert cursor.fetchone()[0] == 42
+
+
+@pytest.mark.django_db
+def test_advisory_lock_is_exclusive_per_key(require_postgres):
+    assert db.advisory_lock_try(7, 1)
+    try:
+        other = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7, 1])
+                assert cursor.fetchone()[0] is False
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7, 2])
+                assert cursor.fetchone()[0] is True
+        finally:
+            other.close()
+    finally:
+        db.advisory_unlock(7, 1)
+
+
+@pytest.mark.django_db
+def test_advisory_lock_is_granted_on_sqlite():
+    if connection.vendor == "postgresql":
+        pytest.skip("SQLite only")
+    assert db.advisory_lock_try(7, 1)
+    db.advisory_unlock(7, 1)
+
+
+@pytest.mark.django_db
+def test_transaction_settings_stay_in_their_transaction(require_postgres):
+    with transaction.atomic():
+        db.commit_without_flush_wait()
+        db.apply_transaction_tune(lock_timeout="1234ms")
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "off"
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone()[0] == "1234ms"
+
+
+@pytest.mark.django_db
+def test_rows_insert_writes_every_row_in_chunks():
+    from members.models import Organization
+
+    table = Organization._meta.db_table
+    before = Organization.objects.count()
+    names = [f"Store {n}" for n in range(5)]
+    db.rows_insert(
+        table=table,
+        columns=["name", "slug", "created_at", "updated_at"],
+        rows=[
+            (name, f"store-{n}", "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00")
+            for n, name in enumerate(names)
+        ],
+        chunk=2,
+    )
+    assert Organization.objects.count() == before + 5
+    assert set(Organization.objects.filter(name__in=names).values_list("name", flat=True)) == set(
+        names
+    )
+
+
+@pytest.mark.django_db
+def test_ping():
+    db.ping()
