@@ -26,20 +26,16 @@ from ..store import reads as queries
 from . import auth, discovery, errors, filters, paging
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .constants import (
-    ENTERPRISE_SCHEMA,
-    GROUP_SCHEMA,
     SCIM_CONTENT_TYPE,
     SEARCH_REQUEST_SCHEMA,
-    USER_SCHEMA,
 )
 from .documents import refuse_unstorable_body
 from .middleware import failure_response
+from .projection import Projection
 
 logger = logging.getLogger(__name__)
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_CORE_PREFIXES = (USER_SCHEMA.lower() + ":", GROUP_SCHEMA.lower() + ":")
-_EXT = ENTERPRISE_SCHEMA.lower()
 
 
 def _json_response(body: Any, *, status: int = 200) -> HttpResponse:
@@ -58,107 +54,6 @@ def _list_response(page: paging.Page, body: dict | None = None) -> HttpResponse:
         response = _json_response(body)
     response.scim_list_page = page
     return response
-
-
-# --- attributes / excludedAttributes (RFC 7644 §3.4.2.5) -------------------------------------
-
-
-def _parse_attribute_list(raw: str | None) -> list[tuple[bool, str, str | None]]:
-    """``[(in_enterprise_extension, attribute or "", sub-attribute)]``, lower-cased."""
-    items = []
-    for item in (raw or "").split(","):
-        text = item.strip().lower()
-        if not text:
-            continue
-        for prefix in _CORE_PREFIXES:
-            if text.startswith(prefix):
-                text = text[len(prefix) :]
-        in_extension = False
-        if text == _EXT:
-            items.append((True, "", None))
-            continue
-        if text.startswith(_EXT + ":"):
-            in_extension, text = True, text[len(_EXT) + 1 :]
-        attribute, _, sub = text.partition(".")
-        items.append((in_extension, attribute, sub or None))
-    return items
-
-
-def _key(container: dict, lowered: str) -> str | None:
-    return next((k for k in container if k.lower() == lowered), None)
-
-
-def _select(value: Any, sub: str | None) -> Any:
-    if sub is None:
-        return value
-    if isinstance(value, dict):
-        key = _key(value, sub)
-        return {key: value[key]} if key else None
-    if isinstance(value, list):
-        picked = [_select(entry, sub) for entry in value if isinstance(entry, dict)]
-        return [entry for entry in picked if entry] or None
-    return None
-
-
-def _merge(target: dict, key: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, dict) and isinstance(target.get(key), dict):
-        target[key].update(value)
-    else:
-        target[key] = value
-
-
-def project(resource: dict, *, attributes: list[tuple], excluded: list[tuple]) -> dict[str, Any]:
-    """Apply ``attributes`` or ``excludedAttributes``; ``id`` and ``schemas`` always stay."""
-    if attributes:
-        result: dict[str, Any] = {"schemas": resource["schemas"], "id": resource["id"]}
-        for in_extension, attribute, sub in attributes:
-            source = resource.get(ENTERPRISE_SCHEMA, {}) if in_extension else resource
-            if in_extension and not attribute:
-                _merge(result, ENTERPRISE_SCHEMA, source or None)
-                continue
-            key = _key(source, attribute)
-            if key is None or key in ("schemas", "id"):
-                continue
-            picked = _select(source[key], sub)
-            if in_extension:
-                if picked is not None:
-                    result.setdefault(ENTERPRISE_SCHEMA, {})
-                    _merge(result[ENTERPRISE_SCHEMA], key, picked)
-            else:
-                _merge(result, key, picked)
-        return result
-    if not excluded and resource.get(ENTERPRISE_SCHEMA, True):
-        # Nothing to remove: skip the deep copy below, a good part of a list page's JSON work
-        # (bench profile). ``resource`` is freshly built by the adapter for this response.
-        return resource
-    result = json.loads(json.dumps(resource))
-    for in_extension, attribute, sub in excluded:
-        container = result.get(ENTERPRISE_SCHEMA) if in_extension else result
-        if not isinstance(container, dict):
-            continue
-        if in_extension and not attribute:
-            result.pop(ENTERPRISE_SCHEMA, None)
-            continue
-        key = _key(container, attribute)
-        if key is None or (not in_extension and key in ("schemas", "id")):
-            continue
-        if sub is None:
-            del container[key]
-            continue
-        for entry in container[key] if isinstance(container[key], list) else [container[key]]:
-            if isinstance(entry, dict) and (sub_key := _key(entry, sub)):
-                del entry[sub_key]
-    if ENTERPRISE_SCHEMA in result and not result[ENTERPRISE_SCHEMA]:
-        del result[ENTERPRISE_SCHEMA]
-    return result
-
-
-def _wants(attribute: str, attributes: list[tuple], excluded: list[tuple]) -> bool:
-    if attributes:
-        return any(not ext and attr == attribute for ext, attr, _ in attributes)
-    return not any(not ext and attr == attribute and sub is None for ext, attr, sub in excluded)
 
 
 # --- search requests (RFC 7644 §3.4.3) ---------------------------------------------------------
@@ -340,11 +235,8 @@ class _ResourceView(ScimView):
         # database's OFFSET (a bigint) never overflows (found by the fuzzer: a 500).
         return min(max(start, 1), paging.MAX_START_INDEX), min(max(count, 0), maximum)
 
-    def _projection(self, params=None) -> tuple[list, list]:
-        params = self.request.GET if params is None else params
-        attributes = _parse_attribute_list(params.get("attributes"))
-        excluded = _parse_attribute_list(params.get("excludedAttributes"))
-        return attributes, excluded
+    def _projection(self, params=None) -> Projection:
+        return Projection.from_params(self.request.GET if params is None else params)
 
     def _get_record(self, scim_id: str) -> DirectoryRecord:
         record = queries.record_get(
@@ -355,42 +247,37 @@ class _ResourceView(ScimView):
         return record
 
     def _render(self, adapter, *, status: int = 200, location: bool = False) -> HttpResponse:
-        attributes, excluded = self._projection()
-        body = project(adapter.to_dict(), attributes=attributes, excluded=excluded)
+        body = self._projection().apply(adapter.to_dict())
         response = _json_response(body, status=status)
         if location:
             response["Location"] = adapter.location
         return response
 
-    def _adapters(self, records: list[DirectoryRecord], attributes: list, excluded: list) -> list:
+    def _adapters(self, records: list[DirectoryRecord], projection: Projection) -> list:
         return [self.adapter_class(record, request=self.request) for record in records]
 
     def _resource(self, row: queries.RecordRow) -> dict:
         raise NotImplementedError
 
-    def _with_members(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+    def _with_members(self, projection: Projection) -> bool:
         return False
 
     def get(self, request, organization_id, uuid=None):
         if not uuid:
             return self._list(request.GET)
-        attributes, excluded = self._projection()
-        if uuid:
-            # GET /Users/<id>: one indexed statement, rendered from the row (no model).
-            key = queries.scim_uuid(uuid)
-            rows = self._read(
-                "scim_id", key, limit=1, with_members=self._with_members(attributes, excluded)
-            )
-            if not rows:
-                raise errors.not_found(self.resource_type, uuid)
-            body = project(self._resource(rows[0]), attributes=attributes, excluded=excluded)
-            return _json_response(body)
+        projection = self._projection()
+        # GET /Users/<id>: one indexed statement, rendered from the row (no model).
+        key = queries.scim_uuid(uuid)
+        rows = self._read("scim_id", key, limit=1, with_members=self._with_members(projection))
+        if not rows:
+            raise errors.not_found(self.resource_type, uuid)
+        return _json_response(projection.apply(self._resource(rows[0])))
 
     def _list(self, params) -> HttpResponse:
         """A ListResponse for the query ``params`` (a GET's query string, or a search
         request's body: ``search_params``)."""
         organization = self.organization
-        attributes, excluded = self._projection(params)
+        projection = self._projection(params)
         query = None
         ordering = None
         if (sort_by := params.get("sortBy")) is not None:
@@ -401,13 +288,13 @@ class _ResourceView(ScimView):
         if filter_text is not None:
             lookup = filters.filter_lookup(filter_text, resource_type=self.resource_type)
             if lookup is not None and ordering is None:
-                return self._lookup(params, filter_text, lookup, attributes, excluded)
+                return self._lookup(params, filter_text, lookup, projection)
             query = filters.filter_q(filter_text, resource_type=self.resource_type)
         start, count = self._page_params(params)
         if (
             query is None
             and ordering is None
-            and self._renders_stored(attributes, excluded)
+            and self._renders_stored(projection)
             and paging.renders_in_database()
         ):
             page = paging.rendered_page(
@@ -434,16 +321,16 @@ class _ResourceView(ScimView):
             filtered=query is not None or ordering is not None,
         )
         resources = [
-            project(adapter.to_dict(), attributes=attributes, excluded=excluded)
-            for adapter in self._adapters(page.records, attributes, excluded)
+            projection.apply(adapter.to_dict())
+            for adapter in self._adapters(page.records, projection)
         ]
         return _list_response(
             page, discovery.list_response(resources, total=page.total, start=start)
         )
 
-    def _renders_stored(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+    def _renders_stored(self, projection: Projection) -> bool:
         """Whether a page is the stored documents as they are (no projection to apply)."""
-        return not attributes and not excluded
+        return projection.is_whole
 
     def _read(self, column: str, value, *, limit: int, with_members: bool) -> list:
         """Rows whose ``column`` equals ``value`` (None: nothing can match), and the open
@@ -463,7 +350,7 @@ class _ResourceView(ScimView):
         return rows
 
     def _lookup(
-        self, params, filter_text: str, lookup: filters.Lookup, attributes: list, excluded: list
+        self, params, filter_text: str, lookup: filters.Lookup, projection: Projection
     ) -> HttpResponse:
         """Entra's lookups (``userName eq``, ``externalId eq``, ...): one indexed statement,
         no COUNT unless more rows match than the page shows."""
@@ -473,7 +360,7 @@ class _ResourceView(ScimView):
             lookup.value,
             # One row more than needed: fewer rows back means the total is known.
             limit=start + count,
-            with_members=self._with_members(attributes, excluded),
+            with_members=self._with_members(projection),
         )
         if len(rows) < start + count:
             total = len(rows)
@@ -484,9 +371,7 @@ class _ResourceView(ScimView):
                 query=filters.filter_q(filter_text, resource_type=self.resource_type),
             ).count()
         shown = rows[start - 1 : start - 1 + count]
-        resources = [
-            project(self._resource(row), attributes=attributes, excluded=excluded) for row in shown
-        ]
+        resources = [projection.apply(self._resource(row)) for row in shown]
         # Logged like a list page: counts and ids (request_log.list_summary).
         page = paging.Page(
             total=total, start=start, resources_json="", scim_ids=[str(r.scim_id) for r in shown]
@@ -554,13 +439,13 @@ class GroupsView(_ResourceView):
     adapter_class = GroupAdapter
     resource_type = DirectoryRecord.ResourceType.GROUP
 
-    def _renders_stored(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+    def _renders_stored(self, projection: Projection) -> bool:
         # Entra lists groups with excludedAttributes=members (entra-contract.md): stored
         # documents hold no members, so such a page is the documents as they are.
-        return not attributes and set(excluded) == {(False, "members", None)}
+        return projection.excludes_only("members")
 
-    def _adapters(self, records: list[DirectoryRecord], attributes: list, excluded: list) -> list:
-        if _wants("members", attributes, excluded):
+    def _adapters(self, records: list[DirectoryRecord], projection: Projection) -> list:
+        if projection.wants("members"):
             members = queries.group_members(group_ids=[record.pk for record in records])
         else:
             # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
@@ -570,9 +455,9 @@ class GroupsView(_ResourceView):
             for record in records
         ]
 
-    def _with_members(self, attributes: list[tuple], excluded: list[tuple]) -> bool:
+    def _with_members(self, projection: Projection) -> bool:
         # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
-        return _wants("members", attributes, excluded)
+        return projection.wants("members")
 
     def _resource(self, row: queries.RecordRow) -> dict:
         return group_resource(row, self.base_url, row.members)
