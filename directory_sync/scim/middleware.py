@@ -10,8 +10,9 @@ answers every error under ``/scim/`` with an RFC 7644 §3.12 error body, in DEBU
 - any other error response (Django's 404 for an unknown path, the 500 of an exception in a
   middleware) has its HTML body replaced, its status and headers kept.
 
-``ScimDatabaseBoundsMiddleware`` sets PostgreSQL's ``statement_timeout`` and ``lock_timeout`` for
-SCIM requests (BEEM_SCIM_STATEMENT_TIMEOUT_MS, BEEM_SCIM_LOCK_TIMEOUT_MS): a request stuck behind
+``ScimDatabaseBoundsMiddleware`` bounds PostgreSQL's ``statement_timeout`` and ``lock_timeout`` in
+every transaction of a SCIM request (BEEM_SCIM_STATEMENT_TIMEOUT_MS, BEEM_SCIM_LOCK_TIMEOUT_MS,
+``SET LOCAL``: nothing outlives the transaction, behind PgBouncer too): a request stuck behind
 another connection's lock or in a runaway statement is answered 503 with ``Retry-After`` (nothing
 was changed: a write's transaction rolls back) well before the web server kills the worker and
 the client gets a bare 500.
@@ -29,8 +30,6 @@ from django.db import (
     OperationalError,
     connections,
 )
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils.log import log_response
 from django_scim.exceptions import SCIMException
@@ -198,54 +197,27 @@ class ScimErrorMiddleware:
 
 # --- database bounds -------------------------------------------------------------------------
 
-# The (statement, lock) timeouts a connection's session carries, set by the middleware below;
-# None: the server's defaults. An attribute of the connection wrapper, forgotten whenever it
-# opens a new connection.
-_BOUNDS = "beem_scim_bounds"
 
-
-@receiver(connection_created, dispatch_uid="beem_scim_bounds_forget")
-def _bounds_forget(sender, connection, **kwargs) -> None:
-    setattr(connection, _BOUNDS, None)
-
-
-def _bounds_wanted(scim: bool) -> tuple[int, int] | None:
-    if not scim:
-        return None
+def _bounds_wanted() -> tuple[int, int] | None:
     bounds = (settings.BEEM_SCIM_STATEMENT_TIMEOUT_MS, settings.BEEM_SCIM_LOCK_TIMEOUT_MS)
     return bounds if any(bounds) else None
 
 
-def database_bounds_apply(*, scim: bool) -> None:
-    """Give the connection SCIM's timeouts for a SCIM request, the server's for any other.
-
-    Session settings, changed only when the kind of request changes: a web process serves
-    mostly Entra's calls, so this costs one statement per new connection, not one per request.
-    Not inside a transaction (a test's), whose rollback would undo the setting unseen.
-    """
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    if wrapper.vendor != "postgresql" or wrapper.in_atomic_block:
-        return
-    wanted = _bounds_wanted(scim)
-    current = getattr(wrapper, _BOUNDS, None) if wrapper.connection is not None else None
-    if current == wanted:
-        return
-    db.session_timeouts_set(wrapper, wanted)
-    setattr(wrapper, _BOUNDS, wanted)
-
-
 class ScimDatabaseBoundsMiddleware:
-    """Bounds how long a SCIM request's statements may run and wait for locks (PostgreSQL)."""
+    """Bounds how long a SCIM request's statements may run and wait for locks (PostgreSQL).
+
+    Every transaction the request runs (each autocommit statement, each ``atomic`` block)
+    starts with the bounds as ``SET LOCAL`` settings (``db.transaction_timeouts``): the
+    connection's session never changes, so nothing leaks into the next transaction on the same
+    server connection, which behind PgBouncer in transaction mode may be another client's.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        scim = _is_scim_path(request)
-        try:
-            database_bounds_apply(scim=scim)
-        except DatabaseError as exc:
-            if not scim:
-                raise
-            return failure_response(request, exc)
-        return self.get_response(request)
+        bounds = _bounds_wanted()
+        if bounds is None or not db.is_postgres() or not _is_scim_path(request):
+            return self.get_response(request)
+        with db.transaction_timeouts(*bounds):
+            return self.get_response(request)

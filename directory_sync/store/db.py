@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDebugWrapper
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
+from psycopg.pq import TransactionStatus
 
 
 def is_postgres() -> bool:
@@ -125,18 +126,44 @@ def apply_transaction_tune(*, lock_timeout: str) -> None:
         )
 
 
-def session_timeouts_set(wrapper, timeouts: tuple[int, int] | None) -> None:
-    """Set the session's ``(statement_timeout, lock_timeout)`` in milliseconds on ``wrapper``
-    (a PostgreSQL connection), or reset both to the server's defaults (None)."""
-    with wrapper.cursor() as cursor:
-        if timeouts is None:
-            cursor.execute("RESET statement_timeout; RESET lock_timeout")
-        else:
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, false), "
-                "set_config('lock_timeout', %s, false)",
-                [f"{timeouts[0]}ms", f"{timeouts[1]}ms"],
-            )
+# Both bounds in one prepared statement, local to the transaction it runs in.
+_TIMEOUTS_SQL = (
+    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
+)
+
+
+class _TransactionTimeouts:
+    """An execute wrapper: the first statement of each transaction carries the timeouts.
+
+    The first statement of a transaction is the one psycopg sends while the connection is idle
+    (in autocommit every statement is a transaction of its own; in ``atomic`` psycopg sends
+    ``BEGIN`` before it). It goes out in a psycopg pipeline behind ``set_config(..., true)``:
+    one round trip, one transaction. Later statements of the transaction run as they are.
+    """
+
+    def __init__(self, wrapper, params: list[str]):
+        self.wrapper = wrapper
+        self.params = params
+
+    def __call__(self, execute, sql, params, many, context):
+        raw = self.wrapper.connection
+        if raw.info.transaction_status != TransactionStatus.IDLE:
+            return execute(sql, params, many, context)
+        # The statement's errors surface when the pipeline syncs, after execute() returned:
+        # translated here as execute() would (a DatabaseError carrying the SQLSTATE).
+        with self.wrapper.wrap_database_errors, raw.pipeline():
+            raw.cursor().execute(_TIMEOUTS_SQL, self.params, prepare=True)
+            return execute(sql, params, many, context)
+
+
+def transaction_timeouts(statement_ms: int, lock_ms: int):
+    """A context manager (PostgreSQL): while it is open, every transaction on the default
+    connection runs with ``statement_timeout`` and ``lock_timeout`` set LOCAL (0: none).
+    Nothing outlives the transaction that set it, behind PgBouncer in transaction mode too."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    return wrapper.execute_wrapper(
+        _TransactionTimeouts(wrapper, [f"{statement_ms}ms", f"{lock_ms}ms"])
+    )
 
 
 def ping() -> None:

@@ -7,7 +7,8 @@ import logging
 
 import psycopg
 import pytest
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
+from django.http import HttpResponse
 
 from directory_sync.models import DirectoryRecord, RequestLog
 from directory_sync.scim import middleware
@@ -135,14 +136,13 @@ def test_a_failed_write_rolls_back_and_is_still_in_the_request_log(tenant, requi
 
 @pytest.fixture
 def bounded(transactional_db, settings):
-    """Short SCIM timeouts on a connection outside any test transaction (as in production: a
-    rollback would undo the session setting); the server's defaults again afterwards."""
+    """Short SCIM timeouts, on a connection outside any test transaction (as in production:
+    each of the request's statements starts a transaction of its own or the write's)."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
     settings.BEEM_SCIM_STATEMENT_TIMEOUT_MS = 5_000
     settings.BEEM_SCIM_LOCK_TIMEOUT_MS = 300
-    yield settings
-    middleware.database_bounds_apply(scim=False)
+    return settings
 
 
 @pytest.fixture
@@ -244,19 +244,54 @@ def test_a_timeout_in_the_authentication_check_is_a_503(
     assert_scim_error(response, 503)
 
 
+def _bounds_now() -> tuple[str, str]:
+    return (_session_setting("statement_timeout"), _session_setting("lock_timeout"))
+
+
 @pytest.mark.postgres
-def test_the_timeouts_apply_to_scim_requests_only(tenant_factory, bounded, client):
+def test_the_timeouts_bound_every_transaction_of_a_scim_request_and_end_with_it(bounded, rf):
+    # Behind PgBouncer in transaction mode the next transaction on this server connection may
+    # be another client's: the bounds must end with the transaction that set them.
+    server_defaults = _bounds_now()
+    assert server_defaults != ("5s", "300ms")
+    seen = {}
+
+    def view(request):
+        seen["a statement on its own"] = _bounds_now()
+        with transaction.atomic():
+            seen["a transaction's first statement"] = _session_setting("statement_timeout")
+            seen["its later statements"] = _bounds_now()
+        return HttpResponse()
+
+    middleware.ScimDatabaseBoundsMiddleware(view)(rf.get("/scim/v2/1/Users"))
+
+    assert seen == {
+        "a statement on its own": ("5s", "300ms"),
+        "a transaction's first statement": "5s",
+        "its later statements": ("5s", "300ms"),
+    }
+    backend = connection.connection.info.backend_pid
+    assert _bounds_now() == server_defaults
+    with transaction.atomic():
+        assert _bounds_now() == server_defaults
+    assert connection.connection.info.backend_pid == backend  # the same session throughout
+
+
+@pytest.mark.postgres
+def test_the_timeouts_apply_to_scim_requests_only(tenant_factory, bounded, rf):
     tenant = tenant_factory(slug="acme-scope", name="Acme")
-    server_default = _session_setting("lock_timeout")
+    server_defaults = _bounds_now()
+    seen = []
 
-    tenant.request("GET", "/Users")
-    assert (_session_setting("statement_timeout"), _session_setting("lock_timeout")) == (
-        "5s",
-        "300ms",
-    )
+    def view(request):
+        seen.append(_bounds_now())
+        return HttpResponse()
 
-    client.get("/login/")
-    assert _session_setting("lock_timeout") == server_default
+    middleware.ScimDatabaseBoundsMiddleware(view)(rf.get("/login/"))
+    assert tenant.request("GET", "/Users").status_code == 200
+
+    assert seen == [server_defaults]
+    assert _bounds_now() == server_defaults
 
 
 @pytest.mark.postgres
