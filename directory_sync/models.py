@@ -132,6 +132,9 @@ class DirectoryRecord(models.Model):
         Group, on_delete=models.SET_NULL, null=True, blank=True, related_name="directory_record"
     )
     applied_version = models.PositiveIntegerField(default=0)
+    # Users: the directory's department value at the last apply (placed or held). A plain name
+    # that matches several departments is judged again only when it differs from this value.
+    applied_department = models.TextField(blank=True, default="")
     deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from members import selectors as member_selectors
 from members import services as member_services
-from members.models import Department, Member
+from members.models import Department, DepartmentMembership, Member
 
 from ..models import DirectoryRecord, ReviewItem, SyncSettings
 from .fields import document_department
@@ -41,6 +41,8 @@ def department_plan(
     cache: DepartmentCache | None = None,
 ) -> DepartmentPlan:
     value = document_department(document)
+    # The value of the previous apply, then this one's (written with the record's apply).
+    previous, record.applied_department = record.applied_department, value
     organization = record.organization
     if sync_settings.department_format == SyncSettings.DepartmentFormat.STRUCTURE_STRING:
         delimiter = sync_settings.department_delimiter or "/"
@@ -56,6 +58,9 @@ def department_plan(
         return DepartmentPlan(
             departments=departments, display=Member.DepartmentDisplay.CURRENT_ONLY
         )
+    if previous and previous != value:
+        # The directory moved on: a hold for the former value no longer asks anything.
+        _department_holds_supersede(record, keep_value=value)
     if not value:
         return DepartmentPlan(departments=[])
     if cache is not None and value in cache.named:
@@ -77,12 +82,32 @@ def department_plan(
         return DepartmentPlan(departments=matches[:1])
     if policy == SyncSettings.DuplicateDepartmentPolicy.ALL_MATCHES:
         return DepartmentPlan(departments=matches)
-    return _department_hold(record, value, matches, notes)
+    return _department_hold(record, value, previous, matches, notes)
+
+
+def _department_holds_supersede(record: DirectoryRecord, *, keep_value: str) -> None:
+    ReviewItem.objects.filter(
+        record=record,
+        kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT,
+        status=ReviewItem.Status.OPEN,
+    ).exclude(directory_value=keep_value).update(
+        status=ReviewItem.Status.RESOLVED, resolution="superseded", resolved_at=timezone.now()
+    )
 
 
 def _department_hold(
-    record: DirectoryRecord, value: str, matches: list[Department], notes: Notes
+    record: DirectoryRecord,
+    value: str,
+    previous: str,
+    matches: list[Department],
+    notes: Notes,
 ) -> DepartmentPlan:
+    """The plan for a plain name that matches several departments, under "let me choose".
+
+    Settled stays settled until the directory's value changes: the administrator's pick for
+    this value, or, when the value is the one of the previous apply and the member is in one
+    of the matches (placed while the name was unique, or by an earlier pick), where the
+    member is. Otherwise the member is held (their departments stay as they are)."""
     item = (
         ReviewItem.objects.filter(record=record, kind=ReviewItem.Kind.DUPLICATE_DEPARTMENT)
         .select_related("chosen_department")
@@ -90,13 +115,21 @@ def _department_hold(
         .first()
     )
     if item is not None and item.directory_value == value and item.chosen_department_id:
-        # The administrator's pick stays until the directory value changes.
         return DepartmentPlan(departments=[item.chosen_department])
     if item is not None and item.directory_value != value and item.status == ReviewItem.Status.OPEN:
         item.status = ReviewItem.Status.RESOLVED
         item.resolution = "superseded"
         item.resolved_at = timezone.now()
         item.save(update_fields=["status", "resolution", "resolved_at"])
+    if (
+        value == previous
+        and (item is None or item.directory_value != value)
+        and record.member_id is not None
+        and DepartmentMembership.objects.filter(
+            member_id=record.member_id, department__in=matches
+        ).exists()
+    ):
+        return DepartmentPlan(departments=None)
     if item is None or item.directory_value != value:
         item = ReviewItem.objects.create(
             organization_id=record.organization_id,

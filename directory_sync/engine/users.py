@@ -211,7 +211,7 @@ def users_apply(
     bulk_update_rows(
         model=DirectoryRecord,
         objs=[p.record for p in plans if not p.error],
-        fields=["member", "applied_version"],
+        fields=["member", "applied_version", "applied_department"],
     )
 
     changed = member_services.member_departments_set_many(

@@ -234,3 +234,51 @@ def test_admins_pick_is_kept_until_the_directory_value_changes(organization, adm
     user_update(record, department="Engineering")
     apply_all(organization)
     assert ReviewItem.objects.filter(status="open").get().directory_value == "Engineering"
+
+
+def test_a_placed_member_is_not_held_when_a_second_department_takes_the_name(organization):
+    """Placed while "Engineering" was unique; another "Engineering" appears in Beem: a
+    title-only change keeps the member where they are (the directory value did not change)."""
+    sync_settings_make(organization, duplicate_department_policy=Policy.HOLD_FOR_ADMIN)
+    riyadh = member_services.department_path_ensure(
+        organization=organization, path=["Riyadh", "Engineering"]
+    )
+    record = user_create(
+        organization, user_name="a@x.example", email="a@x.example", department="Engineering"
+    )
+    apply_all(organization)
+    member_services.department_path_ensure(
+        organization=organization, path=["Jeddah", "Engineering"]
+    )
+
+    user_update(record, title="Lead")
+    apply_all(organization)
+
+    assert not ReviewItem.objects.exists()
+    assert member_departments(record) == [("Engineering", True)]
+    assert record.member.department_links.get().department_id == riyadh.pk
+    assert (last_event(record).outcome, record.member.job_title) == ("updated", "Lead")
+    # A changed value is judged again: held, the member stays where they are meanwhile.
+    member_services.department_path_ensure(organization=organization, path=["Riyadh", "Ops"])
+    member_services.department_path_ensure(organization=organization, path=["Jeddah", "Ops"])
+    user_update(record, department="Ops")
+    apply_all(organization)
+    assert list(ReviewItem.objects.values_list("directory_value", "status")) == [("Ops", "open")]
+    assert member_departments(record) == [("Engineering", True)]
+
+
+def test_a_hold_for_a_former_value_is_superseded_when_the_value_changes(organization):
+    sync_settings_make(organization, duplicate_department_policy=Policy.HOLD_FOR_ADMIN)
+    two_engineering_departments(organization)
+    record = user_create(
+        organization, user_name="a@x.example", email="a@x.example", department="Engineering"
+    )
+    apply_all(organization)
+    assert ReviewItem.objects.get().status == "open"
+
+    user_update(record, department="Sales")
+    apply_all(organization)
+
+    item = ReviewItem.objects.get()
+    assert (item.status, item.resolution) == ("resolved", "superseded")
+    assert member_departments(record) == [("Sales", True)]
