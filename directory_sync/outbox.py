@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from . import process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun
+from .store.records import event_insert
 
 logger = logging.getLogger(__name__)
 
@@ -40,84 +41,16 @@ def change_event_append(
     request_id: str = "",
 ) -> ChangeEvent:
     """Append an outbox event for ``record`` at its current version; wake the job after commit."""
-    event = ChangeEvent.objects.create(
-        organization_id=record.organization_id,
-        record=record,
-        run=run,
-        resource_type=record.resource_type,
-        scim_id=record.scim_id,
-        label=_label(record),
-        kind=kind,
-        record_version=record.version,
-        request_id=request_id,
+    event = event_insert(
+        record=record, kind=kind, run_id=run.pk if run is not None else None, request_id=request_id
     )
     wake_after_commit(organization_id=record.organization_id)
     return event
 
 
-def _label(record: DirectoryRecord) -> str:
-    return (record.user_name or record.display_name or "")[:255]
-
-
 def wake_after_commit(*, organization_id: int) -> None:
     """Wake the organization's apply job once the current transaction commits."""
     transaction.on_commit(lambda: organization_wake(organization_id=organization_id))
-
-
-_EVENT_COLUMNS = (
-    "organization_id",
-    "record_id",
-    "run_id",
-    "resource_type",
-    "scim_id",
-    "label",
-    "kind",
-    "record_version",
-    "status",
-    "outcome",
-    "reason",
-    "attempts",
-    "request_id",
-    "created_at",
-)
-
-
-def change_event_insert_sql(
-    *,
-    source: str,
-    record: DirectoryRecord,
-    kind: str,
-    run_id: int | None,
-    request_id: str,
-    run_id_sql: str = "",
-) -> tuple[str, list]:
-    """``INSERT INTO <events> ... SELECT ... FROM <source> RETURNING id`` and its parameters:
-    the event ``change_event_append`` would append for ``record``, written by the same
-    statement as the record (PostgreSQL: a data-modifying CTE whose ``source`` returns the
-    record's ``id``; no row from ``source``, no event). The caller registers the wake-up
-    (``wake_after_commit``) when an event was written. ``run_id_sql``: an SQL expression for
-    the run (instead of ``run_id``)."""
-    values = ", ".join(["%s"] * (len(_EVENT_COLUMNS) - 3))
-    sql = (
-        f"INSERT INTO {ChangeEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
-        f"SELECT %s, {source}.id, {run_id_sql or '%s'}, {values} FROM {source} RETURNING id"
-    )
-    params = [
-        record.organization_id,
-        *([] if run_id_sql else [run_id]),
-        record.resource_type,
-        record.scim_id,
-        _label(record),
-        kind,
-        record.version,
-        ChangeEvent.Status.PENDING,
-        "",
-        "",
-        0,
-        request_id,
-        timezone.now(),
-    ]
-    return sql, params
 
 
 # The Celery task that drains an organization's pending events (tasks.apply_change_events).

@@ -37,35 +37,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from members.models import Organization
 
-from .models import ChangeEvent, DirectoryMembership, DirectoryRecord, ProvisioningRun
-from .outbox import change_event_append, change_event_insert_sql, wake_after_commit
+from .models import ChangeEvent, DirectoryRecord, ProvisioningRun
+from .outbox import wake_after_commit
 from .runs import WriteRun
-from .store import reads
-from .store.db import prepared_cursor
+from .store import records as store_records
+from .store.records import EventSpec, Written
 
 USER = DirectoryRecord.ResourceType.USER
 GROUP = DirectoryRecord.ResourceType.GROUP
 
-_RECORDS = DirectoryRecord._meta.db_table
-_LINKS = DirectoryMembership._meta.db_table
-_FIELDS = [f for f in DirectoryRecord._meta.concrete_fields]
-_COLUMNS = ", ".join(f'"{f.column}"' for f in _FIELDS)
-_R_COLUMNS = ", ".join(f'r."{f.column}"' for f in _FIELDS)
-_INSERT_FIELDS = [f for f in _FIELDS if not f.primary_key]
-_MIRROR = (
-    "user_name",
-    "user_name_key",
-    "external_id",
-    "display_name",
-    "work_email",
-    "manager_scim_id",
-    "active",
-)
 _UNIQUE_MIRROR = ("user_name_key", "external_id")
 
 
@@ -113,116 +98,32 @@ class _Event:
     run: ProvisioningRun | WriteRun | None
     request_id: str
 
-    def known_run(self) -> ProvisioningRun | None:
-        return self.run.run if isinstance(self.run, WriteRun) else self.run
+    def spec(self) -> EventSpec:
+        """A ``WriteRun`` that has not read its run yet has the write's statement read it."""
+        pending = self.run if isinstance(self.run, WriteRun) else None
+        known = pending.run if pending is not None else self.run
+        return EventSpec(
+            kind=self.kind,
+            run_id=known.pk if known is not None else None,
+            request_id=self.request_id,
+            open_run_of=(
+                pending.organization_id if pending is not None and not pending.read else None
+            ),
+        )
 
 
-def _statement_cursor():
-    """The cursor of a write's hot statements (PostgreSQL): one PostgreSQL prepares once per
-    connection (``store.db.prepared_cursor``), so it parses and plans each shape once."""
-    return prepared_cursor()
-
-
-def _fused() -> bool:
-    """Whether the record statement also appends the event (a data-modifying CTE: PostgreSQL;
-    the embedded SQLite default appends it with a statement of its own)."""
-    return connection.vendor == "postgresql"
-
-
-def _execute_with_event(
-    sql: str,
-    params: list,
-    *,
-    record: DirectoryRecord,
-    event: _Event,
-    before: tuple[str, list] = ("", []),
-) -> tuple[int | None, int | None]:
-    """Run ``sql`` (an INSERT or UPDATE of ``record`` returning its ``id``, or nothing) and,
-    in the same statement, append ``event`` when it returned a row. ``(record id, event id)``,
-    both None when nothing was written. ``before``: a CTE ``sql`` may read, and its
-    parameters."""
+def _written(written: Written, *, record: DirectoryRecord, event: _Event) -> int | None:
+    """After a write statement: the ``WriteRun`` learns the run the statement read and the
+    event it appended; the apply job is woken after commit. The event's id, or None."""
     pending = event.run if isinstance(event.run, WriteRun) else None
-    run_cte, run_params, run_id_sql = "", [], ""
-    select = "SELECT written.id, event.id FROM written, event"
-    if pending is not None and not pending.read:
-        # The write's run is not known yet: read the open run here and append to it.
-        run_cte, run_params = f"open_run AS ({reads.OPEN_RUN_SELECT}), ", [pending.organization_id]
-        run_id_sql = "(SELECT id FROM open_run)"
-        select = (
-            f"SELECT written.id, event.id, {reads.run_columns('open_run')} FROM (SELECT 1) AS one "
-            "LEFT JOIN written ON TRUE LEFT JOIN event ON TRUE LEFT JOIN open_run ON TRUE"
-        )
-    known = event.known_run()
-    event_sql, event_params = change_event_insert_sql(
-        source="written",
-        record=record,
-        kind=event.kind,
-        run_id=known.pk if known is not None else None,
-        request_id=event.request_id,
-        run_id_sql=run_id_sql,
-    )
-    before_cte = f"{before[0]}, " if before[0] else ""
-    with _statement_cursor() as cursor:
-        cursor.execute(
-            f"WITH {before_cte}{run_cte}written AS ({sql}), event AS ({event_sql}) {select}",
-            [*before[1], *run_params, *params, *event_params],
-        )
-        row = cursor.fetchone()
-    if run_id_sql:
-        pending.found(reads.run_from_values(row[2:]))
-    if row is None or row[0] is None:
-        return None, None
+    if written.run_read:
+        pending.found(written.run)
+    if written.event_id is None:
+        return None
     if pending is not None:
-        pending.event_ids.append(row[1])
+        pending.event_ids.append(written.event_id)
     wake_after_commit(organization_id=record.organization_id)
-    return row[0], row[1]
-
-
-# --- SQL helpers -----------------------------------------------------------------------------
-
-_converters_cache: dict[str, list] = {}
-
-
-def _converters() -> list:
-    """Per column, the backend's and the field's from-database converters (what the ORM's
-    compiler applies): UUIDs and datetimes on SQLite, JSON everywhere."""
-    found = _converters_cache.get(connection.vendor)
-    if found is None:
-        found = []
-        for field in _FIELDS:
-            column = field.get_col(_RECORDS)
-            found.append(
-                (
-                    column,
-                    connection.ops.get_db_converters(column) + field.get_db_converters(connection),
-                )
-            )
-        _converters_cache[connection.vendor] = found
-    return found
-
-
-def _record_from_row(row: Sequence) -> DirectoryRecord:
-    values = []
-    for value, (column, converters) in zip(row, _converters(), strict=True):
-        for converter in converters:
-            value = converter(value, column, connection)
-        values.append(value)
-    return DirectoryRecord.from_db(connection.alias, None, values)
-
-
-def _prep(record: DirectoryRecord, field) -> object:
-    return field.get_db_prep_save(getattr(record, field.attname), connection)
-
-
-def _uuid_params(ids: Sequence[str]) -> list:
-    field = DirectoryRecord._meta.get_field("scim_id")
-    return [field.get_db_prep_value(uuid.UUID(i), connection) for i in ids]
-
-
-def _for_update() -> str:
-    # NO KEY UPDATE: a write never changes a record's key, and this lock must not block the
-    # FOR KEY SHARE that foreign-key checks take (module docstring). SQLite has no row locks.
-    return " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
+    return written.event_id
 
 
 def _conflict_of(
@@ -243,33 +144,11 @@ def _conflict_of(
     return None
 
 
-def _insert(record: DirectoryRecord, *, event: _Event | None = None) -> bool:
-    """INSERT the record unless it breaks a unique constraint; sets its pk. One statement,
-    which on PostgreSQL also appends ``event`` (only when the record was inserted)."""
-    names = ", ".join(f'"{f.column}"' for f in _INSERT_FIELDS)
-    marks = ", ".join(["%s"] * len(_INSERT_FIELDS))
-    sql = (
-        f'INSERT INTO "{_RECORDS}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING RETURNING "id"'
-    )
-    params = [_prep(record, f) for f in _INSERT_FIELDS]
-    if event is not None and _fused():
-        pk, _event_id = _execute_with_event(sql, params, record=record, event=event)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        pk = None if row is None else row[0]
-        if pk is not None and event is not None:
-            record.pk = pk
-            change_event_append(
-                record=record, kind=event.kind, run=event.known_run(), request_id=event.request_id
-            )
-    if pk is None:
-        return False
-    record.pk = pk
-    record._state.adding = False
-    record._state.db = connection.alias
-    return True
+def _insert(record: DirectoryRecord, *, event: _Event) -> bool:
+    """INSERT the record and append ``event`` unless it breaks a unique constraint."""
+    written = store_records.record_insert(record, event=event.spec())
+    _written(written, record=record, event=event)
+    return written.record_id is not None
 
 
 def _lock(
@@ -284,92 +163,39 @@ def _lock(
         key = uuid.UUID(str(scim_id))
     except ValueError:
         return None
-    where = [organization.pk, resource_type, *_uuid_params([str(key)])]
-    if isinstance(run, WriteRun) and not run.read:
-        with _statement_cursor() as cursor:
-            cursor.execute(
-                f'SELECT {_R_COLUMNS}, {reads.run_columns("open_run")} FROM "{_RECORDS}" r '
-                f"LEFT JOIN LATERAL ({reads.OPEN_RUN_SELECT}) open_run ON TRUE "
-                'WHERE r."organization_id" = %s AND r."resource_type" = %s AND '
-                'r."deleted_at" IS NULL AND r."scim_id" = %s FOR NO KEY UPDATE OF r',
-                [run.organization_id, *where],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        run.found(reads.run_from_values(row[len(_FIELDS) :]))
-        return _record_from_row(row[: len(_FIELDS)])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT {_COLUMNS} FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
-            '"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" = %s' + _for_update(),
-            where,
-        )
-        row = cursor.fetchone()
-    return None if row is None else _record_from_row(row)
+    pending = run if isinstance(run, WriteRun) and not run.read else None
+    record, read = store_records.record_lock(
+        organization_id=organization.pk,
+        resource_type=resource_type,
+        key=key,
+        open_run_of=pending.organization_id if pending is not None else None,
+    )
+    if read is not None:
+        pending.found(read.run)
+    return record
 
 
-def _update(
-    record: DirectoryRecord, names: Sequence[str], *, event: _Event | None = None
-) -> int | None:
-    """UPDATE these columns of the record; with ``event``, append it (one statement on
-    PostgreSQL) and return its id."""
-    fields = [DirectoryRecord._meta.get_field(name) for name in names]
-    assignments = ", ".join(f'"{f.column}" = %s' for f in fields)
-    sql = f'UPDATE "{_RECORDS}" SET {assignments} WHERE "id" = %s'
-    params = [_prep(record, f) for f in fields] + [record.pk]
-    if event is not None and _fused():
-        return _execute_with_event(sql + ' RETURNING "id"', params, record=record, event=event)[1]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    if event is None:
-        return None
-    return change_event_append(
-        record=record, kind=event.kind, run=event.known_run(), request_id=event.request_id
-    ).pk
+def _update(record: DirectoryRecord, names: Sequence[str], *, event: _Event) -> int | None:
+    """UPDATE these columns of the record and append ``event``; the event's id."""
+    written = store_records.record_update(record, names, event=event.spec())
+    return _written(written, record=record, event=event)
 
 
 # --- members ---------------------------------------------------------------------------------
 
 
-def _resolve_members(*, organization_id: int, ids: Sequence[str]) -> dict[str, int]:
-    """Map user SCIM ids to record pks (live users of this organization only)."""
-    wanted = sorted({str(uuid.UUID(i)) for i in ids})
-    if not wanted:
-        return {}
-    found = {}
-    marks = ", ".join(["%s"] * len(wanted))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT "id", "scim_id" FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
-            f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN ({marks})',
-            [organization_id, USER, *_uuid_params(wanted)],
-        )
-        for pk, scim_id in cursor.fetchall():
-            found[str(uuid.UUID(scim_id) if isinstance(scim_id, str) else scim_id)] = pk
-    return found
-
-
-def _live_users_sql(organization_id: int, ids: Sequence[str]) -> tuple[str, list]:
-    marks = ", ".join(["%s"] * len(ids))
-    sql = (
-        f'SELECT "id" FROM "{_RECORDS}" WHERE "organization_id" = %s AND "resource_type" = %s '
-        f'AND "deleted_at" IS NULL AND "scim_id" IN ({marks})'
-    )
-    return sql, [organization_id, USER, *_uuid_params(ids)]
+def _canonical(ids: Sequence[str]) -> list[str]:
+    return sorted({str(uuid.UUID(i)) for i in ids})
 
 
 def _links_add(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> int | None:
     """Add these users to the group; how many links were new, or None when some id is not a
     live user of the organization (nothing written then). One statement when ``checked`` is
     False: the insert only happens when every id resolves."""
-    ids = sorted({str(uuid.UUID(i)) for i in ids})
+    ids = _canonical(ids)
     if not ids:
         return 0
-    sql, params = _links_add_sql(group, ids, checked=checked)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        inserted = cursor.rowcount
+    inserted = store_records.links_add(group, ids, checked=checked)
     if inserted or checked:
         return inserted
     return _nothing_added(group, ids)
@@ -378,28 +204,8 @@ def _links_add(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> 
 def _nothing_added(group: DirectoryRecord, ids: Sequence[str]) -> int | None:
     """After an unchecked add inserted nothing: 0 when every id is already a member, None
     when some id is not a live user (nothing was written)."""
-    found = _resolve_members(organization_id=group.organization_id, ids=ids)
+    found = store_records.members_resolve(organization_id=group.organization_id, ids=ids)
     return 0 if len(found) == len(ids) else None
-
-
-def _links_add_sql(group: DirectoryRecord, ids: Sequence[str], *, checked: bool) -> tuple:
-    """The INSERT of ``_links_add`` for sorted, distinct ``ids``."""
-    users, params = _live_users_sql(group.organization_id, ids)
-    guard = ""
-    guard_params: list = []
-    if not checked:
-        guard = f" AND (SELECT COUNT(*) FROM ({users}) AS wanted) = %s"
-        guard_params = [*params, len(ids)]
-    now = DirectoryMembership._meta.get_field("created_at").get_db_prep_save(
-        timezone.now(), connection
-    )
-    sql = (
-        f'INSERT INTO "{_LINKS}" ("group_record_id", "user_record_id", "created_at") '
-        f'SELECT %s, "id", %s FROM "{_RECORDS}" WHERE "organization_id" = %s AND '
-        f'"resource_type" = %s AND "deleted_at" IS NULL AND "scim_id" IN '
-        f"({', '.join(['%s'] * len(ids))}){guard} ON CONFLICT DO NOTHING"
-    )
-    return sql, [group.pk, now, *params, *guard_params]
 
 
 def _member_change_with_event(
@@ -408,55 +214,30 @@ def _member_change_with_event(
     """Entra's usual group PATCH — add or remove some users — with the version bump and the
     event in one statement (PostgreSQL); the event's id, None when nothing changed. Raises
     UnknownMembers (nothing written) when an added id is not a live user."""
-    ids = sorted({str(uuid.UUID(i)) for i in change.ids})
+    ids = _canonical(change.ids)
     if not ids:
         return None
-    if change.op == "add":
-        links_sql, links_params = _links_add_sql(group, ids, checked=False)
-    else:
-        users, user_params = _live_users_sql(group.organization_id, ids)
-        links_sql = (
-            f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s AND "user_record_id" IN ({users})'
-        )
-        links_params = [group.pk, *user_params]
     version, updated_at = group.version, group.updated_at
     group.version += 1
     group.updated_at = timezone.now()
-    fields = [DirectoryRecord._meta.get_field(name) for name in ("version", "updated_at")]
-    _pk, event_id = _execute_with_event(
-        f'UPDATE "{_RECORDS}" SET "version" = %s, "updated_at" = %s WHERE "id" = %s '
-        'AND EXISTS (SELECT 1 FROM links) RETURNING "id"',
-        [*(_prep(group, f) for f in fields), group.pk],
-        record=group,
-        event=event,
-        before=(f"links AS ({links_sql} RETURNING 1)", links_params),
-    )
+    written = store_records.member_change_with_event(group, change.op, ids, event.spec())
+    event_id = _written(written, record=group, event=event)
     if event_id is not None:
         return event_id
     group.version, group.updated_at = version, updated_at
     if change.op == "add" and _nothing_added(group, ids) is None:
-        found = _resolve_members(organization_id=group.organization_id, ids=ids)
+        found = store_records.members_resolve(organization_id=group.organization_id, ids=ids)
         raise UnknownMembers(sorted(set(ids) - set(found)))
     return None
 
 
 def _links_remove(group: DirectoryRecord, ids: Sequence[str] | None, *, keep: bool) -> int:
     """Remove these users' links (``keep``: remove every link except theirs). One statement."""
-    if ids is None or (keep and not ids):
-        sql, params = f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s', [group.pk]
-    else:
-        ids = sorted({str(uuid.UUID(i)) for i in ids})
+    if ids is not None and not (keep and not ids):
+        ids = _canonical(ids)
         if not ids:
             return 0
-        users, user_params = _live_users_sql(group.organization_id, ids)
-        sql = (
-            f'DELETE FROM "{_LINKS}" WHERE "group_record_id" = %s AND "user_record_id" '
-            f"{'NOT IN' if keep else 'IN'} ({users})"
-        )
-        params = [group.pk, *user_params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return store_records.links_remove(group, ids, keep=keep)
 
 
 def _check_members(*, organization_id: int, changes: Sequence[MemberChange]) -> None:
@@ -464,7 +245,7 @@ def _check_members(*, organization_id: int, changes: Sequence[MemberChange]) -> 
     strict = sorted({str(uuid.UUID(i)) for c in changes if c.op != "remove" for i in c.ids})
     if not strict:
         return
-    found = _resolve_members(organization_id=organization_id, ids=strict)
+    found = store_records.members_resolve(organization_id=organization_id, ids=strict)
     missing = sorted(set(strict) - set(found))
     if missing:
         raise UnknownMembers(missing)
@@ -479,7 +260,9 @@ def _apply_member_changes(*, group: DirectoryRecord, changes: Sequence[MemberCha
     if len(changes) == 1 and changes[0].op == "add":
         added = _links_add(group, changes[0].ids, checked=False)
         if added is None:
-            found = _resolve_members(organization_id=group.organization_id, ids=changes[0].ids)
+            found = store_records.members_resolve(
+                organization_id=group.organization_id, ids=changes[0].ids
+            )
             raise UnknownMembers(sorted({str(uuid.UUID(i)) for i in changes[0].ids} - set(found)))
         return bool(added)
     _check_members(organization_id=group.organization_id, changes=changes)
@@ -690,7 +473,7 @@ def _record_write(
         not document_changed
         and len(member_changes) == 1
         and member_changes[0].op in ("add", "remove")
-        and _fused()
+        and store_records.events_fused()
     ):
         kind = ChangeEvent.Kind.MEMBERS_CHANGED
         return _member_change_with_event(record, member_changes[0], _Event(kind, run, request_id))
