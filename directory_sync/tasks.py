@@ -73,7 +73,7 @@ def apply_change_events(organization_id: int) -> int:
 
 @shared_task(name="directory_sync.redispatch_pending_events")
 def redispatch_pending_events() -> int:
-    from .dispatch import change_events_redispatch
+    from .redispatch import change_events_redispatch
 
     return change_events_redispatch().dispatched
 
@@ -87,7 +87,7 @@ def close_idle_runs() -> int:
 
 @shared_task(name="directory_sync.purge_old_logs")
 def purge_old_logs() -> None:
-    from .maintenance import logs_purge
+    from .retention import logs_purge
 
     logs_purge()
 

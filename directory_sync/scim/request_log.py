@@ -25,7 +25,7 @@ request: a synchronous INSERT + COMMIT per request cost more than a read itself,
 write's transaction the row could fail that transaction (bench profile; issue 12). A web
 process killed outright loses at most that last second of rows, never a directory write.
 Rows older than ``BEEM_REQUEST_LOG_RETENTION_DAYS`` are deleted by the purge
-(``directory_sync.maintenance.logs_purge``: the nightly beat task and
+(``directory_sync.retention.logs_purge``: the nightly beat task and
 ``manage.py directory_sync purge``).
 """
 

@@ -5,9 +5,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from directory_sync import outbox, tasks
-from directory_sync.dispatch import change_events_redispatch
 from directory_sync.engine import drain, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, ReviewItem
+from directory_sync.redispatch import change_events_redispatch
 from members import services as member_services
 from members.models import Member
 

@@ -3,9 +3,9 @@
 import pytest
 from django.db import connection
 
-from directory_sync.dispatch import change_events_redispatch
 from directory_sync.engine import change_event_apply, records
 from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun
+from directory_sync.redispatch import change_events_redispatch
 from directory_sync.selectors import run_summary
 from directory_sync.tasks import MAX_RETRIES, apply_change_events
 from members import services as member_services

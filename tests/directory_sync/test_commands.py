@@ -27,7 +27,16 @@ from .engine_factories import sync_settings_make, user_create
 
 pytestmark = pytest.mark.django_db
 
-SUBCOMMANDS = ["status", "credentials", "activate", "stop", "redispatch", "reconcile", "purge"]
+SUBCOMMANDS = [
+    "status",
+    "configure",
+    "credentials",
+    "activate",
+    "stop",
+    "redispatch",
+    "reconcile",
+    "purge",
+]
 
 
 def run(*args) -> tuple[str, str]:
@@ -130,6 +139,14 @@ def test_status_json_reports_sync_run_and_backlog(organization, other_organizati
     assert rows[0] == {
         "organization": {"id": organization.pk, "slug": "acme", "name": "Acme"},
         "status": "active",
+        "settings": {
+            "deletion_rule": "delete_directly",
+            "identify_by": "phone",
+            "department_format": "plain_name",
+            "department_delimiter": "/",
+            "duplicate_department_policy": "hold_for_admin",
+            "default_phone_country": "",
+        },
         "last_test_connection_at": "2026-11-26T09:30:00+00:00",
         "last_request_at": "2026-11-26T09:30:00+00:00",
         "current_run": {
@@ -180,7 +197,25 @@ def test_status_table_has_one_line_per_organization(organization, other_organiza
         lines[1].split()[-1],
     ]
     assert lines[2].split()[2] == "not_configured"
-    assert len(lines) == 3
+    # Then the Set up in Beem choices, one line per organization (issue 18).
+    assert lines[3:6] == [
+        "",
+        "Set up in Beem (change with `directory_sync configure`):",
+        "ORGANIZATION  IDENTIFY BY  DELETION RULE    DEPARTMENT FORMAT  DELIMITER  "
+        "SAME-NAME DEPARTMENTS  PHONE COUNTRY",
+    ]
+    assert lines[6].split() == [
+        "acme",
+        f"({organization.pk})",
+        "phone",
+        "delete_directly",
+        "plain_name",
+        "/",
+        "hold_for_admin",
+        "-",
+    ]
+    assert lines[7].split()[2:4] == ["phone", "delete_directly"]
+    assert len(lines) == 8
 
 
 # --- credentials -------------------------------------------------------------------------

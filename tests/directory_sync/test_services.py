@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
-from directory_sync import maintenance, services
+from directory_sync import retention, services
 from directory_sync.client_secrets import client_secret_matches
 from directory_sync.models import RequestLog, SyncSettings
 from directory_sync.services import SyncSettingsError
@@ -312,7 +312,7 @@ def test_logs_purge_deletes_only_request_logs_older_than_retention(organization)
     log(31)
     kept = log(29)
 
-    deleted = maintenance.logs_purge(retention_days=30).request_logs
+    deleted = retention.logs_purge(retention_days=30).request_logs
 
     assert deleted == 2
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [kept.pk]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent
+from directory_sync.redispatch import change_events_redispatch
 from members.models import Member
 
 from .engine_factories import (

@@ -62,8 +62,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent, DirectoryRecord, ReviewItem, SyncSettings
+from directory_sync.redispatch import change_events_redispatch
 from members import selectors as member_selectors
 from members import services as member_services
 from members.models import DepartmentMembership, Group, GroupMembership, Member, Resource

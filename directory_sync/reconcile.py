@@ -1,19 +1,15 @@
-"""Operator maintenance: sync status overview, reconcile, and purging old logs.
+"""Reconcile: compare every directory record with its member or group, and repair what a
+re-applied change event can repair (``manage.py directory_sync reconcile``).
 
-Called by ``manage.py directory_sync`` (status, reconcile, purge) and by the nightly beat task
-``directory_sync.purge_old_logs`` (``logs_purge``). Reads return plain data the command renders;
-writes (``reconcile_fix``, ``logs_purge``) own their transactions like every service.
+``reconcile_differences`` only reads; ``reconcile_fix`` and ``record_counts_fix`` write and own
+their transactions like every service.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q, QuerySet
-from django.utils import timezone
 
 from members.models import Group, Member, Organization
 from members.phones import phone_or_none
@@ -21,102 +17,9 @@ from members.services import audit_record
 
 from . import record_counts
 from .engine import record_member_differences
-from .models import (
-    ChangeEvent,
-    DirectoryRecord,
-    ProvisioningRun,
-    RefusedRequest,
-    RequestLog,
-    SyncSettings,
-)
+from .models import ChangeEvent, DirectoryRecord, SyncSettings
 from .outbox import change_event_append
 from .scim.documents import mobile_number, work_email
-
-OPERATOR = "operator"
-
-
-# --- status ------------------------------------------------------------------------------
-
-# The current run's most recent refused writes listed by ``status``; the run page has them all.
-REFUSALS_SHOWN = 20
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def sync_status_overview(*, organizations: Iterable[Organization]) -> list[dict]:
-    """One row per organization: sync status, last contact, current run, event backlog.
-
-    Ages are whole seconds; timestamps ISO 8601 (UTC). Read-only.
-    """
-    now = timezone.now()
-    rows = []
-    for organization in organizations:
-        sync = SyncSettings.objects.filter(organization=organization).first()
-        events = ChangeEvent.objects.filter(organization=organization)
-        backlog = events.filter(status=ChangeEvent.Status.PENDING).aggregate(
-            n=Count("id"), oldest=Min("created_at")
-        )
-        failed = events.filter(status=ChangeEvent.Status.FAILED).count()
-        run = (
-            ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=True)
-            .order_by("-started_at", "-id")
-            .first()
-        )
-        current_run = None
-        if run is not None:
-            by_status = dict(
-                ChangeEvent.objects.filter(run=run)
-                .values_list("status")
-                .annotate(n=Count("id"))
-                .order_by()
-            )
-            refusals = RefusedRequest.objects.filter(run=run).order_by("-created_at", "-id")
-            current_run = {
-                "id": run.pk,
-                "started_at": _iso(run.started_at),
-                "last_activity_at": _iso(run.last_activity_at),
-                "requests": run.requests_received,
-                "events": {s.value: by_status.get(s.value, 0) for s in ChangeEvent.Status},
-                # Writes Beem refused with a 4xx: failures of the run as much as failed events.
-                "refused": refusals.count(),
-                "refused_latest": [
-                    {
-                        "at": _iso(refusal.created_at),
-                        "method": refusal.method,
-                        "resource_type": refusal.resource_type,
-                        "external_id": refusal.external_id,
-                        "name": refusal.name,
-                        "status": refusal.status,
-                        "scim_type": refusal.scim_type,
-                        "detail": refusal.detail,
-                    }
-                    for refusal in refusals[:REFUSALS_SHOWN]
-                ],
-            }
-        rows.append(
-            {
-                "organization": {
-                    "id": organization.pk,
-                    "slug": organization.slug,
-                    "name": organization.name,
-                },
-                "status": sync.status if sync else SyncSettings.Status.NOT_CONFIGURED.value,
-                "last_test_connection_at": _iso(sync.last_test_connection_at if sync else None),
-                "last_request_at": _iso(sync.last_request_at if sync else None),
-                "current_run": current_run,
-                "pending_events": backlog["n"],
-                "failed_events": failed,
-                "oldest_pending_age_seconds": (
-                    int((now - backlog["oldest"]).total_seconds()) if backlog["oldest"] else None
-                ),
-            }
-        )
-    return rows
-
-
-# --- reconcile ---------------------------------------------------------------------------
 
 
 class Kind:
@@ -343,7 +246,7 @@ def _user_duplicates(organization, users, *, default_country, add) -> None:
                 add(Kind.DUPLICATE, record, f"{key[0]} shared with directory user(s) {others}")
 
 
-def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERATOR) -> int:
+def reconcile_fix(*, differences: Iterable[Difference], actor_label: str) -> int:
     """Re-queue the records behind fixable differences; returns how many records.
 
     Appends one change event per record through the outbox, at the record's current version
@@ -399,66 +302,3 @@ def reconcile_fix(*, differences: Iterable[Difference], actor_label: str = OPERA
             detail={"records": count},
         )
     return requeued
-
-
-# --- purge -------------------------------------------------------------------------------
-
-PURGE_BATCH = 2000
-
-
-@dataclass(frozen=True)
-class PurgeCounts:
-    cutoff: datetime
-    request_logs: int
-    change_events: int
-    runs: int
-    dry_run: bool
-
-
-def _purgeable(cutoff: datetime) -> tuple[QuerySet, QuerySet, QuerySet]:
-    logs = RequestLog.objects.filter(created_at__lt=cutoff)
-    # Failed and pending events are never purged: they still need an operator or a job.
-    events = ChangeEvent.objects.filter(
-        status__in=[ChangeEvent.Status.APPLIED, ChangeEvent.Status.SKIPPED]
-    ).filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
-    runs = ProvisioningRun.objects.filter(ended_at__isnull=False, ended_at__lt=cutoff)
-    return logs, events, runs
-
-
-def _delete_in_batches(queryset: QuerySet) -> int:
-    # Small batches keep each DELETE's locks short while Entra keeps writing.
-    total = 0
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[:PURGE_BATCH])
-        if not ids:
-            return total
-        with transaction.atomic():
-            queryset.model.objects.filter(pk__in=ids).delete()
-        total += len(ids)
-
-
-def logs_purge(
-    *, retention_days: int | None = None, now: datetime | None = None, dry_run: bool = False
-) -> PurgeCounts:
-    """Delete SCIM request logs and finished (applied/skipped) change events older than the
-    retention (``BEEM_REQUEST_LOG_RETENTION_DAYS``), then ended runs left with neither.
-
-    With ``dry_run`` nothing is deleted and the counts are what would be.
-    """
-    days = settings.BEEM_REQUEST_LOG_RETENTION_DAYS if retention_days is None else retention_days
-    cutoff = (now or timezone.now()) - timedelta(days=days)
-    logs, events, runs = _purgeable(cutoff)
-    if dry_run:
-        # Runs counted as they will be after logs and events go: those with nothing newer left.
-        kept_logs = RequestLog.objects.filter(created_at__gte=cutoff)
-        kept_events = ChangeEvent.objects.exclude(pk__in=events.values("pk"))
-        empty_runs = runs.exclude(pk__in=kept_logs.filter(run__isnull=False).values("run_id"))
-        empty_runs = empty_runs.exclude(
-            pk__in=kept_events.filter(run__isnull=False).values("run_id")
-        )
-        return PurgeCounts(cutoff, logs.count(), events.count(), empty_runs.count(), True)
-    deleted_logs = _delete_in_batches(logs)
-    deleted_events = _delete_in_batches(events)
-    empty_runs = runs.filter(events__isnull=True, requests__isnull=True)
-    deleted_runs = _delete_in_batches(empty_runs)
-    return PurgeCounts(cutoff, deleted_logs, deleted_events, deleted_runs, False)

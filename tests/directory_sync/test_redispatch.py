@@ -9,8 +9,8 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from directory_sync import tasks
-from directory_sync.dispatch import change_events_redispatch
 from directory_sync.models import ChangeEvent
+from directory_sync.redispatch import change_events_redispatch
 from members.models import Member
 
 from .engine_factories import sync_settings_make, user_create
