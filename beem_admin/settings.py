@@ -137,6 +137,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "members.context_processors.organization",
             ],
+            # ``|when``: the one date-time format (beem_admin/template_filters.py).
+            "builtins": ["beem_admin.template_filters"],
         },
     },
 ]
@@ -202,6 +204,8 @@ AXES_LOCKOUT_CALLABLE = "beem_admin.views.login_locked_out"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ar", _("Arabic"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# One date-time format per language (DATETIME_FORMAT), for every page.
+FORMAT_MODULE_PATH = ["beem_admin.formats"]
 TIME_ZONE = os.environ.get("BEEM_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -3,7 +3,18 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
@@ -12,6 +23,8 @@ from members.models import AuditEntry, Member, Organization, Resource
 
 from .models import (
     ChangeEvent,
+    DirectoryRecord,
+    DirectoryRecordCount,
     ProvisioningRun,
     RefusedRequest,
     RequestLog,
@@ -190,8 +203,12 @@ def run_refusal_list(*, run: ProvisioningRun) -> QuerySet[RefusedRequest]:
 def run_event_list(
     *, run: ProvisioningRun, status: str = "", outcome: str = "", text: str = ""
 ) -> QuerySet[ChangeEvent]:
-    """A run's change events, oldest first, filtered by status, outcome and free text."""
-    qs = ChangeEvent.objects.filter(run=run, organization_id=run.organization_id)
+    """A run's change events, oldest first, filtered by status, outcome and free text; with
+    the Beem member or group each touched (``record.member``, ``record.group``: a deleted
+    member's record is gone, its event keeps the label)."""
+    qs = ChangeEvent.objects.filter(run=run, organization_id=run.organization_id).select_related(
+        "record__member", "record__group"
+    )
     if status:
         qs = qs.filter(status=status)
     if outcome:
@@ -242,7 +259,11 @@ def unassigned_resource_list(*, organization: Organization) -> QuerySet[Resource
 
 
 def audit_entry_list(*, organization: Organization) -> QuerySet[AuditEntry]:
-    return AuditEntry.objects.filter(organization=organization).order_by("-created_at", "-id")
+    return (
+        AuditEntry.objects.filter(organization=organization)
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+    )
 
 
 @dataclass(frozen=True)
@@ -271,6 +292,7 @@ def changes_while_stopped(
     )
     entries = list(
         AuditEntry.objects.filter(organization=organization, created_at__gt=since)
+        .select_related("actor")
         # The stop itself is recorded a moment after stopped_at; it is not a change to review.
         .exclude(action="sync.stopped")
         .order_by("-created_at", "-id")[:limit]
@@ -317,3 +339,90 @@ def run_summary(run) -> RunSummary:
         .order_by("id")
     )
     return RunSummary(failures=failures, **counts)
+
+
+# --- the live status (first render and every poll) -----------------------------------------
+
+LAST_CYCLE_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """Everything the live parts of the Status and Reactivate pages show: one read renders
+    the header badge, the hint and the counters, on the first render and on every poll."""
+
+    sync_settings: SyncSettings | None
+    state: str
+    progress: RunProgress
+    pending_total: int
+    open_review_count: int
+    users_synced: int
+    groups_synced: int
+    last_success: ProvisioningRun | None
+    # The latest cycle's failed changes and refused requests (the first few, with reasons).
+    failures: list[ChangeEvent]
+    refusals: list[RefusedRequest]
+
+    @property
+    def label(self):
+        return SyncState.LABELS[self.state]
+
+    @property
+    def badge(self) -> str:
+        return SyncState.BADGES[self.state]
+
+    @property
+    def running(self) -> bool:
+        return self.progress.run is not None and self.progress.run.ended_at is None
+
+
+def live_records(*, organization: Organization, resource_type: str) -> int:
+    """Live directory records (users or groups synced), from the trigger-kept counts: no scan
+    of the records, whatever the directory's size."""
+    total = DirectoryRecordCount.objects.filter(
+        organization=organization, resource_type=resource_type
+    ).aggregate(n=Sum("live"))["n"]
+    return total or 0
+
+
+def last_successful_run(*, organization: Organization) -> ProvisioningRun | None:
+    """The latest ended run without a failed change or a refused request."""
+    failed = ChangeEvent.objects.filter(run=OuterRef("pk"), status=ChangeEvent.Status.FAILED)
+    refused = RefusedRequest.objects.filter(run=OuterRef("pk"))
+    return (
+        ProvisioningRun.objects.filter(organization=organization, ended_at__isnull=False)
+        .filter(~Exists(failed), ~Exists(refused))
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def live_status(*, organization: Organization) -> LiveStatus:
+    sync_settings = sync_settings_find(organization=organization)
+    progress = run_progress(organization=organization)
+    run = progress.run
+    failures: list[ChangeEvent] = []
+    refusals: list[RefusedRequest] = []
+    if run is not None and progress.failed:
+        failures = list(
+            ChangeEvent.objects.filter(run=run, status=ChangeEvent.Status.FAILED)
+            .select_related("record__member")
+            .order_by("id")[:LAST_CYCLE_PROBLEMS]
+        )
+        refusals = list(run_refusal_list(run=run)[:LAST_CYCLE_PROBLEMS])
+    return LiveStatus(
+        sync_settings=sync_settings,
+        state=sync_state(sync_settings=sync_settings),
+        progress=progress,
+        pending_total=pending_event_count(organization=organization),
+        open_review_count=open_review_count(organization=organization),
+        users_synced=live_records(
+            organization=organization, resource_type=DirectoryRecord.ResourceType.USER
+        ),
+        groups_synced=live_records(
+            organization=organization, resource_type=DirectoryRecord.ResourceType.GROUP
+        ),
+        last_success=last_successful_run(organization=organization),
+        failures=failures,
+        refusals=refusals,
+    )

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from members.permissions import administrator_required
 
 from . import review as review_services
-from . import selectors
+from . import selectors, sentences
 from . import services as sync_services
 from .forms import (
     ConfirmForm,
@@ -53,6 +54,33 @@ def _context(request: HttpRequest, tab: str, **extra) -> dict:
     }
 
 
+# The parts of the Status and Reactivate pages that follow Entra ID live. The first render
+# includes these templates and every poll renders them again from the same ``LiveStatus``: the
+# header badge, the hint and the counters cannot disagree (issue 18).
+LIVE_PARTS = {
+    "badge": "directory_sync/_state_badge.html",
+    "review_badge": "directory_sync/_review_badge.html",
+    "overview": "directory_sync/_status_overview.html",
+    "test_connection": "directory_sync/_test_connection.html",
+}
+
+
+def _live_context(request: HttpRequest, tab: str, **extra) -> dict:
+    live = selectors.live_status(organization=request.organization)
+    return {
+        "tab": tab,
+        "live": live,
+        "sync_settings": live.sync_settings,
+        "state": live.state,
+        "state_label": live.label,
+        "state_badge": live.badge,
+        "open_review_count": live.open_review_count,
+        "progress": live.progress,
+        "pending_total": live.pending_total,
+        **extra,
+    }
+
+
 def _page(request: HttpRequest, items, per_page: int, param: str = "page"):
     return Paginator(items, per_page).get_page(request.GET.get(param))
 
@@ -79,14 +107,7 @@ def sync_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @administrator_required
 def sync_status(request: HttpRequest) -> HttpResponse:
-    organization = request.organization
-    ctx = _context(
-        request,
-        "status",
-        progress=selectors.run_progress(organization=organization),
-        pending_total=selectors.pending_event_count(organization=organization),
-    )
-    return render(request, "directory_sync/sync_status.html", ctx)
+    return render(request, "directory_sync/sync_status.html", _live_context(request, "status"))
 
 
 def _iso(value) -> str | None:
@@ -97,23 +118,29 @@ def _iso(value) -> str | None:
 @never_cache
 @administrator_required
 def sync_status_json(request: HttpRequest) -> JsonResponse:
-    """Polled by the status and reactivate pages to update without a reload."""
-    organization = request.organization
-    sync_settings = selectors.sync_settings_find(organization=organization)
-    state = selectors.sync_state(sync_settings=sync_settings)
-    progress = selectors.run_progress(organization=organization)
+    """Polled by the status and reactivate pages to update without a reload: the facts, and
+    ``html``, the page's live parts rendered by the templates of its first render."""
+    ctx = _live_context(request, "status")
+    live = ctx["live"]
+    sync_settings, state, progress = live.sync_settings, live.state, live.progress
     run = progress.run
     return JsonResponse(
         {
+            "html": {
+                name: render_to_string(template, ctx, request)
+                for name, template in LIVE_PARTS.items()
+            },
             "state": state,
-            "state_label": str(selectors.SyncState.LABELS[state]),
+            "state_label": str(live.label),
             "last_test_connection_at": _iso(
                 sync_settings.last_test_connection_at if sync_settings else None
             ),
             "last_request_at": _iso(sync_settings.last_request_at if sync_settings else None),
             "activated_at": _iso(sync_settings.activated_at if sync_settings else None),
-            "pending_total": selectors.pending_event_count(organization=organization),
-            "open_review_count": selectors.open_review_count(organization=organization),
+            "pending_total": live.pending_total,
+            "open_review_count": live.open_review_count,
+            "users_synced": live.users_synced,
+            "groups_synced": live.groups_synced,
             "run": None
             if run is None
             else {
@@ -297,7 +324,7 @@ def sync_stop(request: HttpRequest) -> HttpResponse:
 @administrator_required
 def sync_reactivate(request: HttpRequest) -> HttpResponse:
     organization = request.organization
-    ctx = _context(request, "status")
+    ctx = _live_context(request, "status")
     if request.method == "POST":
         if ctx["state"] != selectors.SyncState.STOPPED:
             return redirect("directory_sync:sync_reactivate")
@@ -319,11 +346,13 @@ def sync_reactivate(request: HttpRequest) -> HttpResponse:
             return redirect("directory_sync:sync_reactivate")
     else:
         form = ConfirmForm()
+    changes = selectors.changes_while_stopped(
+        organization=organization, sync_settings=ctx["sync_settings"]
+    )
     ctx.update(
         form=form,
-        changes=selectors.changes_while_stopped(
-            organization=organization, sync_settings=ctx["sync_settings"]
-        ),
+        changes=changes,
+        change_entries=sentences.with_sentences(changes.audit_entries),
     )
     return render(request, "directory_sync/sync_reactivate.html", ctx)
 
@@ -360,6 +389,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     request_query.pop("rpage", None)
     refusal_query = request.GET.copy()
     refusal_query.pop("fpage", None)
+    events_page = _page(request, events, EVENTS_PER_PAGE)
+    events_page.object_list = list(events_page.object_list)
+    for event in events_page.object_list:
+        event.sentence = sentences.event_sentence(event)
     ctx = _context(
         request,
         "runs",
@@ -367,7 +400,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         counts=selectors.run_event_counts(run=run),
         summary=run_summary(run),
         filters=filters,
-        events=_page(request, events, EVENTS_PER_PAGE),
+        events=events_page,
         requests=_page(request, selectors.run_request_list(run=run), REQUESTS_PER_PAGE, "rpage"),
         refusals=_page(request, selectors.run_refusal_list(run=run), EVENTS_PER_PAGE, "fpage"),
         query=query.urlencode(),
@@ -467,5 +500,7 @@ def review_duplicate_resolve(request: HttpRequest, pk: int) -> HttpResponse:
 @administrator_required
 def audit_list(request: HttpRequest) -> HttpResponse:
     entries = selectors.audit_entry_list(organization=request.organization)
-    ctx = _context(request, "audit", page=_page(request, entries, AUDIT_PER_PAGE))
+    page = _page(request, entries, AUDIT_PER_PAGE)
+    page.object_list = sentences.with_sentences(page.object_list)
+    ctx = _context(request, "audit", page=page)
     return render(request, "directory_sync/audit_list.html", ctx)

@@ -8,6 +8,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from members import services as member_services
 from members.bulk_update import bulk_update_rows
@@ -305,12 +306,20 @@ def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: No
     record_set(record, member=None)
     if deletion.resources_unassigned:
         notes.add(
-            _("%(count)s resources are unassigned and listed for reassignment.")
+            ngettext(
+                "%(count)s resource moved to Unassigned.",
+                "%(count)s resources moved to Unassigned.",
+                deletion.resources_unassigned,
+            )
             % {"count": deletion.resources_unassigned}
         )
     if deletion.resources_to_manager:
         notes.add(
-            _("%(count)s resources were given to the manager.")
+            ngettext(
+                "%(count)s resource given to the manager.",
+                "%(count)s resources given to the manager.",
+                deletion.resources_to_manager,
+            )
             % {"count": deletion.resources_to_manager}
         )
     return Outcome.DELETED

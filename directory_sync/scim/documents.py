@@ -549,11 +549,12 @@ def _mobile_e164(document: dict, sync_settings: Any) -> str:
     default_country = getattr(sync_settings, "default_phone_country", "") or None
     try:
         return phone_to_e164(mobile, default_country=default_country)
-    except InvalidPhoneNumber as exc:
+    except InvalidPhoneNumber:
+        # The guidance once: the library's own message repeats the number and the example.
         raise errors.invalid_value(
-            f"{MOBILE_PATH} {mobile!r} is not a valid mobile number ({exc}) Use the "
+            f"{MOBILE_PATH} {mobile!r} is not a valid mobile number. Use the "
             f"international format with the country code, e.g. {EXAMPLE_E164}."
-        )
+        ) from None
 
 
 def _check_identifier(document: dict, *, sync_settings: Any) -> None:

@@ -47,6 +47,7 @@ from django.utils import timezone
 from scim2_filter_parser.lexer import SCIMLexer
 
 from members.models import Organization
+from members.phones import EXAMPLE_E164
 
 from .. import flusher, process_state
 from ..models import ProvisioningRun, RequestLog
@@ -121,7 +122,19 @@ def _blank(value):
 def _scrub_text(text: str) -> str:
     # Only what can be stored: a detail may echo a huge hostile value.
     text = _truncate(text)
-    return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+    return _PHONE.sub(_mask_phone, _EMAIL.sub(MASK, text))
+
+
+_GUIDANCE = "e.g. "
+
+
+def _mask_phone(match: re.Match) -> str:
+    # The example of the guidance ("use the international format, e.g. +9665...") is not
+    # personal data: masking it hid the guidance (issue 18). Only as the example: the same
+    # number anywhere else may be someone's.
+    start = match.start()
+    example = match.string[max(0, start - len(_GUIDANCE)) : start] == _GUIDANCE
+    return match.group(0) if example and match.group(0) == EXAMPLE_E164 else MASK
 
 
 def _is_personal(key: str, *, group: bool) -> bool:

@@ -329,7 +329,7 @@ def test_deactivation_deletes_the_member_and_unassigns_its_resources(organizatio
     )
     event = last_event(record)
     assert (event.status, event.outcome, event.kind) == ("applied", "deleted", "deactivated")
-    assert event.reason == "1 resources are unassigned and listed for reassignment."
+    assert event.reason == "1 resource moved to Unassigned."
     assert AuditEntry.objects.filter(action="member.resources_moved").count() == 1
 
 
@@ -351,7 +351,7 @@ def test_transfer_rule_gives_the_deleted_members_resources_to_the_manager(organi
 
     doc.refresh_from_db()
     assert (doc.owner_id, doc.unassigned_at) == (boss.member_id, None)
-    assert last_event(report).reason == "1 resources were given to the manager."
+    assert last_event(report).reason == "1 resource given to the manager."
 
 
 def test_hard_delete_deletes_the_member_and_purges_the_tombstone(organization):

@@ -642,3 +642,23 @@ def test_a_write_whose_commit_fails_is_logged_once_with_the_answer_entra_got(
     assert response.status_code == 500
     assert not DirectoryRecord.objects.exists()
     assert list(RequestLog.objects.filter(method="POST").values_list("status", flat=True)) == [500]
+
+
+def test_the_guidance_example_number_is_kept_but_the_sent_number_is_masked():
+    """Issue 18: "use the international format, e.g. ***" hid the guidance."""
+    body = json.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": "400",
+            "scimType": "invalidValue",
+            "detail": "mobile '0500000001' is not a valid mobile number. Use the international "
+            "format with the country code, e.g. +966512345678. Not +966512345678 alone.",
+        }
+    )
+
+    detail = json.loads(mask_body(body))["detail"]
+
+    assert detail == (
+        f"mobile '{MASK}' is not a valid mobile number. Use the international format with the "
+        f"country code, e.g. +966512345678. Not {MASK} alone."
+    )
