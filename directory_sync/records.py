@@ -34,7 +34,7 @@ translates the exceptions below into SCIM errors.
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from django.db import DatabaseError, IntegrityError, transaction
@@ -73,6 +73,19 @@ class UnknownMembers(ValueError):
     def __init__(self, ids: Sequence[str]):
         super().__init__(", ".join(ids))
         self.ids = list(ids)
+
+
+class VersionMismatch(ValueError):
+    """The record's ``version`` is none of those the writer expected (SCIM ``If-Match``)."""
+
+    def __init__(self, version: int):
+        super().__init__(f"The record is at version {version}.")
+        self.version = version
+
+
+def _check_version(record: DirectoryRecord, expected_versions: Collection[int] | None) -> None:
+    if expected_versions is not None and record.version not in expected_versions:
+        raise VersionMismatch(record.version)
 
 
 @dataclass(frozen=True)
@@ -364,6 +377,7 @@ def record_update(
     member_changes: Sequence[MemberChange] = (),
     run: ProvisioningRun | WriteRun | None = None,
     request_id: str = "",
+    expected_versions: Collection[int] | None = None,
 ) -> RecordWrite:
     """Change a record under its row lock.
 
@@ -373,7 +387,8 @@ def record_update(
     nothing is written then. ``member_changes`` apply to a group's members. The version is
     bumped and one event appended only when something changed: ``deactivated`` /
     ``reactivated`` when ``active`` flipped, ``updated`` when the document changed,
-    ``members_changed`` when only a group's members did.
+    ``members_changed`` when only a group's members did. ``expected_versions``: refuse with
+    ``VersionMismatch`` (nothing written) unless the locked record is at one of them.
     """
     failure: Exception | None = None
     result: RecordWrite | None = None
@@ -385,6 +400,7 @@ def record_update(
             failure = RecordNotFound(scim_id)
         else:
             try:
+                _check_version(record, expected_versions)
                 result = _record_change(
                     record,
                     change=change,
@@ -498,17 +514,26 @@ def record_delete(
     scim_id: str,
     run: ProvisioningRun | WriteRun | None = None,
     request_id: str = "",
+    expected_versions: Collection[int] | None = None,
 ) -> DirectoryRecord:
     """Tombstone a record (invisible to SCIM from now on) and append a ``deleted`` event.
 
     The apply job converges the member/group to "gone" and then purges the tombstone; the
     tombstone frees the userName/externalId at once (the unique constraints skip it).
+    ``expected_versions`` as for ``record_update``.
     """
+    mismatch: VersionMismatch | None = None
     with transaction.atomic(savepoint=False):
         record = _lock(
             organization=organization, resource_type=resource_type, scim_id=scim_id, run=run
         )
         if record is not None:
+            try:
+                _check_version(record, expected_versions)
+            except VersionMismatch as exc:
+                # Raised after the block: raising inside would doom the caller's transaction.
+                mismatch = exc
+        if record is not None and mismatch is None:
             record.deleted_at = timezone.now()
             record.updated_at = record.deleted_at
             record.version += 1
@@ -519,4 +544,6 @@ def record_delete(
             )
     if record is None:
         raise RecordNotFound(scim_id)
+    if mismatch is not None:
+        raise mismatch
     return record

@@ -4,7 +4,7 @@ As in Zulip's SCIM integration, an adapter only translates: ``from_dict`` and
 ``handle_operations`` turn a SCIM payload into a pending change (Entra quirks are normalised in
 ``documents``/``patch``), ``save``/``delete`` apply it through ``directory_sync.records`` (the
 only writers), and ``to_dict`` renders the stored document with ``id`` and ``meta``. Record
-service exceptions become SCIM errors here.
+service exceptions become SCIM errors in ``errors.scim_errors``, around every service call.
 """
 
 from typing import Any
@@ -16,7 +16,7 @@ from django_scim.adapters import SCIMMixin
 from .. import process_state, records
 from ..models import DirectoryRecord, SyncSettings
 from ..store import reads as queries
-from . import errors
+from . import errors, etags
 from .documents import (
     ENTERPRISE_SCHEMA,
     group_document_from_payload,
@@ -137,11 +137,9 @@ def _write_context(request: Any) -> dict:
     }
 
 
-def _conflict(exc: records.RecordConflict, resource_type: str) -> errors.ScimError:
-    return errors.uniqueness(
-        f"A {resource_type.lower()} with {exc.attribute} {exc.value!r} already exists in this "
-        "directory."
-    )
+def _change_context(request: Any) -> dict:
+    """``_write_context`` of a change to an existing record: with its If-Match versions."""
+    return {**_write_context(request), "expected_versions": etags.if_match(request)}
 
 
 class DirectoryRecordAdapter(SCIMMixin):
@@ -178,13 +176,15 @@ class DirectoryRecordAdapter(SCIMMixin):
     def meta(self) -> dict:
         return _meta(self.obj, self.resource_type, self.location)
 
+    def scim_errors(self):
+        """``with self.scim_errors():`` around every record-service call."""
+        return errors.scim_errors(self.resource_type, self.id)
+
     def delete(self) -> None:
-        try:
+        with self.scim_errors():
             records.record_delete(
-                resource_type=self.resource_type, scim_id=self.id, **_write_context(self.request)
+                resource_type=self.resource_type, scim_id=self.id, **_change_context(self.request)
             )
-        except records.RecordNotFound:
-            raise errors.not_found(self.resource_type, self.id)
 
 
 class UserAdapter(DirectoryRecordAdapter):
@@ -222,26 +222,21 @@ class UserAdapter(DirectoryRecordAdapter):
     def save(self) -> None:
         """Create (no record yet) or replace (PUT) from the pending document."""
         document = self.pending_document
-        context = _write_context(self.request)
-        try:
+        with self.scim_errors():
             if self.obj is None or self.obj.pk is None:
                 self.obj = records.record_create(
                     resource_type=self.resource_type,
                     document=document,
                     mirror=user_mirror(document),
-                    **context,
+                    **_write_context(self.request),
                 )
             else:
                 self.obj = records.record_update(
                     resource_type=self.resource_type,
                     scim_id=self.id,
                     change=lambda record: (document, user_mirror(document)),
-                    **context,
+                    **_change_context(self.request),
                 ).record
-        except records.RecordConflict as exc:
-            raise _conflict(exc, self.resource_type)
-        except records.RecordNotFound:
-            raise errors.not_found(self.resource_type, self.id)
 
     def handle_operations(self, operations: Any) -> None:
         operations = operations_from_body({"Operations": operations})
@@ -251,17 +246,13 @@ class UserAdapter(DirectoryRecordAdapter):
             self._validate(document, previous=record.document, own_id=str(record.scim_id))
             return document, user_mirror(document)
 
-        try:
+        with self.scim_errors():
             self.obj = records.record_update(
                 resource_type=self.resource_type,
                 scim_id=self.id,
                 change=change,
-                **_write_context(self.request),
+                **_change_context(self.request),
             ).record
-        except records.RecordConflict as exc:
-            raise _conflict(exc, self.resource_type)
-        except records.RecordNotFound:
-            raise errors.not_found(self.resource_type, self.id)
 
 
 class GroupAdapter(DirectoryRecordAdapter):
@@ -295,15 +286,14 @@ class GroupAdapter(DirectoryRecordAdapter):
 
     def save(self) -> None:
         document, members = self.pending_document, self.pending_members
-        context = _write_context(self.request)
-        try:
+        with self.scim_errors():
             if self.obj is None or self.obj.pk is None:
                 self.obj = records.record_create(
                     resource_type=self.resource_type,
                     document=document,
                     mirror=group_mirror(document),
                     member_ids=members or (),
-                    **context,
+                    **_write_context(self.request),
                 )
             else:
                 # PUT replaces the whole resource: members absent means no members (RFC 7644
@@ -313,14 +303,8 @@ class GroupAdapter(DirectoryRecordAdapter):
                     scim_id=self.id,
                     change=lambda record: (document, group_mirror(document)),
                     member_changes=[records.MemberChange("replace", tuple(members or ()))],
-                    **context,
+                    **_change_context(self.request),
                 ).record
-        except records.RecordConflict as exc:
-            raise _conflict(exc, self.resource_type)
-        except records.UnknownMembers as exc:
-            raise _unknown_members(exc)
-        except records.RecordNotFound:
-            raise errors.not_found(self.resource_type, self.id)
         self.members = None
 
     def handle_operations(self, operations: Any) -> None:
@@ -334,22 +318,11 @@ class GroupAdapter(DirectoryRecordAdapter):
                 validate_group_document(document)
                 return document, group_mirror(document)
 
-        try:
+        with self.scim_errors():
             self.obj = records.record_update(
                 resource_type=self.resource_type,
                 scim_id=self.id,
                 change=change,
                 member_changes=[records.MemberChange(m.op, m.ids) for m in plan.member_ops],
-                **_write_context(self.request),
+                **_change_context(self.request),
             ).record
-        except records.RecordConflict as exc:
-            raise _conflict(exc, self.resource_type)
-        except records.UnknownMembers as exc:
-            raise _unknown_members(exc)
-        except records.RecordNotFound:
-            raise errors.not_found(self.resource_type, self.id)
-
-
-def _unknown_members(exc: records.UnknownMembers) -> errors.ScimError:
-    listed = ", ".join(exc.ids[:5]) + (" …" if len(exc.ids) > 5 else "")
-    return errors.invalid_value(f"These members are not users of this directory: {listed}.")

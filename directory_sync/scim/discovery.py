@@ -124,7 +124,7 @@ def service_provider_config(base_url: str) -> dict[str, Any]:
         "filter": {"supported": True, "maxResults": max_results()},
         "changePassword": {"supported": False},
         "sort": {"supported": True},
-        "etag": {"supported": False},
+        "etag": {"supported": True},
         "authenticationSchemes": scim_settings["AUTHENTICATION_SCHEMES"],
         "meta": {
             "resourceType": "ServiceProviderConfig",

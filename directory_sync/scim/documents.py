@@ -247,10 +247,8 @@ def user_document_from_payload(body: Any) -> dict:
     payload, manager_given, manager = _prepare_user_payload(body)
     document = _usual_user_document(payload)
     if document is None:
-        try:
+        with errors.scim_errors():
             model = UserModel.model_validate(payload, scim_policy=ENTRA_POLICY)
-        except ValidationError as exc:
-            raise errors.from_validation_error(exc)
         document = canonical_user(model)
     if manager_given and manager is not None:
         document.setdefault(ENTERPRISE_SCHEMA, {})["manager"] = manager
@@ -608,10 +606,8 @@ def group_document_from_payload(body: Any) -> tuple[dict, list[str] | None]:
     if not isinstance(body, dict):
         raise errors.invalid_syntax("The request body must be a JSON object.")
     payload = {k: v for k, v in body.items() if k not in ("id", "meta", "members")}
-    try:
+    with errors.scim_errors():
         model = Group.model_validate(payload, scim_policy=ENTRA_POLICY)
-    except ValidationError as exc:
-        raise errors.from_validation_error(exc)
     document: dict[str, Any] = {"schemas": [GROUP_SCHEMA]}
     if model.display_name is not None:
         document["displayName"] = model.display_name

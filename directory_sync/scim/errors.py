@@ -5,12 +5,15 @@ view dispatch renders it as a SCIM error body). ``scimType`` values are the RFC'
 must tell an Entra administrator reading the provisioning log what to fix.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django_scim import exceptions as django_scim_exceptions
 from pydantic import ValidationError
 from scim2_models import SCIMException as Scim2ModelsError
 
+from .. import records
 from .constants import ERROR_SCHEMA
 
 
@@ -81,6 +84,15 @@ def method_not_allowed(method: str, path: str) -> ScimError:
     return ScimError(f"{method} is not supported on {path}.", status=405)
 
 
+def precondition_failed(resource_type: str, scim_id: str, version: int) -> ScimError:
+    # RFC 7644 §3.12: 412 "Failed to update. Resource has changed on the server."; no scimType.
+    return ScimError(
+        f'{resource_type} {scim_id} has changed: it is at version W/"{version}", not the '
+        "one in If-Match. Read it again and retry.",
+        status=412,
+    )
+
+
 def payload_too_large(limit: int) -> ScimError:
     return ScimError(f"The request body is larger than {limit} bytes.", status=413)
 
@@ -106,3 +118,28 @@ def from_validation_error(exc: ValidationError) -> ScimError:
     where = ".".join(str(part) for part in error.get("loc", ()) if not isinstance(part, int))
     detail = f"{where}: {error['msg']}" if where else error["msg"]
     return invalid_value(detail)
+
+
+@contextmanager
+def scim_errors(resource_type: str = "", scim_id: str = "") -> Iterator[None]:
+    """The one translation of record-service and scim2-models exceptions into SCIM errors,
+    around every adapter call that parses a payload or writes a record (``resource_type`` and
+    ``scim_id`` name the target in a 404 or 412)."""
+    try:
+        yield
+    except records.RecordNotFound:
+        raise not_found(resource_type, scim_id) from None
+    except records.VersionMismatch as exc:
+        raise precondition_failed(resource_type, scim_id, exc.version) from None
+    except records.RecordConflict as exc:
+        raise uniqueness(
+            f"A {resource_type.lower()} with {exc.attribute} {exc.value!r} already exists in "
+            "this directory."
+        ) from None
+    except records.UnknownMembers as exc:
+        listed = ", ".join(exc.ids[:5]) + (" …" if len(exc.ids) > 5 else "")
+        raise invalid_value(f"These members are not users of this directory: {listed}.") from None
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    except Scim2ModelsError as exc:
+        raise from_scim2_models(exc) from None

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from scim2_models import Context, PatchOp
-from scim2_models import SCIMException as Scim2ModelsError
 
 from . import errors
 from .constants import (
@@ -326,19 +325,14 @@ def _engine_patch_apply(document: dict, normalised: list[dict]) -> dict:
     """
     model = user_model_from_document(document)
     maximum = max_multi_valued()
-    try:
-        with ENTRA_POLICY:
-            for chunk in _chunks(normalised, maximum):
-                patch = PatchOp[UserModel].model_validate(
-                    {"schemas": [PATCH_SCHEMA], "Operations": chunk},
-                    scim_ctx=Context.RESOURCE_PATCH_REQUEST,
-                )
-                patch.patch(model)
-                _check_multi_valued(model, maximum)
-    except ValidationError as exc:
-        raise errors.from_validation_error(exc)
-    except Scim2ModelsError as exc:
-        raise errors.from_scim2_models(exc)
+    with errors.scim_errors(), ENTRA_POLICY:
+        for chunk in _chunks(normalised, maximum):
+            patch = PatchOp[UserModel].model_validate(
+                {"schemas": [PATCH_SCHEMA], "Operations": chunk},
+                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+            )
+            patch.patch(model)
+            _check_multi_valued(model, maximum)
     return canonical_user(model)
 
 

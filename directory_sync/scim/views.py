@@ -23,7 +23,7 @@ from django_scim.settings import scim_settings
 
 from ..models import DirectoryRecord
 from ..store import reads as queries
-from . import auth, discovery, errors, filters, paging
+from . import auth, discovery, errors, etags, filters, paging
 from .adapters import GroupAdapter, UserAdapter, base_location, group_resource, user_resource
 from .constants import (
     SCIM_CONTENT_TYPE,
@@ -249,6 +249,7 @@ class _ResourceView(ScimView):
     def _render(self, adapter, *, status: int = 200, location: bool = False) -> HttpResponse:
         body = self._projection().apply(adapter.to_dict())
         response = _json_response(body, status=status)
+        response["ETag"] = etags.etag(adapter.obj.version)
         if location:
             response["Location"] = adapter.location
         return response
@@ -271,7 +272,13 @@ class _ResourceView(ScimView):
         rows = self._read("scim_id", key, limit=1, with_members=self._with_members(projection))
         if not rows:
             raise errors.not_found(self.resource_type, uuid)
-        return _json_response(projection.apply(self._resource(rows[0])))
+        row = rows[0]
+        if etags.not_modified(request, row.version):
+            response = HttpResponse(status=304)
+        else:
+            response = _json_response(projection.apply(self._resource(row)))
+        response["ETag"] = etags.etag(row.version)
+        return response
 
     def _list(self, params) -> HttpResponse:
         """A ListResponse for the query ``params`` (a GET's query string, or a search
@@ -464,7 +471,9 @@ class GroupsView(_ResourceView):
 
     def _patched(self, adapter) -> HttpResponse:
         # Entra expects 204 for group PATCH (entra-contract.md, "Answers Entra relies on").
-        return HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
+        response = HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
+        response["ETag"] = etags.etag(adapter.obj.version)
+        return response
 
 
 class _SearchView:

@@ -28,7 +28,7 @@ def test_service_provider_config_advertises_what_is_supported(scim):
         "filter": {"supported": True, "maxResults": 200},
         "changePassword": {"supported": False},
         "sort": {"supported": True},
-        "etag": {"supported": False},
+        "etag": {"supported": True},
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",
