@@ -350,7 +350,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "directory_sync.purge_old_logs",
         "schedule": crontab(hour=3, minute=17),
     },
-    # SCIM list counts: fold the rows record writes append (directory_sync.record_counts).
+    # SCIM list counts: fold the rows record writes append (directory_sync.store.counts).
     "fold-record-counts": {
         "task": "directory_sync.fold_record_counts",
         "schedule": timedelta(minutes=10),

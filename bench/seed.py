@@ -275,7 +275,7 @@ def users_seed(*, organization_id: int, users: int, seed: int = 6) -> dict[str, 
     # the per-insert count rows the triggers appended, and autovacuum has cleaned up after it
     # (right after the COPY, a list would first wade through N dead count rows).
     from directory_sync.models import DirectoryRecordCount
-    from directory_sync.record_counts import counts_compact_all
+    from directory_sync.store.counts import counts_compact_all
 
     counts_compact_all()
     with connection.cursor() as cursor:

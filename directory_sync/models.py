@@ -179,7 +179,7 @@ class DirectoryRecordCount(models.Model):
     Database triggers on ``DirectoryRecord`` (migration 0003) append a ``+1`` or ``-1`` row in
     the same transaction as every insert, delete, tombstone and restore, whoever writes (the
     record services, the benchmark's COPY, a cascade); appending instead of updating one row
-    means concurrent writers never wait for each other. ``paging.counts_compact`` folds the
+    means concurrent writers never wait for each other. ``store.counts.counts_compact`` folds the
     rows of an organization into one per block, and ``manage.py directory_sync reconcile``
     checks and repairs them.
 

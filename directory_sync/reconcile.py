@@ -15,11 +15,11 @@ from members.models import Group, Member, Organization
 from members.phones import phone_or_none
 from members.services import audit_record
 
-from . import record_counts
 from .engine import record_member_differences
 from .models import ChangeEvent, DirectoryRecord, SyncSettings
 from .outbox import change_event_append
 from .scim.documents import mobile_number, work_email
+from .store import counts as record_counts
 
 
 class Kind:

@@ -94,7 +94,7 @@ def purge_old_logs() -> None:
 
 @shared_task(name="directory_sync.fold_record_counts")
 def fold_record_counts() -> int:
-    from .record_counts import counts_compact_all
+    from .store.counts import counts_compact_all
 
     return counts_compact_all()
 

@@ -1,23 +1,9 @@
-"""SCIM list pages: an exact ``totalResults`` and ``startIndex`` as an indexed seek.
+"""SCIM list pages: ``totalResults``, ``startIndex`` and the ``ListResponse`` of a page.
 
-RFC 7644 §3.4.2.4 pages are 1-based positions in a stable order (the primary key here).
-``COUNT(*)`` for ``totalResults`` and ``OFFSET`` for ``startIndex`` both read every row before
-the page: at 100,000 users a page in the middle cost ~80 ms of PostgreSQL CPU (bench/RESULTS.md).
-Instead, ``DirectoryRecordCount`` says how many live records of an organization and resource
-type each block of ``RECORD_COUNT_BLOCK`` consecutive primary keys holds, kept exact by
-database triggers in the same transaction as every record write (see the model). A page then
-costs O(blocks + page):
-
-- ``totalResults`` is the sum of the counts;
-- the page starts in the block where the running sum reaches ``startIndex``, so the
-  database skips at most one block's rows (an ``OFFSET`` below ``RECORD_COUNT_BLOCK``) from
-  an index range scan on ``(organization, resource_type, id)`` instead of every earlier row.
-
-On PostgreSQL one statement reads the counts and the page, so ``totalResults`` and the page
-come from one snapshot and equal ``COUNT(*)`` and ``OFFSET`` on it (COUNT(*) and OFFSET as two
-statements could disagree). For an unprojected page (``rendered_page``) that statement returns
-each document as the database's JSON text and Python splices the resources together, so 100
-stored documents are neither parsed nor re-serialised.
+The page statements and why they seek instead of counting are in ``store.pages``. For an
+unprojected page on PostgreSQL (``rendered_page``) the statement returns each document as the
+database's JSON text and Python splices the resources together, so 100 stored documents are
+neither parsed nor re-serialised.
 
 Filtered lists (Entra's lookups return zero or one record) keep ``OFFSET`` and count only when
 the page itself cannot tell the total: a page shorter than ``count`` ends the list.
@@ -28,11 +14,11 @@ import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 
-from .. import record_counts
-from ..models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
+from ..models import RECORD_COUNT_BLOCK, DirectoryRecord
+from ..store import counts, db, pages
 from .constants import ENTERPRISE_SCHEMA, LIST_RESPONSE_SCHEMA
 from .documents import manager_id
 
@@ -40,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 # Past any directory, and far below the bigint limit of OFFSET and LIMIT arithmetic.
 MAX_START_INDEX = 2**62
-
-_RECORDS = DirectoryRecord._meta.db_table
-_COUNTS = DirectoryRecordCount._meta.db_table
 
 
 @dataclass
@@ -72,78 +55,6 @@ class Page:
             f'"itemsPerPage": {self.items}, "startIndex": {self.start}, '
             f'"Resources": [{self.resources_json or ""}]}}'
         )
-
-
-# --- the counts ------------------------------------------------------------------------------
-
-# Per block: its live records and the running sum before it; the block holding position
-# %(start)s is the last non-empty one with fewer than %(start)s records before it.
-_WINDOW_CTES = f"""
-blocks AS (
-    SELECT block, SUM(live) AS live, COUNT(*) AS count_rows
-    FROM {_COUNTS}
-    WHERE organization_id = %(organization)s AND resource_type = %(resource_type)s
-    GROUP BY block
-),
-running AS (
-    SELECT block, live, CAST(SUM(live) OVER (ORDER BY block) - live AS BIGINT) AS before
-    FROM blocks
-),
-target AS (
-    SELECT block, before FROM running
-    WHERE live > 0 AND before < %(start)s
-    ORDER BY block DESC
-    LIMIT 1
-)"""
-_TOTALS = """
-    (SELECT CAST(COALESCE(SUM(live), 0) AS BIGINT) FROM blocks),
-    (SELECT CAST(COALESCE(SUM(count_rows), 0) - COUNT(*) AS BIGINT) FROM blocks)"""
-
-_WINDOW_SQL = f"""
-WITH {_WINDOW_CTES}
-SELECT {_TOTALS}, target.block, target.before
-FROM (SELECT 1 AS one) one LEFT JOIN target ON 1 = 1"""
-
-
-def _iso(column: str) -> str:
-    """``datetime.isoformat()`` of an aware UTC timestamp, as the adapters render ``meta``."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    return (
-        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', "
-        f"{column}) = {column} THEN '' ELSE to_char({utc}, '.US') END || '+00:00'"
-    )
-
-
-def _page_sql(resource_type: str) -> str:
-    """Totals and the page's rows, as text pieces ``_resource_json`` assembles. On an empty
-    page, one row with the totals and NULLs."""
-    manager = (
-        f"r.document #>> '{{{ENTERPRISE_SCHEMA},manager,value}}'"
-        if resource_type == DirectoryRecord.ResourceType.USER
-        else "NULL"
-    )
-    return f"""
-WITH {_WINDOW_CTES},
-totals AS (
-    SELECT CAST(COALESCE(SUM(live), 0) AS BIGINT) AS total,
-        CAST(COALESCE(SUM(count_rows), 0) - COUNT(*) AS BIGINT) AS extra_rows
-    FROM blocks
-),
-page AS (
-    SELECT id, scim_id, document, created_at, updated_at, version
-    FROM {_RECORDS}
-    WHERE organization_id = %(organization)s AND resource_type = %(resource_type)s
-        AND deleted_at IS NULL
-        AND id >= (SELECT block * {RECORD_COUNT_BLOCK} FROM target)
-    ORDER BY id
-    OFFSET (SELECT %(start)s - 1 - before FROM target)
-    LIMIT %(count)s
-)
-SELECT totals.total, totals.extra_rows, r.scim_id::text, (r.document -> 'schemas')::text,
-    (r.document - 'schemas')::text, {_iso("r.created_at")}, {_iso("r.updated_at")},
-    r.version, {manager}
-FROM totals LEFT JOIN page r ON TRUE
-ORDER BY r.id"""
 
 
 _EXTENSION_KEY = json.dumps(ENTERPRISE_SCHEMA) + ": "
@@ -191,23 +102,11 @@ def _with_manager_ref(rest: str, users_location: str) -> str:
     return json.dumps(document, ensure_ascii=False)
 
 
-def _params(organization_id: int, resource_type: str, start: int) -> dict:
-    return {"organization": organization_id, "resource_type": resource_type, "start": start}
-
-
-def _window(organization_id: int, resource_type: str, start: int) -> tuple:
-    """``(total, count rows beyond one per block, block holding start or None, live records
-    before that block)``."""
-    with connection.cursor() as cursor:
-        cursor.execute(_WINDOW_SQL, _params(organization_id, resource_type, start))
-        return cursor.fetchone()
-
-
 def _maybe_compact(organization_id: int, resource_type: str, extra_rows: int) -> None:
-    if extra_rows <= record_counts.COMPACT_AFTER:
+    if extra_rows <= counts.COMPACT_AFTER:
         return
     try:
-        record_counts.counts_compact(organization_id=organization_id, resource_type=resource_type)
+        counts.counts_compact(organization_id=organization_id, resource_type=resource_type)
     except DatabaseError:  # a fold is housekeeping: the page is already read
         logger.exception("could not fold the directory record counts")
 
@@ -217,7 +116,7 @@ def _maybe_compact(organization_id: int, resource_type: str, extra_rows: int) ->
 
 def renders_in_database() -> bool:
     """Whether ``rendered_page`` can be used (its statement is PostgreSQL's SQL)."""
-    return connection.vendor == "postgresql"
+    return db.is_postgres()
 
 
 def rendered_page(
@@ -229,11 +128,17 @@ def rendered_page(
     ``members``: only for ``excludedAttributes=members``), in the same key order.
     """
     endpoint = "/Users/" if resource_type == DirectoryRecord.ResourceType.USER else "/Groups/"
-    params = _params(organization_id, resource_type, start)
-    params["count"] = count
-    with connection.cursor() as cursor:
-        cursor.execute(_page_sql(resource_type), params)
-        rows = cursor.fetchall()
+    rows = pages.rendered_page_rows(
+        organization_id=organization_id,
+        resource_type=resource_type,
+        start=start,
+        count=count,
+        manager_path=(
+            (ENTERPRISE_SCHEMA, "manager", "value")
+            if resource_type == DirectoryRecord.ResourceType.USER
+            else None
+        ),
+    )
     total, extra_rows = rows[0][0], rows[0][1]
     _maybe_compact(organization_id, resource_type, extra_rows)
     if rows[0][2] is None:
@@ -270,9 +175,9 @@ def record_page(
         return _filtered_page(records, start=start, count=count)
     # SQLite: one transaction (its write lock, see counts_compact) so the counts and the page
     # agree. PostgreSQL reads them in two statements, as COUNT(*) and OFFSET did.
-    atomic = connection.vendor != "postgresql"
+    atomic = not db.is_postgres()
     with transaction.atomic() if atomic else nullcontext():
-        total, extra_rows, block, before = _window(organization_id, resource_type, start)
+        total, extra_rows, block, before = pages.page_window(organization_id, resource_type, start)
         page: list[DirectoryRecord] = []
         if count and block is not None and start <= total:
             skip = start - 1 - before

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from directory_sync import record_counts, services
+from directory_sync import services
 from directory_sync.models import (
     RECORD_COUNT_BLOCK,
     DirectoryRecord,
@@ -20,6 +20,7 @@ from directory_sync.models import (
     RequestLog,
 )
 from directory_sync.scim import paging
+from directory_sync.store import counts as record_counts
 from directory_sync.store import reads as queries
 
 from .conftest import ENTERPRISE, LIST_SCHEMA, USER_SCHEMA, create_group, create_user

@@ -1,7 +1,7 @@
 """``DirectoryRecordCount`` upkeep: fold the rows the triggers append, check them, rebuild them.
 
 The triggers of migration 0003 append a ``+1``/``-1`` row per liveness change of a record, in
-the writer's transaction; SCIM list pages sum them (``directory_sync.scim.paging``). Folding
+the writer's transaction; SCIM list pages sum them (``store.pages``). Folding
 keeps the sum cheap: lists fold an organization's rows when they find many
 (``COMPACT_AFTER``), and the ``directory_sync.fold_record_counts`` beat task folds whatever no
 list read. ``manage.py directory_sync reconcile`` reports counts that disagree with the records
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from .models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
+from ..models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
+from .db import is_postgres
 
 # Count rows beyond one per block a list may find before it folds them: every page reads
 # every row, every fold is a write.
@@ -33,7 +34,7 @@ def counts_compact(*, organization_id: int, resource_type: str) -> None:
     params = {"organization": organization_id, "resource_type": resource_type}
     with transaction.atomic():
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+            if is_postgres():
                 cursor.execute(
                     f"""
                     WITH gone AS (
@@ -136,7 +137,7 @@ def counts_rebuild(*, organization_id: int, resource_type: str) -> None:
     params = {"organization": organization_id, "resource_type": resource_type}
     with transaction.atomic():
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+            if is_postgres():
                 cursor.execute(f"LOCK TABLE {_COUNTS} IN SHARE ROW EXCLUSIVE MODE")
             cursor.execute(
                 f"""

@@ -1,4 +1,4 @@
-"""DirectoryRecordCount upkeep (directory_sync.record_counts): folding, checking, rebuilding,
+"""DirectoryRecordCount upkeep (directory_sync.store.counts): folding, checking, rebuilding,
 and ``manage.py directory_sync reconcile`` repairing wrong SCIM list counts."""
 
 import io
@@ -7,9 +7,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from directory_sync import record_counts, tasks
+from directory_sync import tasks
 from directory_sync.models import RECORD_COUNT_BLOCK, DirectoryRecord, DirectoryRecordCount
-from directory_sync.record_counts import CountDifference
+from directory_sync.store import counts as record_counts
+from directory_sync.store.counts import CountDifference
 
 pytestmark = pytest.mark.django_db
 
