@@ -38,11 +38,10 @@ from .compare import record_member_differences
 from .drain import (
     DRAIN_BATCH,
     TRANSIENT_ERRORS,
-    change_event_apply,
     events_drain,
     record_apply,
 )
-from .events import change_event_fail, record_events_fail
+from .events import record_events_fail
 from .results import PERMANENT_ERRORS, ApplyError, ApplyResult
 
 __all__ = [
@@ -51,8 +50,6 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "ApplyError",
     "ApplyResult",
-    "change_event_apply",
-    "change_event_fail",
     "events_drain",
     "record_apply",
     "record_events_fail",

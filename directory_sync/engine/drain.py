@@ -12,13 +12,7 @@ from django.utils.translation import gettext as _
 
 from ..models import ChangeEvent, DirectoryRecord
 from ..store import db
-from .events import (
-    change_event_fail,
-    event_skip,
-    events_finish_many,
-    record_events_fail,
-    superseded_reason,
-)
+from .events import events_finish_many, record_events_fail, superseded_reason
 from .groups import group_converge
 from .records import record_lock, record_set, sync_settings_read, transaction_tune
 from .results import PERMANENT_ERRORS, ApplyResult, Status
@@ -27,29 +21,14 @@ from .users import users_apply, users_batch_apply
 logger = logging.getLogger(__name__)
 
 
-def change_event_apply(*, event_id: int) -> ApplyResult | None:
-    """Apply the change event ``event_id`` by converging its record (the Celery job's body)."""
-    event = ChangeEvent.objects.filter(pk=event_id).only("status", "record_id").first()
-    if event is None or event.status != Status.PENDING:
-        # Already finished by this job's twin or by a newer version: nothing to do.
-        return None
-    ChangeEvent.objects.filter(pk=event_id).update(attempts=F("attempts") + 1)
-    if event.record_id is None:
-        event_skip(event_id, _("The directory record no longer exists."))
-        return ApplyResult(status=Status.SKIPPED)
-    return record_apply(record_id=event.record_id, event_id=event_id)
+def record_apply(*, record_id: int, if_stale: bool = False) -> ApplyResult | None:
+    """Converge one directory record now and finish its pending events; ``None`` when the
+    record no longer exists.
 
-
-def record_apply(
-    *, record_id: int, event_id: int | None = None, if_stale: bool = False
-) -> ApplyResult | None:
-    """Converge one directory record now and finish its pending events.
-
-    With ``event_id`` the apply is skipped when that event is no longer pending or when the
-    record was already applied at its current version; without it (an administrator's review
-    decision) the record is always re-applied, unless ``if_stale`` (a drain): then a record
-    already applied at its current version only has its pending events finished as skipped.
-    A user is applied as a batch of one (``users_apply``).
+    An administrator's review decision re-applies the record whatever its version. With
+    ``if_stale`` (a drain applying a record outside a batch) a record already applied at its
+    current version only has its pending events finished as skipped (superseded). A user is
+    applied as a batch of one (``users_apply``).
     """
     version = None
     try:
@@ -57,20 +36,9 @@ def record_apply(
             transaction_tune()
             record = record_lock(record_id)
             if record is None:
-                if event_id is not None:
-                    event_skip(event_id, _("The directory record no longer exists."))
                 return None
             version = record.version
-            if event_id is not None:
-                status = (
-                    ChangeEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
-                )
-                if status != Status.PENDING:
-                    return None
-                if record.applied_version >= version:
-                    event_skip(event_id, superseded_reason(record.applied_version))
-                    return ApplyResult(status=Status.SKIPPED)
-            elif if_stale and record.applied_version >= version:
+            if if_stale and record.applied_version >= version:
                 events_finish_many(
                     {
                         record.pk: (
@@ -107,8 +75,6 @@ def record_apply(
                 events_finish_many(
                     {record.pk: (version or record.version, Status.FAILED, "", reason)}
                 )
-            elif event_id is not None:
-                change_event_fail(event_id=event_id, reason=reason)
         logger.info("directory record %s not applied: %s", record_id, reason)
         return ApplyResult(status=Status.FAILED, reason=reason)
 

@@ -22,19 +22,6 @@ def superseded_reason(version: int) -> str:
     }
 
 
-def event_skip(event_id: int, reason: str) -> None:
-    ChangeEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
-        status=Status.SKIPPED, reason=reason, finished_at=timezone.now()
-    )
-
-
-def change_event_fail(*, event_id: int, reason: str) -> None:
-    """Fail a still-pending event with ``reason`` (the task gave up on it)."""
-    ChangeEvent.objects.filter(pk=event_id, status=Status.PENDING).update(
-        status=Status.FAILED, reason=reason[:2000], finished_at=timezone.now()
-    )
-
-
 def record_events_fail(*, record_id: int, reason: str) -> int:
     """Fail every pending event of the record (a drain gave up on it)."""
     return ChangeEvent.objects.filter(record_id=record_id, status=Status.PENDING).update(

@@ -12,8 +12,8 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from directory_sync.engine import record_member_differences
-from directory_sync.models import DirectoryMembership, DirectoryRecord, SyncSettings
+from directory_sync.engine import ApplyResult, record_apply, record_member_differences
+from directory_sync.models import ChangeEvent, DirectoryMembership, DirectoryRecord, SyncSettings
 from directory_sync.outbox import change_event_append
 from members.models import Member, Organization
 
@@ -22,6 +22,16 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 _UNSET = object()
+
+
+def event_record_apply(event_id: int) -> ApplyResult | None:
+    """Apply the record of one change event alone, as a drain applies a record outside a batch
+    (``record_apply(if_stale=True)``): the tests' one-record-at-a-time mode, where records
+    apply in any order and more than once (a drain per event, out of order, redelivered)."""
+    record_id = ChangeEvent.objects.filter(pk=event_id).values_list("record_id", flat=True).first()
+    if record_id is None:
+        return None
+    return record_apply(record_id=record_id, if_stale=True)
 
 
 def sync_settings_make(organization: Organization, **fields) -> SyncSettings:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from directory_sync.engine import change_event_apply, drain, events_drain
+from directory_sync.engine import drain, events_drain
 from directory_sync.models import ChangeEvent, DirectoryRecord, SyncSettings
 from members import services as member_services
 from members.models import Group, Member
@@ -12,6 +12,7 @@ from members.models import Group, Member
 from .engine_factories import (
     _attributes_of,
     directory_differences,
+    event_record_apply,
     group_create,
     group_update,
     record_delete,
@@ -126,7 +127,8 @@ class Directory:
 
 
 def apply_shuffled(organization, rng: random.Random, fraction: float) -> None:
-    """Run a random part of the jobs in random order, plus some duplicated deliveries."""
+    """Apply the records of a random part of the events, one at a time in random order, plus
+    some records of events already finished (redelivered)."""
     pending = list(
         ChangeEvent.objects.filter(organization=organization, status="pending").values_list(
             "id", flat=True
@@ -141,7 +143,7 @@ def apply_shuffled(organization, rng: random.Random, fraction: float) -> None:
     jobs += rng.sample(finished, k=min(len(finished), 5))
     rng.shuffle(jobs)
     for event_id in jobs:
-        change_event_apply(event_id=event_id)
+        event_record_apply(event_id)
 
 
 @pytest.mark.parametrize("mode", ["per_event", "drain"])
@@ -150,7 +152,7 @@ def test_thousands_of_mixed_events_applied_out_of_order_converge_to_the_director
 ):
     """``drain``: organization drains (small batches and chunks, so records meet their
     managers, groups and older versions across chunk and batch boundaries) mixed with
-    old-style shuffled per-event jobs and duplicated deliveries."""
+    records applied one at a time in random order, some more than once."""
     rng = random.Random(20261126)
     monkeypatch.setattr(drain, "DRAIN_CHUNK", 16)
     sync_settings_make(

@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from directory_sync.engine import change_event_apply, records
+from directory_sync.engine import events_drain, records
 from directory_sync.models import ChangeEvent, DirectoryRecord, ProvisioningRun
 from directory_sync.redispatch import change_events_redispatch
 from directory_sync.selectors import run_summary
@@ -11,7 +11,7 @@ from directory_sync.tasks import MAX_RETRIES, apply_change_events
 from members import services as member_services
 from members.models import Member
 
-from .engine_factories import sync_settings_make, user_create, user_update
+from .engine_factories import event_record_apply, sync_settings_make, user_create, user_update
 from .test_apply_users import apply_all, apply_mode  # noqa: F401 - both modes
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +32,7 @@ def test_several_pending_changes_of_one_user_are_applied_once(organization):
     user_update(record, title="Lead")
     first_event = ChangeEvent.objects.filter(scim_id=record.scim_id).order_by("id").first()
 
-    change_event_apply(event_id=first_event.pk)
+    event_record_apply(first_event.pk)
 
     assert events_of(record) == [
         (1, "skipped", "", "Superseded: the directory record was applied at version 3."),
@@ -48,9 +48,9 @@ def test_a_duplicated_job_is_a_no_op(organization):
     sync_settings_make(organization)
     record = user_create(organization, user_name="a@x.example", email="a@x.example")
     event = ChangeEvent.objects.get(scim_id=record.scim_id)
-    change_event_apply(event_id=event.pk)
+    events_drain(organization_id=organization.pk)
 
-    assert change_event_apply(event_id=event.pk) is None
+    assert events_drain(organization_id=organization.pk) == 0
 
     event.refresh_from_db()
     assert (event.status, event.outcome, event.attempts) == ("applied", "created", 1)
@@ -63,8 +63,8 @@ def test_jobs_run_out_of_order_end_in_the_newest_state(organization):
     user_update(record, title="Lead")
     older, newer = ChangeEvent.objects.filter(scim_id=record.scim_id).order_by("id")
 
-    change_event_apply(event_id=newer.pk)
-    change_event_apply(event_id=older.pk)
+    event_record_apply(newer.pk)
+    event_record_apply(older.pk)
 
     assert Member.objects.get().job_title == "Lead"
     assert events_of(record) == [
@@ -79,18 +79,18 @@ def test_event_for_a_record_applied_at_a_newer_version_is_skipped(organization):
     apply_all(organization)
     user_update(record, title="Lead")
     apply_all(organization)
-    # A retried job re-delivers an old event that was reset to pending by hand.
+    # An old event reset to pending by hand; its record is already at its newest version.
     ChangeEvent.objects.filter(scim_id=record.scim_id, record_version=1).update(status="pending")
 
-    result = change_event_apply(
-        event_id=ChangeEvent.objects.get(scim_id=record.scim_id, record_version=1).pk
+    result = event_record_apply(
+        ChangeEvent.objects.get(scim_id=record.scim_id, record_version=1).pk
     )
 
     assert result.status == "skipped"
     assert events_of(record)[0] == (
         1,
         "skipped",
-        "created",
+        "",
         "Superseded: the directory record was applied at version 2.",
     )
 
@@ -101,7 +101,7 @@ def test_event_of_a_purged_record_is_skipped_with_a_reason(organization):
     event = ChangeEvent.objects.get(scim_id=record.scim_id)
     DirectoryRecord.objects.filter(pk=record.pk).delete()
 
-    change_event_apply(event_id=event.pk)
+    events_drain(organization_id=organization.pk)
 
     event.refresh_from_db()
     assert (event.status, event.reason) == ("skipped", "The directory record no longer exists.")

@@ -2,13 +2,13 @@
 
 import pytest
 
-from directory_sync.engine import change_event_apply
 from directory_sync.models import ChangeEvent, DirectoryRecord
 from members import services as member_services
 from members.models import Group, GroupMembership
 
 from .engine_factories import (
     directory_differences,
+    event_record_apply,
     group_create,
     group_update,
     record_delete,
@@ -95,7 +95,7 @@ def test_members_applied_after_their_group_join_it(organization):
     a, b = users(organization, 2)
     group = group_create(organization, display_name="Engineers", members=[a, b])
     # The group's job runs before its users': nobody has a member yet.
-    change_event_apply(event_id=last_event(group).pk)
+    event_record_apply(last_event(group).pk)
     assert group_member_ids(group) == set()
 
     apply_all(organization)

@@ -1,18 +1,20 @@
 """Identifiers moving between directory users converge, whatever the order of their events.
 
-Each test runs with one job per event (``change_event_apply``), with organization drains of
+Each test runs with one record applied at a time in event order (``record_apply``), with
+organization drains of
 one event per batch (a change's counterpart is always in a later batch) and with whole drains.
 """
 
 import pytest
 
-from directory_sync.engine import change_event_apply, drain, events_drain
+from directory_sync.engine import drain, events_drain
 from directory_sync.models import ChangeEvent, ReviewItem
 from members import services as member_services
 from members.models import Member
 
 from .engine_factories import (
     directory_differences,
+    event_record_apply,
     record_delete,
     sync_settings_make,
     user_create,
@@ -39,7 +41,7 @@ def apply_all(request, monkeypatch):
         for event_id in ChangeEvent.objects.filter(
             organization=organization, status=ChangeEvent.Status.PENDING
         ).values_list("id", flat=True):
-            change_event_apply(event_id=event_id)
+            event_record_apply(event_id)
 
     return run
 

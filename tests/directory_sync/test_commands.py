@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from directory_sync import services as sync_services
-from directory_sync.engine import change_event_apply
+from directory_sync.engine import events_drain
 from directory_sync.models import (
     ChangeEvent,
     DirectoryRecord,
@@ -46,10 +46,7 @@ def run(*args) -> tuple[str, str]:
 
 
 def apply_pending(organization) -> None:
-    for event_id in ChangeEvent.objects.filter(
-        organization=organization, status=ChangeEvent.Status.PENDING
-    ).values_list("id", flat=True):
-        change_event_apply(event_id=event_id)
+    events_drain(organization_id=organization.pk)
 
 
 def sara(organization, **extra) -> DirectoryRecord:

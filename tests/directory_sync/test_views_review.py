@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from directory_sync.engine import change_event_apply
-from directory_sync.models import ChangeEvent, ReviewItem
+from directory_sync.engine import events_drain
+from directory_sync.models import ReviewItem
 from members import services as member_services
 from members.models import AuditEntry, DepartmentMembership, Member, Resource
 from tests.directory_sync.engine_factories import sync_settings_make, user_create
@@ -13,10 +13,7 @@ REVIEW_URL = reverse("directory_sync:review_list")
 
 
 def _apply_all(organization) -> None:
-    for event_id in ChangeEvent.objects.filter(
-        organization=organization, status=ChangeEvent.Status.PENDING
-    ).values_list("id", flat=True):
-        change_event_apply(event_id=event_id)
+    events_drain(organization_id=organization.pk)
 
 
 @pytest.fixture

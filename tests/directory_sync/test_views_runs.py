@@ -3,7 +3,7 @@
 from django.urls import reverse
 from django.utils.html import escape
 
-from directory_sync.engine import change_event_apply
+from directory_sync.engine import events_drain
 from directory_sync.models import ChangeEvent, ProvisioningRun, RequestLog
 from tests.directory_sync.engine_factories import sync_settings_make, user_create
 
@@ -11,11 +11,8 @@ RUNS_URL = reverse("directory_sync:run_list")
 
 
 def _apply_all(organization) -> None:
-    """Run every pending event's job, as the worker does after the SCIM transaction commits."""
-    for event_id in ChangeEvent.objects.filter(
-        organization=organization, status=ChangeEvent.Status.PENDING
-    ).values_list("id", flat=True):
-        change_event_apply(event_id=event_id)
+    """Drain the pending events, as the worker does after the SCIM transaction commits."""
+    events_drain(organization_id=organization.pk)
 
 
 def _run_url(run) -> str:
