@@ -68,6 +68,10 @@ def members_sync_status(organization: Organization) -> DirectorySyncStatus:
     return DirectorySyncStatus(
         active=sync_settings.is_active,
         default_phone_country=sync_settings.default_phone_country or None,
+        identify_by=sync_settings.identify_by,
+        departments_by_path=(
+            sync_settings.department_format == SyncSettings.DepartmentFormat.STRUCTURE_STRING
+        ),
     )
 
 

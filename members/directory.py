@@ -15,6 +15,13 @@ class DirectorySyncStatus:
 
     active: bool = False
     default_phone_country: str | None = None
+    # How the sync finds an existing member: "phone" or "email" (None: no sync set up). A member
+    # created by hand needs that identifier, or the sync cannot link them to their directory user.
+    identify_by: str | None = None
+    # The sync places departments by their complete path (a structure string): moving one it
+    # created would make the next cycle create the path again. With plain names it finds a
+    # department by name wherever it sits, so moving is safe.
+    departments_by_path: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,49 @@
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 from . import selectors
 from .models import Department, Member, Organization
-from .phones import InvalidPhoneNumber, phone_to_e164
+from .phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
 from .services import DIRECTORY_OWNED_FIELDS, MEMBER_FIELDS
 
 
-class MemberLookupField(forms.CharField):
-    """A member of one organization, typed as their email, mobile number or employee number.
+def _max_length(name: str) -> int:
+    """A member column's size: the limit the sync clips to and members.services checks."""
+    return Member._meta.get_field(name).max_length
 
-    A text lookup rather than a <select>: an organization can have 100,000 members.
+
+class MemberPickerInput(forms.TextInput):
+    """A text input the member picker (``members/_member_picker.html``) turns into a search as
+    you type; without JavaScript it stays a text input for an email, mobile or employee number."""
+
+    def __init__(self, attrs=None):
+        base = {
+            "data-member-picker": reverse_lazy("members:member_search"),
+            "autocomplete": "off",
+            "placeholder": _("Name, email, mobile or employee number"),
+            "size": 36,
+        }
+        super().__init__({**base, **(attrs or {})})
+
+
+class MemberLookupField(forms.CharField):
+    """A member of one organization, typed as their email, mobile number, employee number or
+    exact name, or picked with the member picker (which fills in their email or mobile).
+
+    A text lookup rather than a <select>: an organization can have 100,000 members. A form
+    that fails keeps the text as typed.
     """
 
+    widget = MemberPickerInput
+
     def __init__(self, *, organization: Organization, default_country: str | None = None, **kw):
-        kw.setdefault("help_text", _("Type the member's email, mobile number or employee number."))
+        kw.setdefault(
+            "help_text",
+            _("Search by name, or type the member's email, mobile number or employee number."),
+        )
         super().__init__(**kw)
         self.organization = organization
         self.default_country = default_country
@@ -51,20 +78,75 @@ class MemberLookupField(forms.CharField):
         return found[0]
 
 
-class DepartmentChoiceField(forms.ModelMultipleChoiceField):
+def department_labels(*, organization: Organization) -> dict[int, str]:
+    """Each department's full path ("Head Office / Engineering"), in tree order."""
+    labels: dict[int, str] = {}
+    path: list[str] = []
+    for department, depth in selectors.department_tree(organization=organization):
+        path[depth:] = [department.name]
+        labels[department.pk] = " / ".join(path)
+    return labels
+
+
+class _DepartmentLabels:
+    def _set_labels(self, organization: Organization) -> None:
+        self._labels = department_labels(organization=organization)
+
+    def label_from_instance(self, obj: Department) -> str:
+        return self._labels.get(obj.pk, obj.name)
+
+
+class DepartmentChoiceField(_DepartmentLabels, forms.ModelMultipleChoiceField):
     def __init__(self, *, organization: Organization, **kw):
-        tree = selectors.department_tree(organization=organization)
-        self._labels: dict[int, str] = {}
-        path: list[str] = []
-        for department, depth in tree:
-            path[depth:] = [department.name]
-            self._labels[department.pk] = " / ".join(path)
+        self._set_labels(organization)
         super().__init__(
             queryset=Department.objects.filter(organization=organization).order_by("name"), **kw
         )
 
-    def label_from_instance(self, obj: Department) -> str:
-        return self._labels.get(obj.pk, obj.name)
+
+class DepartmentSingleChoiceField(_DepartmentLabels, forms.ModelChoiceField):
+    """One department of the organization, listed by full path in tree order."""
+
+    def __init__(self, *, organization: Organization, **kw):
+        self._set_labels(organization)
+        super().__init__(queryset=Department.objects.filter(organization=organization), **kw)
+
+    def _get_choices(self):
+        by_pk = {d.pk: d for d in self.queryset}
+        choices = [("", self.empty_label)] if self.empty_label is not None else []
+        choices += [(pk, label) for pk, label in self._labels.items() if pk in by_pk]
+        return choices
+
+    choices = property(_get_choices, forms.ChoiceField.choices.fset)
+
+
+def _phone_field() -> forms.CharField:
+    # Longer than E.164 (16): admins type spaces and dashes; the stored value is E.164.
+    return forms.CharField(
+        label=_("Mobile phone"),
+        max_length=32,
+        required=False,
+        help_text=_("International format with the country code, e.g. +966512345678."),
+    )
+
+
+def clean_mobile(value: str, *, default_country: str | None) -> str:
+    """A typed mobile number as E.164 (``members.phones``, as the sync reads Entra's), or a
+    form error saying the format; empty stays empty."""
+    value = (value or "").strip()
+    if not value:
+        return value
+    try:
+        return phone_to_e164(value, default_country=default_country)
+    except InvalidPhoneNumber:
+        raise forms.ValidationError(
+            _(
+                "%(value)s is not a valid mobile number: use the international format with "
+                "the country code, e.g. %(example)s."
+            ),
+            params={"value": value, "example": EXAMPLE_E164},
+            code="invalid_phone",
+        )
 
 
 class MemberForm(forms.Form):
@@ -75,19 +157,24 @@ class MemberForm(forms.Form):
     which would refuse them anyway.
     """
 
-    display_name = forms.CharField(label=_("Display name"), max_length=256, required=False)
-    given_name = forms.CharField(label=_("Given name"), max_length=128, required=False)
-    family_name = forms.CharField(label=_("Family name"), max_length=128, required=False)
-    email = forms.EmailField(label=_("Email"), max_length=254, required=False)
-    phone = forms.CharField(
-        label=_("Mobile phone"),
-        max_length=32,
-        required=False,
-        help_text=_("International format with the country code, e.g. +966512345678."),
+    display_name = forms.CharField(
+        label=_("Display name"), max_length=_max_length("display_name"), required=False
     )
-    job_title = forms.CharField(label=_("Job title"), max_length=256, required=False)
-    country = forms.CharField(label=_("Country"), max_length=128, required=False)
-    employee_number = forms.CharField(label=_("Employee number"), max_length=128, required=False)
+    given_name = forms.CharField(
+        label=_("Given name"), max_length=_max_length("given_name"), required=False
+    )
+    family_name = forms.CharField(
+        label=_("Family name"), max_length=_max_length("family_name"), required=False
+    )
+    email = forms.EmailField(label=_("Email"), max_length=_max_length("email"), required=False)
+    phone = _phone_field()
+    job_title = forms.CharField(
+        label=_("Job title"), max_length=_max_length("job_title"), required=False
+    )
+    country = forms.CharField(label=_("Country"), max_length=_max_length("country"), required=False)
+    employee_number = forms.CharField(
+        label=_("Employee number"), max_length=_max_length("employee_number"), required=False
+    )
     status = forms.ChoiceField(label=_("Status"), choices=Member.Status.choices)
     department_display = forms.ChoiceField(
         label=_("Department shown on the profile"), choices=Member.DepartmentDisplay.choices
@@ -129,20 +216,9 @@ class MemberForm(forms.Form):
         return initial
 
     def clean_phone(self) -> str:
-        value = self.cleaned_data["phone"].strip()
-        if not value or "phone" in self.locked_fields:
-            return value
-        try:
-            return phone_to_e164(value, default_country=self.default_country)
-        except InvalidPhoneNumber:
-            raise forms.ValidationError(
-                _(
-                    "%(value)s is not a valid mobile number: use the international format with "
-                    "the country code, e.g. +966512345678."
-                ),
-                params={"value": value},
-                code="invalid_phone",
-            )
+        if "phone" in self.locked_fields:
+            return self.cleaned_data["phone"].strip()
+        return clean_mobile(self.cleaned_data["phone"], default_country=self.default_country)
 
     def clean_manager(self) -> Member | None:
         manager = self.cleaned_data.get("manager")
@@ -156,6 +232,116 @@ class MemberForm(forms.Form):
         if "departments" in data:
             data["departments"] = list(data["departments"])
         return data
+
+
+class MemberCreateForm(forms.Form):
+    """An administrator's new member: the fields a directory would send, validated as the sync
+    validates them (E.164 mobile, email, the member columns' lengths). ``identify_by`` (from
+    the organization's sync) makes its identifier required."""
+
+    display_name = forms.CharField(label=_("Name"), max_length=_max_length("display_name"))
+    email = forms.EmailField(label=_("Email"), max_length=_max_length("email"), required=False)
+    phone = _phone_field()
+    job_title = forms.CharField(
+        label=_("Job title"), max_length=_max_length("job_title"), required=False
+    )
+    employee_number = forms.CharField(
+        label=_("Employee number"), max_length=_max_length("employee_number"), required=False
+    )
+
+    def __init__(
+        self,
+        *args,
+        organization: Organization,
+        identify_by: str | None = None,
+        default_country: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        self.identify_by = identify_by
+        self.default_country = default_country
+        self.fields["department"] = DepartmentSingleChoiceField(
+            label=_("Department"), required=False, organization=organization
+        )
+        self.fields["manager"] = MemberLookupField(
+            label=_("Manager"),
+            required=False,
+            organization=organization,
+            default_country=default_country,
+        )
+        if identify_by == "phone":
+            self.fields["phone"].required = True
+            self.fields["phone"].help_text = _(
+                "Required: directory sync identifies members by mobile number. International "
+                "format with the country code, e.g. +966512345678."
+            )
+        elif identify_by == "email":
+            self.fields["email"].required = True
+            self.fields["email"].help_text = _(
+                "Required: directory sync identifies members by email address."
+            )
+
+    def clean_phone(self) -> str:
+        return clean_mobile(self.cleaned_data["phone"], default_country=self.default_country)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors and not data.get("phone") and not data.get("email"):
+            raise forms.ValidationError(
+                _("A member needs a mobile number or an email address."), code="no_identifier"
+            )
+        return data
+
+    def service_arguments(self) -> dict:
+        """cleaned_data shaped for services.member_create_by_admin."""
+        data = dict(self.cleaned_data)
+        department = data.pop("department", None)
+        data["departments"] = [department] if department else []
+        return data
+
+
+class MemberDeleteForm(forms.Form):
+    """Who receives the resources of the member being deleted (needed when they own any)."""
+
+    def __init__(self, *args, organization: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["heir"] = MemberLookupField(
+            label=_("Give their resources to"), required=False, organization=organization
+        )
+
+
+class DepartmentForm(forms.Form):
+    """A department's name and place: a new one, or a rename and move of an existing one."""
+
+    name = forms.CharField(
+        label=_("Name"), max_length=Department._meta.get_field("name").max_length
+    )
+
+    def __init__(
+        self,
+        *args,
+        organization: Organization,
+        department: Department | None = None,
+        name_locked: bool = False,
+        parent_locked: bool = False,
+        **kwargs,
+    ):
+        if department is not None:
+            kwargs.setdefault("initial", {"name": department.name, "parent": department.parent_id})
+        super().__init__(*args, **kwargs)
+        parent = DepartmentSingleChoiceField(
+            label=_("Inside"),
+            required=False,
+            organization=organization,
+            empty_label=_("(top level)"),
+        )
+        if department is not None:
+            # Not under itself: the service refuses its descendants too, with a message.
+            parent.queryset = parent.queryset.exclude(pk=department.pk)
+        self.fields["parent"] = parent
+        self.fields["name"].disabled = name_locked
+        self.fields["parent"].disabled = parent_locked
 
 
 class ResourceReassignForm(forms.Form):

@@ -125,6 +125,10 @@ class Department(models.Model):
     parent = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
     )
+    # Created by directory sync (from a member's department value): read-only in the admin
+    # suite while the sync is active, or the next cycle would undo the administrator's change.
+    # A department the administrator created stays theirs even when the sync puts members in it.
+    directory_managed = models.BooleanField(_("managed by directory sync"), default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -132,8 +132,10 @@ def member_find_by_email(*, organization: Organization, email: str) -> Member | 
 def member_find(
     *, organization: Organization, identifier: str, default_country: str | None = None
 ) -> list[Member]:
-    """Members whose email, mobile number or employee number is ``identifier`` (at most 2, so
-    the caller can tell "none", "one" and "ambiguous" apart)."""
+    """Members whose email, mobile number or employee number is ``identifier``, or else whose
+    display name is exactly it, ignoring case (at most 2, so the caller can tell "none", "one"
+    and "ambiguous" apart). The name is asked only when no identifier matches: an exact
+    identifier always wins over a namesake."""
     text = identifier.strip()
     if not text:
         return []
@@ -141,7 +143,30 @@ def member_find(
     phone = phone_or_none(text, default_country=default_country)
     if phone:
         q |= Q(phone=phone)
-    return list(Member.objects.filter(q, organization=organization).order_by("id")[:2])
+    found = list(Member.objects.filter(q, organization=organization).order_by("id")[:2])
+    if found:
+        return found
+    # UPPER(display_name) = UPPER(...): served by the trigram index of migration 0002.
+    return list(
+        Member.objects.filter(organization=organization, display_name__iexact=text).order_by("id")[
+            :2
+        ]
+    )
+
+
+MEMBER_SEARCH_MIN_LENGTH = 3
+
+
+def member_search_page(
+    *, organization: Organization, search: str, after: tuple[str, int] | None, size: int
+) -> MemberPage:
+    """A page of members for the member picker: ``member_page``'s keyset over the indexed
+    search, from ``MEMBER_SEARCH_MIN_LENGTH`` characters (fewer cannot use the trigram
+    indexes); an empty search pages through everyone by name (an index range scan)."""
+    search = search.strip()
+    if search and len(search) < MEMBER_SEARCH_MIN_LENGTH:
+        return MemberPage(members=[], next_after=None, previous_before=None)
+    return member_page(organization=organization, search=search, after=after, size=size)
 
 
 def department_path(department: Department) -> list[Department]:

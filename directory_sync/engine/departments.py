@@ -51,7 +51,9 @@ def department_plan(
         if parts:
             leaf = cache.paths.get(tuple(parts)) if cache is not None else None
             if leaf is None:
-                leaf = member_services.department_path_ensure(organization=organization, path=parts)
+                leaf = member_services.department_path_ensure(
+                    organization=organization, path=parts, directory_managed=True
+                )
                 if cache is not None:
                     cache.paths[tuple(parts)] = leaf
             departments = [leaf]
@@ -71,7 +73,9 @@ def department_plan(
         # Plain names come from a flat directory attribute: a name Beem does not know yet is
         # created at the root, where the administrator can move it (README "How sync treats
         # your members").
-        created = member_services.department_get_or_create(organization=organization, name=value)
+        created = member_services.department_get_or_create(
+            organization=organization, name=value, directory_managed=True
+        )
         if cache is not None:
             cache.named[value] = [created]
         return DepartmentPlan(departments=[created])

@@ -13,7 +13,14 @@ arguments (it converges instead of duplicating). Callers use this package
 """
 
 from .audit import audit_record
-from .departments import department_get_or_create, department_path_ensure, member_departments_set
+from .departments import (
+    department_change,
+    department_change_refusal,
+    department_create,
+    department_get_or_create,
+    department_path_ensure,
+    member_departments_set,
+)
 from .errors import DIRECTORY_OWNED_FIELDS, MEMBER_FIELDS, MemberError
 from .groups import group_create, group_delete, group_members_set, group_rename, member_groups_add
 from .member_batches import (
@@ -24,8 +31,15 @@ from .member_batches import (
     members_insert,
     members_save_fields,
 )
-from .member_removal import MemberDeletion, MemberMerge, member_delete, member_merge
-from .members import member_create, member_edit, member_update
+from .member_removal import (
+    MemberDeletion,
+    MemberMerge,
+    member_delete,
+    member_delete_by_admin,
+    member_delete_refusal,
+    member_merge,
+)
+from .members import member_create, member_create_by_admin, member_edit, member_update
 from .organizations import administrator_ensure, organization_get_or_create
 from .resources import resource_create, resource_reassign, resources_move_from_deleted_owner
 
@@ -37,6 +51,9 @@ __all__ = [
     "MemberMerge",
     "administrator_ensure",
     "audit_record",
+    "department_change",
+    "department_change_refusal",
+    "department_create",
     "department_get_or_create",
     "department_path_ensure",
     "group_create",
@@ -44,7 +61,10 @@ __all__ = [
     "group_members_set",
     "group_rename",
     "member_create",
+    "member_create_by_admin",
     "member_delete",
+    "member_delete_by_admin",
+    "member_delete_refusal",
     "member_departments_set",
     "member_departments_set_many",
     "member_edit",

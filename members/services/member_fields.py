@@ -4,10 +4,14 @@ lower-cased and valid, both unique in the organization (the rules the sync appli
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db.models.functions import Lower
+from django.utils.translation import gettext as _
 
 from ..models import Member, Organization
 from ..phones import InvalidPhoneNumber, phone_to_e164
 from .errors import MEMBER_FIELDS, MemberError
+
+# The column sizes: the one source of the length limits of the forms, the sync and this check.
+_MAX_LENGTH = {name: Member._meta.get_field(name).max_length for name in MEMBER_FIELDS}
 
 
 def member_fields_normalise(
@@ -26,6 +30,15 @@ def member_fields_normalise(
             clean[key] = value
             continue
         value = (value or "").strip() if isinstance(value, str) or value is None else value
+        limit = _MAX_LENGTH[key]
+        # A mobile number is checked as E.164 (at most 16 characters), whatever its spacing.
+        if key != "phone" and value and len(value) > limit:
+            # The sync clips to these limits before it gets here (engine/fields.py); an
+            # administrator's form has the same limits, so this is the last guard.
+            raise MemberError(
+                _("At most %(limit)d characters.") % {"limit": limit},
+                field=key,
+            )
         if validated and key in ("phone", "email"):
             # The caller (the sync engine) already normalised and validated both.
             value = (value.lower() if key == "email" else value) if value else None
@@ -58,7 +71,13 @@ def member_fields_check_unique(
         others = others.exclude(pk=exclude_pk)
     phone = fields.get("phone")
     if phone and others.filter(phone=phone).exists():
-        raise MemberError(f"Another member already has the mobile number {phone}.", field="phone")
+        raise MemberError(
+            _("Another member already has the mobile number %(phone)s.") % {"phone": phone},
+            field="phone",
+        )
     email = fields.get("email")
     if email and others.annotate(e=Lower("email")).filter(e=email).exists():
-        raise MemberError(f"Another member already has the email {email}.", field="email")
+        raise MemberError(
+            _("Another member already has the email %(email)s.") % {"email": email},
+            field="email",
+        )

@@ -4,7 +4,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
+from ..directory import DirectorySyncStatus, directory_sync_status
 from ..models import DeletionRule, DepartmentMembership, GroupMembership, Member, Resource
 from .audit import audit_record
 from .errors import MemberError
@@ -135,3 +138,68 @@ def member_merge(
     return MemberMerge(
         source_id, name, target.pk, resources, groups_added, departments_added, reports
     )
+
+
+def member_delete_refusal(*, member: Member, sync: DirectorySyncStatus) -> str | None:
+    """Why an administrator may not delete ``member`` by hand now (None: they may, once their
+    resources have a new owner)."""
+    if member.directory_managed and sync.active:
+        return _(
+            "This member is synced from Entra ID and directory sync is active: remove them from "
+            "the Beem app's users in Entra ID (or delete them there) and the next provisioning "
+            "cycle deletes them here, applying your deletion rule. Stop the sync to delete "
+            "them by hand."
+        )
+    return None
+
+
+def member_delete_by_admin(
+    *, member: Member, actor=None, heir: Member | None = None
+) -> MemberDeletion:
+    """An administrator's deletion of ``member``, audited as ``member.deleted``.
+
+    Refused while they own resources unless ``heir`` (a member of the same organization)
+    receives them in the same transaction: the customer document asks admins to reassign
+    every resource before deleting, and nothing is ever left unassigned by hand. Refused for
+    a synced member while the sync is active (:func:`member_delete_refusal`). The result's
+    ``resources_to_manager`` counts the resources given to ``heir``.
+    """
+    if heir is not None:
+        if heir.organization_id != member.organization_id:
+            raise MemberError(_("The new owner belongs to another organization."), field="heir")
+        if heir.pk == member.pk:
+            raise MemberError(_("Choose another member to receive the resources."), field="heir")
+    with transaction.atomic():
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        refusal = member_delete_refusal(
+            member=member, sync=directory_sync_status(organization=member.organization)
+        )
+        if refusal:
+            raise MemberError(refusal)
+        owned = Resource.objects.filter(owner=member).count()
+        if owned and heir is None:
+            raise MemberError(
+                ngettext(
+                    "%(name)s owns %(count)d resource: choose who receives it, or reassign it "
+                    "first.",
+                    "%(name)s owns %(count)d resources: choose who receives them, or reassign "
+                    "them first.",
+                    owned,
+                )
+                % {"name": member.full_name or str(member), "count": owned},
+                field="heir",
+            )
+        name = member.full_name or str(member)
+        moved = resources_move_from_deleted_owner(
+            owner=member, name=name, heir_id=heir.pk if heir is not None and owned else None
+        )
+        member_id = member.pk
+        member.delete()
+        detail = {"member_id": member_id, "member": name, "resources": moved}
+        if moved:
+            detail["to"] = heir.full_name or str(heir)
+            detail["to_id"] = heir.pk
+        audit_record(
+            organization=member.organization, action="member.deleted", actor=actor, detail=detail
+        )
+    return MemberDeletion(member_id, name, 0, moved)

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from ..models import Department, DepartmentMembership, Member, Organization
 from .audit import audit_record
@@ -123,3 +124,51 @@ def member_edit(
                 detail={"member_id": member.pk, "member": member.full_name, "fields": changed},
             )
     return member, changed
+
+
+def member_create_by_admin(
+    *,
+    organization: Organization,
+    actor=None,
+    identify_by: str | None = None,
+    default_country: str | None = None,
+    departments: Sequence[Department] = (),
+    manager: Member | None = None,
+    **fields,
+) -> Member:
+    """An administrator's new member, audited as ``member.created``.
+
+    ``identify_by`` (``"phone"`` or ``"email"``, from the organization's directory sync) is
+    the identifier the member must have so the sync can find them; without a sync either one
+    does. The member is Beem's (not directory-managed) until the sync links them.
+    """
+    if identify_by == "phone" and not (fields.get("phone") or "").strip():
+        raise MemberError(
+            _("Directory sync identifies members by mobile number: enter one."), field="phone"
+        )
+    if identify_by == "email" and not (fields.get("email") or "").strip():
+        raise MemberError(
+            _("Directory sync identifies members by email address: enter one."), field="email"
+        )
+    if not (fields.get("phone") or "").strip() and not (fields.get("email") or "").strip():
+        raise MemberError(_("A member needs a mobile number or an email address."), field="phone")
+    for department in departments:
+        if department.organization_id != organization.pk:
+            raise MemberError(
+                _("The department belongs to another organization."), field="departments"
+            )
+    if manager is not None and manager.organization_id != organization.pk:
+        raise MemberError(_("The manager belongs to another organization."), field="manager")
+    with transaction.atomic():
+        member = member_create(
+            organization=organization, default_country=default_country, manager=manager, **fields
+        )
+        if departments:
+            member_departments_set(member=member, departments=departments)
+        audit_record(
+            organization=organization,
+            action="member.created",
+            actor=actor,
+            detail={"member_id": member.pk, "member": member.full_name or str(member)},
+        )
+    return member

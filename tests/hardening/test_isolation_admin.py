@@ -21,6 +21,8 @@ SECRET = "zqxsecret"  # appears in every piece of organization A's data
 MODEL_OF_ROUTE = {
     "members:member_detail": Member,
     "members:member_edit": Member,
+    "members:member_delete": Member,
+    "members:department_edit": Department,
     "members:group_detail": Group,
     "members:resource_reassign": Resource,
     "directory_sync:run_detail": ProvisioningRun,
@@ -94,6 +96,7 @@ class OrganizationA:
     def object_id(self, model) -> list[int]:
         return {
             Member: [self.member.pk, self.other_member.pk],
+            Department: [self.department.pk],
             Group: [self.group.pk],
             Resource: [self.resource.pk],
             ProvisioningRun: [self.run.pk],
@@ -138,6 +141,9 @@ def form_data_aimed_at(a: OrganizationA, pk: int) -> dict:
     """A POST body that names A's objects in every field an admin form has."""
     data = {
         "owner": a.member.email,
+        "heir": a.member.email,
+        "name": "hijacked",
+        "parent": a.department.pk,
         "department": a.department.pk,
         "action": "merge",
         "confirm": "on",
@@ -188,7 +194,9 @@ def test_other_organizations_admin_sees_none_of_a_on_list_pages(route, org_a, b_
     assert page.status_code in (200, 405), page.status_code
     assert SECRET not in page.content.decode()
     assert posted.status_code in (200, 403, 404, 405), posted.status_code
-    assert SECRET not in posted.content.decode()
+    # A form with an error shows B's own input again as typed (A's email, which B knew): that
+    # is not a leak; anything else of A's is.
+    assert SECRET not in posted.content.decode().replace(org_a.member.email, "")
     assert org_a.snapshot() == before
 
 
@@ -281,3 +289,57 @@ def test_a_staff_user_without_an_organization_is_refused_everywhere(client, org_
         response = client.get(url)
         assert response.status_code in (403, 405), (url, response.status_code)
         assert SECRET not in response.content.decode()
+
+
+def test_b_cannot_create_a_member_managed_by_a_or_in_a_department_of_a(
+    org_a, b_client, other_organization
+):
+    b_client.post(
+        reverse("members:member_create"),
+        {
+            "display_name": "Bea New",
+            "phone": "+966502220009",
+            "manager": org_a.member.email,
+            "department": org_a.department.pk,
+        },
+    )
+    b_client.post(
+        reverse("members:member_create"),
+        {"display_name": "Bea Newer", "phone": "+966502220008", "manager": org_a.member.phone},
+    )
+
+    assert not Member.objects.filter(manager=org_a.member).exists()
+    assert not Member.objects.filter(organization=other_organization, manager__isnull=False)
+    assert not org_a.department.memberships.exclude(member__organization=org_a.organization)
+
+
+def test_b_cannot_put_a_department_under_one_of_a(org_a, b_client, other_organization):
+    before = org_a.snapshot()
+    b_client.post(
+        reverse("members:department_list"), {"name": "Ops", "parent": org_a.department.pk}
+    )
+
+    assert not Department.objects.filter(parent=org_a.department).exists()
+    assert org_a.snapshot() == before
+
+
+def test_b_cannot_give_a_deleted_members_resources_to_a_member_of_a(
+    org_a, b_client, other_organization
+):
+    member = Member.objects.get(organization=other_organization)
+    Resource.objects.filter(organization=other_organization).update(owner=member)
+
+    b_client.post(
+        reverse("members:member_delete", kwargs={"pk": member.pk}), {"heir": org_a.member.email}
+    )
+
+    assert Member.objects.filter(pk=member.pk).exists()
+    assert not Resource.objects.filter(owner=org_a.member).exists()
+
+
+def test_the_member_picker_finds_only_the_admins_own_members(org_a, b_client):
+    for q in ("Alice", "alice@", SECRET, "+9665011", ""):
+        response = b_client.get(reverse("members:member_search"), {"q": q})
+        assert response.status_code == 200
+        assert SECRET not in response.content.decode()
+        assert all(r["name"] != f"Alice {SECRET}" for r in response.json()["results"])

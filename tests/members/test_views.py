@@ -541,10 +541,11 @@ def test_reassign_to_an_unknown_member_changes_nothing(admin_client, acme):
 def test_reassign_goes_back_only_to_a_page_of_this_site(admin_client, acme):
     url = reverse("members:resource_reassign", args=[acme["orphan"].pk])
     review = reverse("directory_sync:review_list")
+    # On an error the page comes back with the owner as typed (issue 18), in its query string.
     response = admin_client.post(url, {"owner": "ghost@acme.test", "next": review})
-    assert response["Location"] == review
+    assert response["Location"].split("?")[0] == review
     response = admin_client.post(url, {"owner": "ghost@acme.test", "next": "https://evil.test/"})
-    assert response["Location"] == reverse("members:resource_unassigned_list")
+    assert response["Location"].split("?")[0] == reverse("members:resource_unassigned_list")
 
 
 def test_reassign_needs_a_post(admin_client, acme):
