@@ -6,7 +6,7 @@ is translated or refused with ``400 invalidFilter`` naming the problem; terms ar
 (design.md §5). Entra's lookups — ``userName``/``externalId``/``id``/``displayName eq``, the
 work email, ``manager eq``, ``members eq`` — use the indexed columns as before; any other
 attribute is read from the stored document (``document``), with PostgreSQL's jsonb operators or
-SQLite's JSON1 functions side by side in ``_Sql``. Absent attributes compare false, so
+SQLite's JSON1 functions side by side in ``store.filter_sql``. Absent attributes compare false, so
 ``not (title eq "x")`` matches users without a title.
 """
 
@@ -17,9 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connection
-from django.db.models import BooleanField, Exists, F, OrderBy, OuterRef, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, F, OrderBy, OuterRef, Q
 from django.db.models.functions import Lower
 from scim2_models import EnterpriseUser, Group, InvalidFilterException, ScimFilter, User
 from scim2_models.path import (
@@ -31,7 +29,8 @@ from scim2_models.path import (
     ValuePath,
 )
 
-from ..models import DirectoryMembership, DirectoryRecord
+from ..models import DirectoryMembership
+from ..store.filter_sql import FilterSql
 from ..text import unstorable_text
 from . import discovery, errors
 from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
@@ -44,7 +43,6 @@ _USER_RESOLVER = ScimFilter[User[EnterpriseUser]]("id pr")
 _GROUP_RESOLVER = ScimFilter[Group]("id pr")
 _SCHEMA_PREFIXES = (USER_SCHEMA + ":", GROUP_SCHEMA + ":")
 _DATETIME_LOOKUPS = {"eq": "exact", "gt": "gt", "ge": "gte", "lt": "lt", "le": "lte"}
-_ELEMENT = "scim_element"
 
 
 def _none_match() -> Q:
@@ -194,53 +192,7 @@ def _unsupported(attr_path: AttrPath, resource_type: str) -> errors.ScimError:
     )
 
 
-class _Sql:
-    """SQL on the stored document, for PostgreSQL (jsonb) and SQLite (JSON1) side by side."""
-
-    def __init__(self):
-        self.postgres = connection.vendor == "postgresql"
-        self.doc = (
-            f"{connection.ops.quote_name(DirectoryRecord._meta.db_table)}."
-            f"{connection.ops.quote_name('document')}"
-        )
-
-    def text(self, path: tuple, source: str | None = None) -> tuple[str, list]:
-        source = source or self.doc
-        if self.postgres:
-            return f"({source} #>> %s::text[])", [[str(key) for key in path]]
-        return f"json_extract({source}, %s)", [self._json_path(path)]
-
-    def elements(self, path: tuple[str, ...]) -> tuple[str, list]:
-        if self.postgres:
-            return (
-                f"jsonb_array_elements(CASE WHEN jsonb_typeof({self.doc} #> %s::text[]) = "
-                f"'array' THEN {self.doc} #> %s::text[] ELSE '[]'::jsonb END) AS {_ELEMENT}",
-                [list(path), list(path)],
-            )
-        return f"json_each({self.doc}, %s) AS {_ELEMENT}", [self._json_path(path)]
-
-    def element_text(self, sub: str | None) -> tuple[str, list]:
-        if sub is None:
-            if self.postgres:
-                return f"({_ELEMENT}.value #>> '{{}}')", []
-            return f"{_ELEMENT}.value", []
-        return self.text((sub,), f"{_ELEMENT}.value")
-
-    def boolean(self, value: bool):
-        return ("true" if value else "false") if self.postgres else int(value)
-
-    @staticmethod
-    def _json_path(path: tuple) -> str:
-        return "$" + "".join(
-            f"[{key}]" if isinstance(key, int) else '."' + key.replace('"', '""') + '"'
-            for key in path
-        )
-
-    def contains(self, a: str) -> str:
-        return f"strpos({a}, %s) > 0" if self.postgres else f"instr({a}, %s) > 0"
-
-
-def _compare_sql(sql: _Sql, expr: str, params: list, attribute: _Attribute, op, value):
+def _compare_sql(sql: FilterSql, expr: str, params: list, attribute: _Attribute, op, value):
     """``expr <op> value`` as SQL that is never NULL (an absent attribute compares false)."""
     if value is None:
         # `eq null` is "not present", `ne null` "present" (RFC 7644 §3.4.2.2).
@@ -248,16 +200,13 @@ def _compare_sql(sql: _Sql, expr: str, params: list, attribute: _Attribute, op, 
             raise errors.invalid_filter(
                 f"null can only be compared with eq or ne ({attribute.name})."
             )
-        present = f"({expr} IS NOT NULL)"
-        return (f"NOT {present}" if op.value == "eq" else present), params
+        return sql.null_compare(expr, params, absent=op.value == "eq")
     if attribute.kind == "boolean":
         if not isinstance(value, bool) or op.value not in ("eq", "ne"):
             raise errors.invalid_filter(
                 f"{attribute.name} is a boolean: compare it with eq or ne to true or false."
             )
-        condition = f"COALESCE({expr} = %s, FALSE)"
-        params = [*params, sql.boolean(value)]
-        return (f"NOT {condition}" if op.value == "ne" else condition), params
+        return sql.boolean_compare(expr, params, value, negate=op.value == "ne")
     if attribute.kind != "string":
         raise errors.invalid_filter(
             f"Filtering on {attribute.name!r} with {op.value} is not supported."
@@ -266,42 +215,20 @@ def _compare_sql(sql: _Sql, expr: str, params: list, attribute: _Attribute, op, 
         raise errors.invalid_filter(
             f"The value compared to {attribute.name!r} must be a double-quoted string."
         )
-    if not attribute.case_exact:
-        expr, value = f"lower({expr})", value.lower()
-    operator = op.value
-    if operator in ("eq", "ne"):
-        condition, extra = f"{expr} = %s", [value]
-    elif operator == "co":
-        condition, extra = sql.contains(expr), [value]
-    elif operator == "sw":
-        condition, extra = f"substr({expr}, 1, length(%s)) = %s", [value, value]
-    elif operator == "ew":
-        # ``expr`` twice: its parameters twice.
-        condition = f"substr({expr}, length({expr}) - length(%s) + 1) = %s"
-        params, extra = [*params, *params], [value, value]
-    else:
-        symbol = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[operator]
-        condition, extra = f"{expr} {symbol} %s", [value]
-    condition = f"COALESCE({condition}, FALSE)"
-    params = [*params, *extra]
-    return (f"NOT {condition}" if operator == "ne" else condition), params
+    return sql.string_compare(expr, params, op.value, value, case_exact=attribute.case_exact)
 
 
-def _present_sql(expr: str, params: list, attribute: _Attribute):
-    if attribute.kind == "string":
-        return f"COALESCE({expr} <> '', FALSE)", params
-    return f"({expr} IS NOT NULL)", params
+def _present_sql(sql: FilterSql, expr: str, params: list, attribute: _Attribute):
+    return sql.present(expr, params, string=attribute.kind == "string")
 
 
-def _element_sql(sql: _Sql, node, outer: AttrPath, resource_type: str):
+def _element_sql(sql: FilterSql, node, outer: AttrPath, resource_type: str):
     """SQL for a value filter's node on one element (alias ``_ELEMENT``) of ``outer``."""
     if isinstance(node, LogicalExpr):
         parts = [_element_sql(sql, term, outer, resource_type) for term in node.terms]
-        joiner = f" {node.op.value.upper()} "
-        return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+        return sql.combine(node.op.value, parts)
     if isinstance(node, Not):
-        inner, params = _element_sql(sql, node.expr, outer, resource_type)
-        return f"NOT {inner}", params
+        return sql.negate(_element_sql(sql, node.expr, outer, resource_type))
     if isinstance(node, Comparison | Present):
         if node.attr_path.sub_attr or node.attr_path.uri:
             raise errors.invalid_filter(
@@ -314,24 +241,9 @@ def _element_sql(sql: _Sql, node, outer: AttrPath, resource_type: str):
         )
         expr, params = sql.element_text(attribute.sub or node.attr_path.attr)
         if isinstance(node, Present):
-            return _present_sql(expr, params, attribute)
+            return _present_sql(sql, expr, params, attribute)
         return _compare_sql(sql, expr, params, attribute, node.op, node.value)
     raise errors.invalid_filter(f"Value filters cannot be nested ({outer.attr}).")
-
-
-def _exists_q(sql: _Sql, attribute: _Attribute, condition: str, params: list) -> Q:
-    source, source_params = sql.elements(attribute.path)
-    return Q(
-        RawSQL(
-            f"EXISTS (SELECT 1 FROM {source} WHERE {condition})",
-            [*source_params, *params],
-            output_field=BooleanField(),
-        )
-    )
-
-
-def _raw_q(condition: str, params: list) -> Q:
-    return Q(RawSQL(condition, params, output_field=BooleanField()))
 
 
 def _canonical(attr_path: AttrPath) -> str:
@@ -387,7 +299,7 @@ def _work_email(node: ValuePath) -> str | None:
     return None
 
 
-def _translate(sql: _Sql, node, resource_type: str) -> Q:
+def _translate(sql: FilterSql, node, resource_type: str) -> Q:
     if isinstance(node, LogicalExpr):
         parts = [_translate(sql, term, resource_type) for term in node.terms]
         query = parts[0]
@@ -418,7 +330,7 @@ def _translate(sql: _Sql, node, resource_type: str) -> Q:
                 f"{node.attr_path} holds one value."
             )
         condition, params = _element_sql(sql, node.val_filter, node.attr_path, resource_type)
-        return _exists_q(sql, attribute, condition, params)
+        return sql.exists_q(attribute.path, condition, params)
     name = _canonical(node.attr_path)
     eq_lookups = _USER_EQ if resource_type == "User" else _GROUP_EQ
     if isinstance(node, Comparison) and node.op.value == "eq" and isinstance(node.value, str):
@@ -443,10 +355,7 @@ def _translate(sql: _Sql, node, resource_type: str) -> Q:
         return Q(active=node.value) if node.op.value == "eq" else ~Q(active=node.value)
     attribute = _resolve(node.attr_path, resource_type, for_comparison=isinstance(node, Comparison))
     if name in _COLUMNS:
-        expr = (
-            f"{connection.ops.quote_name(DirectoryRecord._meta.db_table)}."
-            f"{connection.ops.quote_name(_COLUMNS[name])}"
-        )
+        expr = sql.column(_COLUMNS[name])
         params: list = []
         if name == "username" and isinstance(node, Comparison) and isinstance(node.value, str):
             # user_name_key is the case-folded userName.
@@ -454,22 +363,22 @@ def _translate(sql: _Sql, node, resource_type: str) -> Q:
     elif attribute.multivalued:
         expr, params = sql.element_text(attribute.sub)
         if isinstance(node, Present):
-            condition, params = _present_sql(expr, params, attribute)
+            condition, params = _present_sql(sql, expr, params, attribute)
         else:
             condition, params = _compare_sql(sql, expr, params, attribute, node.op, node.value)
-        return _exists_q(sql, attribute, condition, params)
+        return sql.exists_q(attribute.path, condition, params)
     else:
         if attribute.kind == "complex":
             if isinstance(node, Present):
                 expr, params = sql.text(attribute.path)
-                return _raw_q(f"({expr} IS NOT NULL)", params)
+                return sql.condition_q(*sql.null_compare(expr, params, absent=False))
             raise errors.invalid_filter(
                 f"{node.attr_path} is a complex attribute: compare one of its sub-attributes."
             )
         expr, params = sql.text(attribute.path)
     if isinstance(node, Present):
-        return _raw_q(*_present_sql(expr, params, attribute))
-    return _raw_q(*_compare_sql(sql, expr, params, attribute, node.op, node.value))
+        return sql.condition_q(*_present_sql(sql, expr, params, attribute))
+    return sql.condition_q(*_compare_sql(sql, expr, params, attribute, node.op, node.value))
 
 
 def _datetime_q(node, name: str) -> Q:
@@ -496,7 +405,7 @@ def _datetime_q(node, name: str) -> Q:
 
 def filter_q(text: str, *, resource_type: str) -> Q:
     """The Q object for ``text`` on records of ``resource_type`` ("User" or "Group")."""
-    return _translate(_Sql(), parse(text), resource_type)
+    return _translate(FilterSql(), parse(text), resource_type)
 
 
 # Sorting on the indexed columns where there is one; userName sorts by its case-folded key.
@@ -540,10 +449,9 @@ def ordering(sort_by: str, sort_order: str | None, *, resource_type: str) -> lis
         if attribute.multivalued:
             # RFC 7644 §3.4.2.3 sorts by the primary value; Entra keeps the primary first.
             path = (*path, 0, attribute.sub or "value")
-        text, params = _Sql().text(path)
-        if not attribute.case_exact and attribute.kind == "string":
-            text = f"lower({text})"
-        expression = RawSQL(text, params)
+        expression = FilterSql().sort_key(
+            path, fold=not attribute.case_exact and attribute.kind == "string"
+        )
     descending = order == "descending"
     return [
         expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
