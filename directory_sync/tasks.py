@@ -6,14 +6,17 @@ Task names are explicit; ``CELERY_BEAT_SCHEDULE`` in settings refers to them.
 import logging
 
 from celery import Task, shared_task
-from django.db import IntegrityError, InterfaceError, OperationalError
+
+from .engine import TRANSIENT_ERRORS, events_drain, record_events_fail
+from .health import worker_heartbeat_record
+from .outbox import organization_wake
+from .redispatch import change_events_redispatch
+from .retention import logs_purge
+from .runs import runs_close_idle
+from .store.counts import counts_compact_all
 
 logger = logging.getLogger(__name__)
 
-# Worth another try: deadlocks, lock and statement timeouts, serialization failures and lost
-# connections (OperationalError, InterfaceError), and unique races between two jobs creating
-# the same row (IntegrityError; the retry sees the winner's row and converges).
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 MAX_RETRIES = 8
 
 
@@ -34,8 +37,6 @@ class ApplyChangeEventsTask(Task):
     """When a drain gives up on a record, that record's pending events fail with the reason."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from .engine import record_events_fail
-
         record_id = getattr(exc, "beem_record_id", None)
         if record_id is None:
             # Not tied to one record (the database itself is gone): the sweep wakes it again.
@@ -48,8 +49,6 @@ class ApplyChangeEventsTask(Task):
             logger.exception("could not record the failure of directory record %s", record_id)
             return
         # The organization's other pending events still need a drain.
-        from .outbox import organization_wake
-
         organization_id = kwargs.get("organization_id", args[0] if args else None)
         if organization_id is not None:
             organization_wake(organization_id=organization_id, force=True)
@@ -66,41 +65,29 @@ def apply_change_events(organization_id: int) -> int:
     Killed mid-batch, the job runs again (late ack) and converges: a batch commits per chunk
     of records, and what did not commit is still pending.
     """
-    from .engine import events_drain
-
     return events_drain(organization_id=organization_id)
 
 
 @shared_task(name="directory_sync.redispatch_pending_events")
 def redispatch_pending_events() -> int:
-    from .redispatch import change_events_redispatch
-
     return change_events_redispatch().dispatched
 
 
 @shared_task(name="directory_sync.close_idle_runs")
 def close_idle_runs() -> int:
-    from .runs import runs_close_idle
-
     return runs_close_idle()
 
 
 @shared_task(name="directory_sync.purge_old_logs")
 def purge_old_logs() -> None:
-    from .retention import logs_purge
-
     logs_purge()
 
 
 @shared_task(name="directory_sync.fold_record_counts")
 def fold_record_counts() -> int:
-    from .store.counts import counts_compact_all
-
     return counts_compact_all()
 
 
 @shared_task(bind=True, name="directory_sync.worker_heartbeat")
 def worker_heartbeat(self) -> None:
-    from .health import worker_heartbeat_record
-
     worker_heartbeat_record(hostname=self.request.hostname)

@@ -1,4 +1,4 @@
-"""The sync engine: make Beem's members and groups match the directory records (issue 4).
+"""The sync engine: make Beem's members and groups match the directory records.
 
 Jobs converge, they don't replay (design.md §3). A job locks the directory record, reads its
 *current* document and makes the linked member (or group) match it, then finishes every pending
@@ -35,14 +35,9 @@ Modules: ``fields`` (reading a user document), ``results`` (what an apply produc
 """
 
 from .compare import record_member_differences
-from .drain import (
-    DRAIN_BATCH,
-    TRANSIENT_ERRORS,
-    events_drain,
-    record_apply,
-)
+from .drain import DRAIN_BATCH, events_drain, record_apply
 from .events import record_events_fail
-from .results import PERMANENT_ERRORS, ApplyError, ApplyResult
+from .results import PERMANENT_ERRORS, TRANSIENT_ERRORS, ApplyError, ApplyResult
 
 __all__ = [
     "DRAIN_BATCH",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -15,7 +15,7 @@ from ..store import db
 from .events import events_finish_many, record_events_fail, superseded_reason
 from .groups import group_converge
 from .records import record_lock, record_set, sync_settings_read, transaction_tune
-from .results import PERMANENT_ERRORS, ApplyResult, Status
+from .results import PERMANENT_ERRORS, TRANSIENT_ERRORS, ApplyResult, Status
 from .users import users_apply, users_batch_apply
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ DRAIN_BATCH = 500
 DRAIN_CHUNK = 100
 # pg_try_advisory_lock(class, organization id): one drain per organization at a time.
 _DRAIN_LOCK_CLASS = 0x6265
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 
 
 def _drain_unlock(organization_id: int) -> None:

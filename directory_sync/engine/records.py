@@ -21,9 +21,9 @@ def transaction_tune() -> None:
 
     A job must not wait forever behind a stuck lock: past ``LOCK_TIMEOUT`` it fails with
     OperationalError and Celery retries it later with backoff. No WAL flush wait at commit
-    either (an fsync per apply): an apply lost to a PostgreSQL crash is lost
-    whole, member and event status together, so the event is still pending and the sweep
-    wakes the job again; jobs converge, nothing the directory sent is lost.
+    either (an fsync per apply): an apply lost to a PostgreSQL crash is lost whole, member and
+    event status together, so the event is still pending and the sweep wakes the job again;
+    jobs converge, nothing the directory sent is lost.
     """
     db.apply_transaction_tune(lock_timeout=LOCK_TIMEOUT)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import DataError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 
 from members import services as member_services
 
@@ -20,6 +20,12 @@ class ApplyError(Exception):
 
 # Errors that retrying cannot fix; anything else transient is retried by the task.
 PERMANENT_ERRORS = (ApplyError, member_services.MemberError, DataError)
+
+# Worth another try (the task retries them with backoff): deadlocks, lock and statement
+# timeouts, serialization failures and lost connections (OperationalError, InterfaceError), and
+# unique races between two jobs creating the same row (IntegrityError; the retry sees the
+# winner's row and converges).
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 
 
 @dataclass
