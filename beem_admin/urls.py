@@ -31,4 +31,7 @@ urlpatterns = [
 if settings.BEEM_BENCH_ENDPOINT:
     from bench.views import ping
 
-    urlpatterns.append(path("bench/ping", ping, name="bench_ping"))
+    urlpatterns += [
+        path("scim/bench/ping", ping, name="bench_ping"),
+        path("bench/ping", ping, name="bench_ping_ui"),
+    ]

@@ -68,7 +68,8 @@ def test_harness_runs_every_phase_and_prints_the_table(bench_run):
     table = (out / f"table-{USERS}.md").read_text()
     assert table in done.stdout
     for label in (
-        "bare Django JSON (ceiling)",
+        "minimal Django, no middleware (ceiling)",
+        "bare endpoint, full stack, /scim/ (ceiling)",
         "probe userName eq <random GUID>",
         "userName eq (existing)",
         "externalId eq (existing)",
@@ -80,6 +81,7 @@ def test_harness_runs_every_phase_and_prints_the_table(bench_run):
         "initial sync POSTs (fresh org)",
     ):
         assert f"| {label} |" in table
+    assert "| vs minimal | vs bare |" in table
     assert "peak RSS: web" in table
     assert "stopped sync:" in table and "revoked token:" in table
     assert "tokens issued/s" in table
