@@ -1,12 +1,16 @@
 """Project-wide middleware."""
 
 from collections.abc import Callable
-from importlib import import_module
 
+from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.exception import convert_exception_to_response
 from django.core.signals import request_finished
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
+from django.utils.module_loading import import_string
 
 from .logging import NO_REQUEST_ID, request_id_clean, request_id_new, request_id_var
 
@@ -43,64 +47,70 @@ def _request_id_clear(**kwargs) -> None:
     request_id_var.set(NO_REQUEST_ID)
 
 
-# --- middleware the SCIM API does without --------------------------------------------------
-
-SCIM_PREFIX = "/scim/"  # beem_admin/urls.py mounts the SCIM endpoint here
+# --- a middleware chain per path prefix ----------------------------------------------------
 
 
-def skipped_for_scim(middleware_class: type) -> type:
-    """``middleware_class``, except that requests under ``/scim/`` pass straight through it.
+class MiddlewareChain(BaseHandler):
+    """Django's request handling (URL resolving, view and exception middleware, the view) behind
+    a middleware list of its own, built like ``BaseHandler.load_middleware`` builds
+    ``MIDDLEWARE`` (synchronous only: the project is served over WSGI)."""
 
-    The SCIM endpoint is a Bearer-token API: no cookies, sessions, logged-in user, flash
-    messages or locale (its answers are English RFC 7644 error
-    bodies). Running those for each of Entra's calls cost about as much as the SCIM work
-    itself (bench profile). Requests elsewhere (admin UI, /o/token/, /metrics) are unchanged.
-    """
-
-    class SkippedForScim(middleware_class):
-        def __call__(self, request: HttpRequest) -> HttpResponse:
-            if request.path_info.startswith(SCIM_PREFIX):
-                return self.get_response(request)
-            return super().__call__(request)
-
-        if hasattr(middleware_class, "process_view"):
-
-            def process_view(self, request, *args, **kwargs):
-                if request.path_info.startswith(SCIM_PREFIX):
-                    return None
-                return super().process_view(request, *args, **kwargs)
-
-        if hasattr(middleware_class, "process_exception"):
-
-            def process_exception(self, request, exception):
-                if request.path_info.startswith(SCIM_PREFIX):
-                    return None
-                return super().process_exception(request, exception)
-
-    SkippedForScim.__name__ = SkippedForScim.__qualname__ = middleware_class.__name__
-    SkippedForScim.__module__ = __name__
-    return SkippedForScim
-
-
-def _skipped(dotted: str) -> type:
-    module, _, name = dotted.rpartition(".")
-    return skipped_for_scim(getattr(import_module(module), name))
-
-
-SessionMiddleware = _skipped("django.contrib.sessions.middleware.SessionMiddleware")
-_LocaleMiddleware = _skipped("django.middleware.locale.LocaleMiddleware")
-
-
-class LocaleMiddleware(_LocaleMiddleware):
-    """Under /scim/ the default language, as LocaleMiddleware gave Entra (it sends no
-    Accept-Language), without its work. Not left to chance: an admin page in Arabic served
-    by the same process leaves Arabic active in the thread."""
+    def __init__(self, middleware: list[str]):
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(middleware):
+            try:
+                instance = import_string(path)(handler)
+            except MiddlewareNotUsed:
+                continue
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, instance.process_view)
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(instance.process_template_response)
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(instance.process_exception)
+            handler = convert_exception_to_response(instance)
+        self._middleware_chain = handler
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info.startswith(SCIM_PREFIX):
-            translation.deactivate()
-        return super().__call__(request)
+        return self._middleware_chain(request)
 
 
-AuthenticationMiddleware = _skipped("django.contrib.auth.middleware.AuthenticationMiddleware")
-MessageMiddleware = _skipped("django.contrib.messages.middleware.MessageMiddleware")
+class PathRouterMiddleware:
+    """Requests under a prefix of ``settings.MIDDLEWARE_BY_PATH`` leave ``MIDDLEWARE`` here and
+    go through that prefix's chain instead (first matching prefix wins).
+
+    ``MIDDLEWARE`` is the admin UI's (sessions, locale, CSRF, login, messages, axes). The SCIM
+    API and the token endpoint are called by Entra ID with a Bearer token or client
+    credentials: no cookie, session, logged-in user, flash message or language choice, so they
+    do not pay for them.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        self.routes = tuple(
+            (prefix, MiddlewareChain(middleware))
+            for prefix, middleware in settings.MIDDLEWARE_BY_PATH.items()
+        )
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        for prefix, chain in self.routes:
+            if path.startswith(prefix):
+                return chain(request)
+        return self.get_response(request)
+
+
+class DefaultLanguageMiddleware:
+    """The default language for APIs that have no language choice (their answers are English
+    protocol texts): not left to chance, as an admin page in Arabic served by the same process
+    leaves Arabic active in the thread."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        translation.deactivate()
+        return self.get_response(request)

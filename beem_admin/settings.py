@@ -98,28 +98,48 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every later log line of the request carries its id (README "Operations").
     "beem_admin.middleware.RequestIdMiddleware",
+    # Requests under a prefix of MIDDLEWARE_BY_PATH (the SCIM API, the token endpoint) leave
+    # this list here for their own chain; everything below is the admin UI's.
+    "beem_admin.middleware.PathRouterMiddleware",
     # Before host checks and the HTTPS redirect, which would hide the state from a load balancer.
     "directory_sync.health.HealthzMiddleware",
-    "directory_sync.metrics.MetricsMiddleware",
-    # Under /scim/: every error answer is a SCIM error body (an unknown path's 404, a 500 from
-    # any later middleware, DEBUG pages), and statements run under the SCIM timeouts below.
-    "directory_sync.scim.middleware.ScimErrorMiddleware",
-    "directory_sync.scim.middleware.ScimDatabaseBoundsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Oversized bodies get 413 before sessions, auth or SCIM parsing do any work.
+    # Oversized bodies get 413 before sessions, auth or form parsing do any work.
     "directory_sync.scim.limits.RequestBodyLimitMiddleware",
-    # beem_admin.middleware.X is Django's (or axes') X, except that /scim/ requests (a Bearer
-    # token API) pass straight through it (beem_admin.middleware.skipped_for_scim). Axes costs
-    # nothing there (it only reads an attribute after the response).
-    "beem_admin.middleware.SessionMiddleware",
-    "beem_admin.middleware.LocaleMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",  # check --deploy wants it by this name
-    "beem_admin.middleware.AuthenticationMiddleware",
-    "beem_admin.middleware.MessageMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
+# The Bearer-token SCIM API and the OAuth token endpoint (client credentials): no cookies,
+# sessions, logged-in user, messages, CSRF or language choice, so none of that middleware.
+MIDDLEWARE_BY_PATH = {
+    "/scim/": [
+        # First: its time covers the whole chain.
+        "directory_sync.metrics.MetricsMiddleware",
+        # Every error answer is a SCIM error body (an unknown path's 404, a 500 from any later
+        # middleware, DEBUG pages), and statements run under the SCIM timeouts below.
+        "directory_sync.scim.middleware.ScimErrorMiddleware",
+        "directory_sync.scim.middleware.ScimDatabaseBoundsMiddleware",
+        "beem_admin.middleware.DefaultLanguageMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "directory_sync.scim.limits.RequestBodyLimitMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
+    "/o/": [
+        "directory_sync.metrics.MetricsMiddleware",
+        "beem_admin.middleware.DefaultLanguageMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "directory_sync.scim.limits.RequestBodyLimitMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
+}
 
 ROOT_URLCONF = "beem_admin.urls"
 WSGI_APPLICATION = "beem_admin.wsgi.application"

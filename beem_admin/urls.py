@@ -10,6 +10,9 @@ from directory_sync.scim.auth import SyncRevokeTokenView, SyncTokenView
 from members.forms import LoginForm
 
 urlpatterns = [
+    # SCIM 2.0 for Entra ID; the Tenant URL is /scim/v2/<organization id>. First: Django tries
+    # the patterns in order, and nearly every request the service gets is Entra's.
+    path("scim/v2/<int:organization_id>/", include("directory_sync.scim.urls")),
     path("", RedirectView.as_view(pattern_name="members:member_list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -21,8 +24,6 @@ urlpatterns = [
     # django-oauth-toolkit's application management pages.
     path("o/token/", SyncTokenView.as_view(), name="oauth2_token"),
     path("o/revoke_token/", SyncRevokeTokenView.as_view(), name="oauth2_revoke_token"),
-    # SCIM 2.0 for Entra ID; the Tenant URL is /scim/v2/<organization id>.
-    path("scim/v2/<int:organization_id>/", include("directory_sync.scim.urls")),
     # Operations (README "Operations"); HealthzMiddleware answers /healthz first.
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
@@ -31,7 +32,8 @@ urlpatterns = [
 if settings.BEEM_BENCH_ENDPOINT:
     from bench.views import ping
 
-    urlpatterns += [
+    # Second, after the SCIM routes, like a SCIM request's view.
+    urlpatterns[1:1] = [
         path("scim/bench/ping", ping, name="bench_ping"),
         path("bench/ping", ping, name="bench_ping_ui"),
     ]

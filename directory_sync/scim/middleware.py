@@ -16,6 +16,9 @@ every transaction of a SCIM request (BEEM_SCIM_STATEMENT_TIMEOUT_MS, BEEM_SCIM_L
 another connection's lock or in a runaway statement is answered 503 with ``Retry-After`` (nothing
 was changed: a write's transaction rolls back) well before the web server kills the worker and
 the client gets a bare 500.
+
+Both are in the ``/scim/`` chain of ``settings.MIDDLEWARE_BY_PATH`` only, so they do not check
+the path themselves.
 """
 
 import json
@@ -39,7 +42,6 @@ from ..store import db
 from . import errors, request_log
 from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
 
-SCIM_PREFIX = "/scim/"  # beem_admin/urls.py mounts the SCIM endpoint here
 # What a 503 asks the client to wait before sending the request again.
 RETRY_AFTER_SECONDS = 5
 
@@ -57,10 +59,6 @@ _RETRYABLE_SQLSTATES = {
 _UNAVAILABLE = "The database is unavailable. " + _CHANGED_NOTHING
 # admin_shutdown, crash_shutdown, cannot_connect_now: a restart or failover in progress.
 _SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
-
-
-def _is_scim_path(request: HttpRequest) -> bool:
-    return request.path_info.startswith(SCIM_PREFIX)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -145,16 +143,14 @@ def _error_detail(request: HttpRequest, response: HttpResponse) -> str:
 class ScimErrorMiddleware:
     """Under ``/scim/``: every error answer is a SCIM error body (see the module docstring).
 
-    Listed right after the request id and metrics middleware, so that the errors of every
-    middleware after it are covered too.
+    Listed right after the metrics middleware in the ``/scim/`` chain, so that the errors of
+    every middleware after it are covered too.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not _is_scim_path(request):
-            return self.get_response(request)
         request.scim_started = time.perf_counter()
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
@@ -178,8 +174,6 @@ class ScimErrorMiddleware:
             response["Content-Length"] = str(len(response.content))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not _is_scim_path(request):
-            return None
         response = failure_response(request, exception)
         organization = getattr(request, "scim_organization", None)
         if organization is not None:
@@ -217,7 +211,7 @@ class ScimDatabaseBoundsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         bounds = _bounds_wanted()
-        if bounds is None or not db.is_postgres() or not _is_scim_path(request):
+        if bounds is None or not db.is_postgres():
             return self.get_response(request)
         with db.transaction_timeouts(*bounds):
             return self.get_response(request)

@@ -278,19 +278,21 @@ def test_the_timeouts_bound_every_transaction_of_a_scim_request_and_end_with_it(
 
 
 @pytest.mark.postgres
-def test_the_timeouts_apply_to_scim_requests_only(tenant_factory, bounded, rf):
+def test_the_timeouts_apply_to_scim_requests_only(tenant_factory, bounded, client, monkeypatch):
     tenant = tenant_factory(slug="acme-scope", name="Acme")
     server_defaults = _bounds_now()
-    seen = []
+    bounded_paths = []
+    real = middleware.db.transaction_timeouts
 
-    def view(request):
-        seen.append(_bounds_now())
-        return HttpResponse()
+    def spy(*bounds):
+        bounded_paths.append(bounds)
+        return real(*bounds)
 
-    middleware.ScimDatabaseBoundsMiddleware(view)(rf.get("/login/"))
+    monkeypatch.setattr(middleware.db, "transaction_timeouts", spy)
+    assert client.get("/login/").status_code == 200
     assert tenant.request("GET", "/Users").status_code == 200
 
-    assert seen == [server_defaults]
+    assert bounded_paths == [(5_000, 300)]
     assert _bounds_now() == server_defaults
 
 
