@@ -319,8 +319,13 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
 
     # The audit log has the admin's decisions.
     page.click("nav.tabs >> text=Audit log")
-    expect(page.locator("#audit-table")).to_contain_text("review.department_chosen")
-    expect(page.locator("#audit-table")).to_contain_text("sync.activated")
+    # Sentences, not raw action keys (issue 18).
+    expect(page.locator("#audit-table")).to_contain_text(
+        "admin@demo.beem placed members with department “Sales” in Riyadh"
+    )
+    expect(page.locator("#audit-table")).to_contain_text(
+        "admin@demo.beem activated sync with Entra ID"
+    )
     screenshot("audit-log")
 
 
