@@ -14,7 +14,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from members.models import AuditEntry, DeletionRule
+from members.models import AuditEntry, DeletionRule, Department
+from members.selectors import department_path
 
 from .forms import phone_country_choices
 from .models import ChangeEvent, SyncSettings
@@ -86,6 +87,9 @@ def event_sentence(event: ChangeEvent) -> SafeString:
 
 
 # --- the audit log -------------------------------------------------------------------------
+
+# How a department's path reads in a sentence (as in Review: "Head Office › Engineering").
+DEPARTMENT_SEPARATOR = " › "
 
 
 def actor_name(entry: AuditEntry) -> str:
@@ -254,12 +258,50 @@ def _duplicate_resolved(actor: str, detail: dict) -> SafeString:
 
 
 def _department_chosen(actor: str, detail: dict) -> SafeString:
+    department = Department.objects.filter(pk=detail.get("department")).first()
+    path = (
+        DEPARTMENT_SEPARATOR.join(d.name for d in department_path(department))
+        if department is not None
+        else detail.get("department_name") or ""
+    )
     return _html(
         _("%(actor)s placed members with department “%(value)s” in %(department)s"),
         actor=actor,
         value=detail.get("directory_value") or "",
-        department=detail.get("department_name") or "",
+        department=path,
     )
+
+
+def _member_deleted(actor: str, detail: dict) -> SafeString:
+    n = detail.get("resources") or 0
+    if n and detail.get("to"):
+        return _html(
+            ngettext(
+                "%(actor)s deleted member %(member)s and gave %(count)s resource to %(to)s",
+                "%(actor)s deleted member %(member)s and gave %(count)s resources to %(to)s",
+                n,
+            ),
+            actor=actor,
+            member=detail.get("member") or "",
+            count=n,
+            to=detail["to"],
+        )
+    return _html(
+        _("%(actor)s deleted member %(member)s"), actor=actor, member=detail.get("member") or ""
+    )
+
+
+def _department_changed(text) -> Callable[[str, dict], SafeString]:
+    def render(actor: str, detail: dict) -> SafeString:
+        return _html(
+            str(text),
+            actor=actor,
+            old=detail.get("from") or "",
+            new=detail.get("to") or "",
+            department=detail.get("department") or "",
+        )
+
+    return render
 
 
 def _reconcile(actor: str, detail: dict) -> SafeString:
@@ -307,6 +349,19 @@ AUDIT_SENTENCES: dict[str, Callable[[str, dict], SafeString | list[SafeString]]]
     "member.resources_moved": _resources_moved,
     "member.merged": _merged,
     "resource.reassigned": _reassigned,
+    "member.created": lambda actor, detail: _html(
+        _("%(actor)s created member %(member)s"), actor=actor, member=detail.get("member") or ""
+    ),
+    "member.deleted": _member_deleted,
+    "department.created": _department_changed(
+        gettext_lazy("%(actor)s created department %(department)s")
+    ),
+    "department.renamed": _department_changed(
+        gettext_lazy("%(actor)s renamed department %(old)s to %(new)s")
+    ),
+    "department.moved": _department_changed(
+        gettext_lazy("%(actor)s moved department %(old)s to %(new)s")
+    ),
 }
 
 

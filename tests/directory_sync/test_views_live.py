@@ -9,8 +9,8 @@ from django.utils import timezone, translation
 
 from beem_admin.template_filters import when_text
 from directory_sync import services as sync_services
-from directory_sync.engine import change_event_apply
-from directory_sync.models import ChangeEvent, ProvisioningRun, RequestLog, SyncSettings
+from directory_sync.engine import events_drain
+from directory_sync.models import ProvisioningRun, RequestLog, SyncSettings
 from members import services as member_services
 from members.models import Member, Resource
 from tests.directory_sync.engine_factories import (
@@ -29,10 +29,7 @@ HINT = "click Test Connection"
 
 
 def _apply_all(organization) -> None:
-    for event_id in ChangeEvent.objects.filter(
-        organization=organization, status=ChangeEvent.Status.PENDING
-    ).values_list("id", flat=True):
-        change_event_apply(event_id=event_id)
+    events_drain(organization_id=organization.pk)
 
 
 def _test_connection(organization) -> None:
