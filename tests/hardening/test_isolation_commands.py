@@ -39,7 +39,10 @@ def two_orgs(db, client):
 
 def state_of(organization) -> str:
     settings = SyncSettings.objects.filter(organization=organization).values(
-        "status", "oauth_application__client_id", "oauth_application__client_secret"
+        "status",
+        "oauth_application__client_id",
+        "oauth_application__client_secret",
+        *sync_services.EDITABLE_FIELDS,
     )
     events = ChangeEvent.objects.filter(organization=organization).values(
         "id", "status", "dispatched_at", "attempts"
@@ -66,6 +69,8 @@ COMMANDS = [
     ["status"],
     ["credentials", "--yes"],
     ["activate"],
+    ["activate", "--deletion-rule", "delete_transfer_to_manager", "--default-phone-country", "SA"],
+    ["configure", "--identify-by", "email", "--department-format", "structure_string", "--yes"],
     ["stop", "--yes"],
     ["redispatch", "--yes"],
     ["redispatch", "--include-failed", "--yes"],
