@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from members import services as member_services
 from members.models import Group
@@ -42,7 +42,12 @@ def group_converge(record: DirectoryRecord) -> tuple[str, Notes]:
     ).values_list("member_id", flat=True)
     added, removed = member_services.group_members_set(group=group, member_ids=member_ids)
     notes.add(
-        _("%(added)s members added, %(removed)s removed.") % {"added": added, "removed": removed}
+        ngettext(
+            "%(count)s member added, %(removed)s removed.",
+            "%(count)s members added, %(removed)s removed.",
+            added,
+        )
+        % {"count": added, "removed": removed}
     )
     return Outcome.GROUP_SYNCED, notes
 

@@ -75,7 +75,7 @@ def test_membership_changes_apply_as_set_differences(organization):
     assert group_member_ids(group) == linked_member_ids([a, c])
     # a's membership row was left alone, not deleted and re-created.
     assert GroupMembership.objects.filter(pk=kept.pk).exists()
-    assert last_event(group).reason == "1 members added, 1 removed."
+    assert last_event(group).reason == "1 member added, 1 removed."
 
 
 def test_rename_follows_the_directory(organization):
