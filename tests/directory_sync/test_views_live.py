@@ -50,7 +50,7 @@ def test_the_poll_renders_badge_hint_and_counters_with_the_first_render_template
     assert HINT in waiting["overview"]
     assert WAITING in waiting["overview"]
     # One source of truth: the first render shows exactly what the poll renders.
-    assert f'data-live-html="badge" data-state-badge>{waiting["badge"]}</span>' in page
+    assert f'data-state-badge aria-live="polite">{waiting["badge"]}</span>' in page
     assert f'id="status-overview">{waiting["overview"]}</div>' in page
 
     _test_connection(organization)
