@@ -185,10 +185,15 @@ def _resolve(attr_path: AttrPath, resource_type: str, *, for_comparison: bool) -
     return _Attribute(name, path, None, kind, case_exact, False)
 
 
+class _NotAnAttribute(errors.ScimError):
+    """The filter names an attribute the resource type does not have (``invalidFilter``)."""
+
+
 def _unsupported(attr_path: AttrPath, resource_type: str) -> errors.ScimError:
-    return errors.invalid_filter(
+    return _NotAnAttribute(
         f"Filtering {resource_type}s on {str(attr_path)!r} is not supported: it is not an "
-        "attribute of the advertised schemas (see /Schemas)."
+        "attribute of the advertised schemas (see /Schemas).",
+        scim_type="invalidFilter",
     )
 
 
@@ -299,15 +304,38 @@ def _work_email(node: ValuePath) -> str | None:
     return None
 
 
-def _translate(sql: FilterSql, node, resource_type: str) -> Q:
+def _translate(sql: FilterSql, node, resource_type: str, foreign: dict | None = None) -> Q:
+    """``foreign`` None: a term on an attribute ``resource_type`` does not have is refused;
+    else (a search across resource types) it is an attribute without a value there and the
+    refusal is kept in ``foreign`` under the term's id."""
     if isinstance(node, LogicalExpr):
-        parts = [_translate(sql, term, resource_type) for term in node.terms]
+        parts = [_translate(sql, term, resource_type, foreign) for term in node.terms]
         query = parts[0]
         for part in parts[1:]:
             query = query & part if node.op.value == "and" else query | part
         return query
     if isinstance(node, Not):
-        return ~_translate(sql, node.expr, resource_type)
+        return ~_translate(sql, node.expr, resource_type, foreign)
+    try:
+        return _term(sql, node, resource_type)
+    except _NotAnAttribute as refusal:
+        if foreign is None:
+            raise
+        foreign[id(node)] = refusal
+        return _absent(node)
+
+
+def _absent(node) -> Q:
+    """A term on an attribute without a value, as ``_compare_sql`` and ``_present_sql`` judge
+    it: only ``ne <value>`` and ``eq null`` hold (RFC 7644 §3.4.3: "as if there is no
+    attribute value")."""
+    if isinstance(node, Comparison) and (node.op.value == "ne") != (node.value is None):
+        return Q(pk__isnull=False)
+    return _none_match()
+
+
+def _term(sql: FilterSql, node, resource_type: str) -> Q:
+    """One comparison, presence test or value filter."""
     if isinstance(node, ValuePath):
         if resource_type == "User" and (address := _work_email(node)) is not None:
             return Q(work_email=address.lower())
@@ -337,6 +365,8 @@ def _translate(sql: FilterSql, node, resource_type: str) -> Q:
         if (build := eq_lookups.get(name)) is not None:
             return build(node.value)
     if name in _REFERENCES:
+        if name != "id" and name not in eq_lookups:
+            raise _unsupported(node.attr_path, resource_type)
         if isinstance(node, Present) and name == "id":
             return Q(pk__isnull=False)
         if isinstance(node, Comparison) and node.op.value == "ne" and isinstance(node.value, str):
@@ -406,6 +436,23 @@ def _datetime_q(node, name: str) -> Q:
 def filter_q(text: str, *, resource_type: str) -> Q:
     """The Q object for ``text`` on records of ``resource_type`` ("User" or "Group")."""
     return _translate(FilterSql(), parse(text), resource_type)
+
+
+def filter_q_across(text: str, resource_types: tuple[str, ...]) -> Q:
+    """The Q object for ``text`` on records of any of ``resource_types`` (a search from the
+    service root, RFC 7644 §3.4.3): each type judges the terms on attributes it does not have
+    as attributes without a value; a term no type has is refused as ``filter_q`` refuses it."""
+    tree, sql = parse(text), FilterSql()
+    query = _none_match()
+    refused: list[dict] = []
+    for resource_type in resource_types:
+        foreign: dict = {}
+        query |= Q(resource_type=resource_type) & _translate(sql, tree, resource_type, foreign)
+        refused.append(foreign)
+    for term_id, refusal in refused[0].items():
+        if all(term_id in foreign for foreign in refused[1:]):
+            raise refusal
+    return query
 
 
 # Sorting on the indexed columns where there is one; userName sorts by its case-folded key.

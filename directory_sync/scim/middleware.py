@@ -111,7 +111,7 @@ def failure_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
         )
     body = error.to_dict()
     response = HttpResponse(json.dumps(body), status=error.status, content_type=SCIM_CONTENT_TYPE)
-    # The request log masks this dict instead of parsing the JSON again (views._json_response).
+    # The request log masks this dict instead of parsing the JSON again (views.json_response).
     response.scim_body = body
     if retry_detail is not None:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -79,7 +79,7 @@ def _resource_json(row: tuple, *, resource_type: str, location: str, users_locat
             rest = _with_manager_ref(rest, users_location)
     at = rest.find(_EXTENSION_KEY)
     if at >= 0 and rest.startswith(_FALSY_JSON, at + len(_EXTENSION_KEY)):
-        # An empty extension is left out, as views.project does.
+        # An empty extension is left out, as projection.Projection.apply does.
         document = json.loads(rest)
         if not document.get(ENTERPRISE_SCHEMA):
             document.pop(ENTERPRISE_SCHEMA, None)

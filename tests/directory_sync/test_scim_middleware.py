@@ -85,7 +85,7 @@ def test_scim_request_runs_in_the_default_language(scim, settings):
 
     translation.activate("ar")  # as an admin page in Arabic leaves the thread
     seen = []
-    from directory_sync.scim import views
+    from directory_sync.scim import resource_views as views
 
     real = views.UsersView.get
 

@@ -50,8 +50,7 @@ def response_problems(response, *, not_implemented_ok: bool = False) -> list[str
     """A SCIM response: never 5xx; errors carry a SCIM error body with the same status.
 
     ``not_implemented_ok``: the route is one RFC 7644 lets a service decline with 501 (/Bulk,
-    /Me, the root /.search — advertised as unsupported); 501 is then the right answer, not a
-    failure.
+    /Me — advertised as unsupported); 501 is then the right answer, not a failure.
     """
     problems = []
     status = response.status_code

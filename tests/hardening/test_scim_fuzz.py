@@ -149,7 +149,7 @@ def world(transactional_db, settings) -> World:
     return World()
 
 
-NOT_IMPLEMENTED_ROUTES = ("/Bulk", "/Me", "/.search")
+NOT_IMPLEMENTED_ROUTES = ("/Bulk", "/Me")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
