@@ -399,84 +399,38 @@ def unauthorized_response(failure: AuthFailure) -> HttpResponse:
 
 
 class SCIMAuthCheckMiddleware:
-    """django-scim2 wraps ``SCIMView.dispatch`` with this (``AUTH_CHECK_MIDDLEWARE``).
+    """django-scim2 wraps ``SCIMView.dispatch`` with this (``AUTH_CHECK_MIDDLEWARE``): three
+    steps, each with one responsibility, outermost first.
 
-    A request passes only with a valid, unexpired, unrevoked token of the application bound
-    to the sync settings of the organization in the URL, while that sync is active. It then
-    carries ``scim_organization``, ``scim_sync_settings``, ``scim_run`` and ``request_id``.
-
-    Every authenticated request is written to the request log; a write refused with a 4xx is
-    also kept as a failure of its run (``runs.refusal_record``). A 401 is counted in
-    ``beem_scim_unauthenticated_requests_total`` by reason and kept out of the organization's
-    log — anyone can send one — except when the token is the organization's own and its sync
-    is stopped (Entra still calling), which is logged without its request body (issue 13).
+    1. :class:`RequestLogStep` times the request and writes its request-log row.
+    2. :class:`AuthenticateStep` lets a request pass only with a valid, unexpired, unrevoked
+       token of the application bound to the sync settings of the organization in the URL,
+       while that sync is active; it then carries ``scim_organization`` and
+       ``scim_sync_settings``.
+    3. :class:`RunAttributionStep` attributes the request to its provisioning run
+       (``scim_run``) and keeps a write refused with a 4xx as a failure of that run.
     """
+
+    def __init__(self, get_response):
+        self.handler = RequestLogStep(AuthenticateStep(RunAttributionStep(get_response)))
+
+    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return self.handler(request, *args, **kwargs)
+
+
+class RequestLogStep:
+    """Writes every authenticated request to the organization's request log. A 401 is kept
+    out of it (anyone can send one) except when the token is the organization's own and its
+    sync is stopped (Entra still calling): that one is logged without its request body."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        from .. import runs
-
         started = time.perf_counter()
         if not getattr(request, "request_id", None):
             request.request_id = uuid.uuid4().hex
-        organization_id = kwargs.get("organization_id")
-        organization = None
-        run = None
-        authenticated = True
-        try:
-            sync_settings = authenticate(request=request, organization_id=organization_id)
-        except AuthFailure as failure:
-            authenticated = False
-            response = unauthorized_response(failure)
-            SCIM_UNAUTHENTICATED.labels(reason=failure.reason).inc()
-            if failure.reason == AuthFailure.SYNC_INACTIVE:
-                organization = _organization_or_none(organization_id)
-        else:
-            organization = sync_settings.organization
-            db = connections[DEFAULT_DB_ALIAS]
-            health_check_if_idle()
-            request.scim_organization = organization
-            request.scim_sync_settings = sync_settings
-            deferred_write = not is_read(request) and db.vendor == "postgresql"
-            if not deferred_write:
-                runs.last_request_note(sync_settings=sync_settings)
-            if is_read(request):
-                # A read changes nothing, so it learns its run after the view, which reads
-                # the open run in its own statement (views._ResourceView._read): one round
-                # trip per lookup. Entra's probe is such a lookup.
-                response = self.get_response(request, *args, **kwargs)
-                run = runs.run_for_request(
-                    sync_settings=sync_settings,
-                    request=request,
-                    open_run=getattr(request, "scim_open_run", None),
-                )
-                request.scim_run = run
-            elif deferred_write:
-                # A write's change events belong to its run: the record services read the
-                # open run in the write's own statement and the run is settled after the view
-                # (runs.WriteRun), inside the write's transaction. Everything that locks the
-                # sync settings or run rows (opening a run, run counts, last_request_at) comes
-                # after the record's own locks, in every write: one lock order, no deadlock
-                # between two writes of which one opens a run.
-                pending = runs.WriteRun(sync_settings.organization_id)
-                request.scim_run = pending
-                response = self.get_response(request, *args, **kwargs)
-                if db.needs_rollback:
-                    # The view's transaction failed (a 500): nothing to attribute.
-                    request.scim_run = None
-                else:
-                    run = runs.write_run_settle(
-                        sync_settings=sync_settings, request=request, pending=pending
-                    )
-                    request.scim_run = run
-                    runs.last_request_note(sync_settings=sync_settings)
-            else:
-                # The embedded default (SQLite): the run first, in statements of its own.
-                run = runs.run_for_request(sync_settings=sync_settings, request=request)
-                request.scim_run = run
-                response = self.get_response(request, *args, **kwargs)
+        response = self.get_response(request, *args, **kwargs)
         if response.status_code == 501:
             # A feature this service does not offer (/.search, /Bulk, /Me: RFC 7644 §3.12),
             # asked for by a client: not a server fault, so not at ERROR level, where Django
@@ -488,23 +442,103 @@ class SCIMAuthCheckMiddleware:
                 request=request,
                 level="info",
             )
-        if run is not None:
-            _database_answered()
-            if not is_read(request) and runs.is_refused_write(
-                method=request.method, status=response.status_code
-            ):
-                runs.refusal_record(
-                    run=run, request=request, response=response, scim_id=kwargs.get("uuid")
-                )
+        organization = getattr(request, "scim_organization", None)
+        authenticated = organization is not None
+        if not authenticated:
+            organization = getattr(request, "scim_refused_organization", None)
         if organization is not None:
             request_log.request_log_write(
                 organization=organization,
-                run=run,
+                run=getattr(request, "scim_run", None) if authenticated else None,
                 request=request,
                 response=response,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 keep_request_body=authenticated,
             )
+        return response
+
+
+class AuthenticateStep:
+    """401 unless :func:`authenticate` passes (counted in
+    ``beem_scim_unauthenticated_requests_total`` by reason); a token of the organization
+    whose sync is stopped marks the request's ``scim_refused_organization`` for the log."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        organization_id = kwargs.get("organization_id")
+        try:
+            sync_settings = authenticate(request=request, organization_id=organization_id)
+        except AuthFailure as failure:
+            SCIM_UNAUTHENTICATED.labels(reason=failure.reason).inc()
+            if failure.reason == AuthFailure.SYNC_INACTIVE:
+                request.scim_refused_organization = _organization_or_none(organization_id)
+            return unauthorized_response(failure)
+        request.scim_organization = sync_settings.organization
+        request.scim_sync_settings = sync_settings
+        return self.get_response(request, *args, **kwargs)
+
+
+class RunAttributionStep:
+    """Sets ``scim_run``: the provisioning run an authenticated request belongs to."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        from .. import runs
+
+        sync_settings = request.scim_sync_settings
+        db = connections[DEFAULT_DB_ALIAS]
+        health_check_if_idle()
+        read = is_read(request)
+        deferred_write = not read and db.vendor == "postgresql"
+        if not deferred_write:
+            runs.last_request_note(sync_settings=sync_settings)
+        if read:
+            # A read changes nothing, so it learns its run after the view, which reads
+            # the open run in its own statement (views._ResourceView._read): one round
+            # trip per lookup. Entra's probe is such a lookup.
+            response = self.get_response(request, *args, **kwargs)
+            run = runs.run_for_request(
+                sync_settings=sync_settings,
+                request=request,
+                open_run=getattr(request, "scim_open_run", None),
+            )
+            request.scim_run = run
+        elif deferred_write:
+            # A write's change events belong to its run: the record services read the
+            # open run in the write's own statement and the run is settled after the view
+            # (runs.WriteRun), inside the write's transaction. Everything that locks the
+            # sync settings or run rows (opening a run, run counts, last_request_at) comes
+            # after the record's own locks, in every write: one lock order, no deadlock
+            # between two writes of which one opens a run.
+            pending = runs.WriteRun(sync_settings.organization_id)
+            request.scim_run = pending
+            response = self.get_response(request, *args, **kwargs)
+            if db.needs_rollback:
+                # The view's transaction failed (a 500): nothing to attribute.
+                run = request.scim_run = None
+            else:
+                run = runs.write_run_settle(
+                    sync_settings=sync_settings, request=request, pending=pending
+                )
+                request.scim_run = run
+                runs.last_request_note(sync_settings=sync_settings)
+        else:
+            # The embedded default (SQLite): the run first, in statements of its own.
+            run = runs.run_for_request(sync_settings=sync_settings, request=request)
+            request.scim_run = run
+            response = self.get_response(request, *args, **kwargs)
+        if run is not None:
+            _database_answered()
+            if not read and runs.is_refused_write(
+                method=request.method, status=response.status_code
+            ):
+                runs.refusal_record(
+                    run=run, request=request, response=response, scim_id=kwargs.get("uuid")
+                )
         return response
 
 
