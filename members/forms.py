@@ -6,6 +6,7 @@ from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 from . import selectors
+from .display import department_path_label
 from .models import Department, Member, Organization
 from .phones import EXAMPLE_E164, InvalidPhoneNumber, phone_to_e164
 from .services import DIRECTORY_OWNED_FIELDS, MEMBER_FIELDS
@@ -79,12 +80,12 @@ class MemberLookupField(forms.CharField):
 
 
 def department_labels(*, organization: Organization) -> dict[int, str]:
-    """Each department's full path ("Head Office / Engineering"), in tree order."""
+    """Each department's full path ("Head Office › Engineering"), in tree order."""
     labels: dict[int, str] = {}
     path: list[str] = []
     for department, depth in selectors.department_tree(organization=organization):
         path[depth:] = [department.name]
-        labels[department.pk] = " / ".join(path)
+        labels[department.pk] = department_path_label(path)
     return labels
 
 

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
 from .directory import DirectorySyncStatus, directory_member_attributes, directory_sync_status
+from .display import department_path_label
 from .forms import (
     DepartmentForm,
     MemberCreateForm,
@@ -75,7 +76,7 @@ def _departments_shown(member: Member) -> list[dict]:
     shown = []
     for link in sorted(member.department_links.all(), key=lambda link: not link.is_primary):
         path = selectors.department_path(link.department)
-        label = path[-1].name if current_only else " / ".join(d.name for d in path)
+        label = path[-1].name if current_only else department_path_label(d.name for d in path)
         shown.append({"label": label, "is_primary": link.is_primary})
     return shown
 

@@ -45,7 +45,7 @@ def test_member_page_shows_profile_departments_and_resources(admin_page, screens
     admin_page.click("text=Sara Al-Harbi")
     expect(admin_page.locator("h1")).to_have_text("Sara Al-Harbi")
     expect(admin_page.locator("dl.profile")).to_contain_text("+966512345678")
-    expect(admin_page.locator("ul.departments")).to_have_text("Head Office / Engineering")
+    expect(admin_page.locator("ul.departments")).to_have_text("Head Office › Engineering")
     expect(admin_page.locator("body")).to_contain_text("Sara's handbook")
     screenshot("member")
 

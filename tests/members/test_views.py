@@ -314,7 +314,7 @@ def test_member_detail_shows_profile_manager_departments_groups_and_resources(ad
     body = text_of(response)
     assert "+966512345679" in body and "E-200" in body
     assert f'<a href="/members/{acme["sara"].pk}/">Sara Al-Harbi</a>' in body
-    assert "<li>Head Office / Engineering</li>" in body
+    assert "<li>Head Office › Engineering</li>" in body
     assert "Acme Engineers" in body
     assert "Acme handbook" in body
     assert "Managed in Beem" in body
@@ -325,7 +325,7 @@ def test_member_detail_shows_current_department_only_when_chosen(admin_client, a
     response = admin_client.get(reverse("members:member_detail", args=[acme["omar"].pk]))
     body = text_of(response)
     assert "<li>Engineering</li>" in body
-    assert "Head Office / Engineering" not in body
+    assert "Head Office › Engineering" not in body
 
 
 def test_member_detail_says_when_a_member_is_managed_by_directory_sync(admin_client, acme):

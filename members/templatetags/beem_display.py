@@ -1,0 +1,19 @@
+"""``{% load beem_display %}``: the template side of :mod:`members.display`."""
+
+from django import template
+
+from .. import display
+
+register = template.Library()
+
+
+@register.filter(needs_autoescape=True)
+def phone_ltr(value, autoescape=True):
+    """Every phone number of ``value`` left to right (``<bdi dir="ltr">``), on every page."""
+    return display.phone_ltr(value, autoescape=autoescape)
+
+
+@register.filter
+def country_name(value):
+    """An ISO country code as the country's name in the page's language."""
+    return display.country_name(value)
