@@ -1,41 +1,89 @@
 """Forms of the "Sync with Entra ID" pages. They validate input; services write."""
 
-from functools import lru_cache
+from dataclasses import dataclass
 
 import phonenumbers
 from django import forms
-from django.utils.translation import get_language
+from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from phonenumbers import geocoder
 
-from members.models import Department
+from members.display import country_names, department_labels
+from members.models import Department, Member
 
-from .models import ChangeEvent, SyncSettings
+from .models import ChangeEvent, DirectoryRecord, SyncSettings
 
 # Characters that would split ordinary department names ("R&D", "Sales 2") if used as the
 # structure delimiter.
 _FORBIDDEN_DELIMITER_CHARS = set("&-_'\".")
 
 
-@lru_cache(maxsize=8)
-def _region_choices(language: str) -> tuple[tuple[str, str], ...]:
-    lang = (language or "en").split("-")[0]
-    rows = []
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        # geocoder's region names come with phonenumbers in many languages, Arabic included.
-        name = geocoder._region_display_name(region, lang) or geocoder._region_display_name(
-            region, "en"
-        )
-        code = phonenumbers.country_code_for_region(region)
-        rows.append((region, f"{name or region} (+{code})"))
-    rows.sort(key=lambda row: row[1])
-    return tuple(rows)
-
-
 def phone_country_choices() -> list[tuple[str, str]]:
-    return [("", _("None: numbers must carry their country code"))] + list(
-        _region_choices(get_language() or "en")
+    """Every region phonenumbers knows, named in the page's language (CLDR, via Babel)."""
+    names = country_names(phonenumbers.SUPPORTED_REGIONS)
+    rows = sorted(
+        (
+            (region, f"{names[region]} (+{phonenumbers.country_code_for_region(region)})")
+            for region in phonenumbers.SUPPORTED_REGIONS
+        ),
+        key=lambda row: row[1],
     )
+    return [("", _("None: numbers must carry their country code"))] + rows
+
+
+@dataclass(frozen=True)
+class IdentifyByChange:
+    """What changing "Identify existing users by" does to an active sync (the confirmation)."""
+
+    old: str
+    new: str
+    # Members without the new identifier: a directory user cannot be matched to them.
+    unmatched: int
+    # Directory users already linked to a member: they stay linked.
+    linked: int
+    # Directory users without a work email (switching to email): their next change is refused.
+    records_without_email: int
+
+    # The identifiers as words inside a sentence.
+    WORDS = {
+        SyncSettings.IdentifyBy.PHONE: _("mobile number"),
+        SyncSettings.IdentifyBy.EMAIL: _("email address"),
+    }
+
+    @property
+    def old_label(self) -> str:
+        return str(self.WORDS[self.old])
+
+    @property
+    def new_label(self) -> str:
+        return str(self.WORDS[self.new])
+
+    @classmethod
+    def measure(cls, sync_settings: SyncSettings, new: str) -> "IdentifyByChange":
+        organization = sync_settings.organization_id
+        key = "email" if new == SyncSettings.IdentifyBy.EMAIL else "phone"
+        users = DirectoryRecord.objects.filter(
+            organization_id=organization,
+            resource_type=DirectoryRecord.ResourceType.USER,
+            deleted_at__isnull=True,
+        )
+        return cls(
+            old=sync_settings.identify_by,
+            new=new,
+            unmatched=Member.objects.filter(
+                Q(**{f"{key}__isnull": True}) | Q(**{key: ""}), organization_id=organization
+            ).count(),
+            linked=users.filter(member__isnull=False).count(),
+            records_without_email=users.filter(work_email__isnull=True).count()
+            if key == "email"
+            else 0,
+        )
+
+    def done_message(self) -> str:
+        return gettext(
+            "Existing users are now identified by %(new)s instead of %(old)s, from the next "
+            "provisioning cycle on. Members already linked to a directory user stay linked."
+        ) % {"new": self.new_label, "old": self.old_label}
 
 
 class SyncSettingsForm(forms.Form):
@@ -83,15 +131,26 @@ class SyncSettingsForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args, **kwargs):
+    # Set after the first submission of a changed identify-by while sync is active.
+    confirm_identify_by = forms.BooleanField(
+        label=_("Yes, change the identification"), required=False
+    )
+
+    def __init__(self, *args, current: SyncSettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.current = current
+        self.identify_by_change: IdentifyByChange | None = None
         self.fields["default_phone_country"].choices = phone_country_choices()
 
     @classmethod
     def initial_from(cls, sync_settings: SyncSettings | None) -> dict:
         if sync_settings is None:
             return {}
-        return {name: getattr(sync_settings, name) for name in cls.base_fields}
+        return {
+            name: getattr(sync_settings, name)
+            for name in cls.base_fields
+            if name != "confirm_identify_by"
+        }
 
     def clean_department_delimiter(self) -> str:
         value = self.cleaned_data.get("department_delimiter") or ""
@@ -131,7 +190,30 @@ class SyncSettingsForm(forms.Form):
         ):
             # Plain names ignore the delimiter; keep the stored default meaningful.
             cleaned["department_delimiter"] = "/"
+        self._identify_by_confirm(cleaned)
         return cleaned
+
+    def _identify_by_confirm(self, cleaned: dict) -> None:
+        """Changing how existing users are identified while the sync runs changes who the next
+        cycle matches, links or refuses: the administrator confirms it on a second submit."""
+        # Not a setting: the services get the settings only.
+        confirmed = cleaned.pop("confirm_identify_by", False)
+        new = cleaned.get("identify_by")
+        current = self.current
+        if not new or current is None or not current.is_active or new == current.identify_by:
+            return
+        self.identify_by_change = IdentifyByChange.measure(current, new)
+        if not confirmed:
+            self.add_error(
+                None,
+                forms.ValidationError(
+                    _(
+                        "Changing how existing users are identified affects the next "
+                        "provisioning cycle: read what will happen and confirm."
+                    ),
+                    code="identify_by_confirm",
+                ),
+            )
 
 
 class EventFilterForm(forms.Form):
@@ -157,7 +239,11 @@ class DepartmentChoiceForm(forms.Form):
 
     def __init__(self, *args, candidates, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["department"].queryset = candidates
+        field = self.fields["department"]
+        field.queryset = candidates
+        # Every candidate shares the directory's name: each is named by its full path.
+        labels = department_labels(candidates)
+        field.label_from_instance = lambda department: labels.get(department.pk, department.name)
 
 
 class DuplicateResolveForm(forms.Form):
@@ -166,7 +252,9 @@ class DuplicateResolveForm(forms.Form):
         ("keep_both", _("Keep both: they are different people")),
         ("merge", _("Merge into one member")),
     ]
+    CONFIRMED = ("link", "merge")  # they delete a member: a confirmation step first
     action = forms.ChoiceField(label=_("Decision"), choices=ACTIONS)
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 class ConfirmForm(forms.Form):

@@ -29,6 +29,7 @@ failing the administrator's request.
 """
 
 import logging
+from dataclasses import dataclass
 
 import psycopg.errors
 from django.db import OperationalError, connection, transaction
@@ -36,7 +37,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from members import services as member_services
-from members.models import Department
+from members.models import Department, GroupMembership, Member, Resource
 
 from .engine import ApplyResult, record_apply
 from .models import DirectoryRecord, ReviewItem
@@ -137,18 +138,97 @@ def _department_choose(item: ReviewItem, department: Department, actor) -> Revie
     return item
 
 
-def review_duplicate_resolve(*, item: ReviewItem, action: str, actor) -> ReviewItem:
+@dataclass(frozen=True)
+class DuplicatePreview:
+    """What a link or a merge will do, for the administrator's confirmation."""
+
+    action: str
+    kept: Member
+    removed: Member
+    directory_user: str
+    resources: int
+    resource_names: list[str]
+    groups: int
+    reports: int
+    # The removed member's email or mobile number, which the kept member takes over.
+    taken_over: list[str]
+
+
+PREVIEW_RESOURCE_NAMES = 5
+
+
+def _kept_and_removed(item: ReviewItem, action: str) -> tuple[Member, Member]:
+    if action == "link":
+        return item.other_member, item.member
+    return item.member, item.other_member
+
+
+def review_duplicate_preview(*, item: ReviewItem, action: str) -> DuplicatePreview:
+    """What :func:`review_duplicate_resolve` with ``action`` ("link" or "merge") would do now;
+    :class:`ReviewError` when it cannot be done."""
+    if action not in ("link", "merge"):
+        raise ReviewError(_("Unknown action %(action)s.") % {"action": action})
+    if item.status != ReviewItem.Status.OPEN:
+        raise ReviewError(_("This review item is already resolved."))
+    if item.member is None or item.other_member is None or item.record is None:
+        raise ReviewError(_("One of the two members no longer exists."))
+    kept, removed = _kept_and_removed(item, action)
+    resources = Resource.objects.filter(owner=removed).order_by("name")
+    return DuplicatePreview(
+        action=action,
+        kept=kept,
+        removed=removed,
+        directory_user=item.record.user_name or item.record.display_name,
+        resources=resources.count(),
+        resource_names=list(resources.values_list("name", flat=True)[:PREVIEW_RESOURCE_NAMES]),
+        groups=GroupMembership.objects.filter(member=removed)
+        .exclude(group__memberships__member=kept)
+        .count(),
+        reports=Member.objects.filter(manager=removed).exclude(pk=kept.pk).count(),
+        taken_over=[
+            getattr(removed, key)
+            for key in ("phone", "email")
+            if getattr(removed, key) and not getattr(kept, key)
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class DuplicateResolution:
+    """What a decision did: the item, and for a link or a merge who stayed and who went."""
+
+    item: ReviewItem
+    action: str
+    kept_name: str = ""
+    removed_name: str = ""
+    resources_moved: int = 0
+
+
+def review_duplicate_resolve(*, item: ReviewItem, action: str, actor) -> DuplicateResolution:
     """Resolve a possible duplicate with ``action`` in :data:`DUPLICATE_ACTIONS`."""
     if action not in DUPLICATE_ACTIONS:
         raise ReviewError(_("Unknown action %(action)s.") % {"action": action})
-    item = _retried(lambda: _duplicate_resolve(item, action, actor))
+    item, detail = _retried(lambda: _duplicate_resolve(item, action, actor))
     if action != "keep_both" and item.record_id is not None:
         # The freed email or mobile number and the directory profile apply now.
         _retried(lambda: record_apply(record_id=item.record_id))
-    return item
+    if action == "keep_both":
+        return DuplicateResolution(item=item, action=action)
+    kept, removed = (
+        ("other_member_name", "directory_member_name")
+        if action == "link"
+        else ("directory_member_name", "other_member_name")
+    )
+    return DuplicateResolution(
+        item=item,
+        action=action,
+        kept_name=detail[kept] or "",
+        removed_name=detail[removed] or "",
+        resources_moved=detail.get("moved_resources", 0),
+    )
 
 
-def _duplicate_resolve(item: ReviewItem, action: str, actor) -> ReviewItem:
+def _duplicate_resolve(item: ReviewItem, action: str, actor) -> tuple[ReviewItem, dict]:
     with transaction.atomic():
         # The engine's lock order: the directory record first, then the review item.
         record_id = (
@@ -226,7 +306,7 @@ def _duplicate_resolve(item: ReviewItem, action: str, actor) -> ReviewItem:
             actor_label=_actor_label(actor),
             detail=detail,
         )
-    return item
+    return item, detail
 
 
 def review_reapply(*, item: ReviewItem) -> ApplyResult | None:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import review_views, views
 
 app_name = "directory_sync"
 
@@ -17,15 +17,15 @@ urlpatterns = [
     path("entra/reactivate/", views.sync_reactivate, name="sync_reactivate"),
     path("entra/runs/", views.run_list, name="run_list"),
     path("entra/runs/<int:pk>/", views.run_detail, name="run_detail"),
-    path("entra/review/", views.review_list, name="review_list"),
+    path("entra/review/", review_views.review_list, name="review_list"),
     path(
         "entra/review/<int:pk>/department/",
-        views.review_department_choose,
+        review_views.review_department_choose,
         name="review_department_choose",
     ),
     path(
         "entra/review/<int:pk>/duplicate/",
-        views.review_duplicate_resolve,
+        review_views.review_duplicate_resolve,
         name="review_duplicate_resolve",
     ),
     path("entra/audit/", views.audit_list, name="audit_list"),

@@ -13,22 +13,19 @@ from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from members.permissions import administrator_required
 
-from . import review as review_services
 from . import selectors, sentences
 from . import services as sync_services
 from .forms import (
     ConfirmForm,
-    DepartmentChoiceForm,
-    DuplicateResolveForm,
     EventFilterForm,
     NewSecretForm,
     SyncSettingsForm,
 )
-from .models import ProvisioningRun, ReviewItem, SyncSettings
+from .models import ProvisioningRun, SyncSettings
 from .scim.constants import ENTERPRISE_SCHEMA
 from .selectors import run_summary
 from .services import IssuedCredentials, SyncSettingsError
@@ -167,7 +164,7 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
     organization = request.organization
     current = selectors.sync_settings_find(organization=organization)
     if request.method == "POST":
-        form = SyncSettingsForm(request.POST)
+        form = SyncSettingsForm(request.POST, current=current)
         if form.is_valid():
             try:
                 issued = _save_and_activate(request, form.cleaned_data)
@@ -181,6 +178,8 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
                     if was_active
                     else _("Sync with Entra ID is active. Now set it up in Entra ID."),
                 )
+                if form.identify_by_change is not None:
+                    messages.success(request, form.identify_by_change.done_message())
                 if issued is not None:
                     return _entra_page(request, issued=issued)
                 return redirect("directory_sync:sync_entra")
@@ -408,89 +407,6 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         refusal_query=refusal_query.urlencode(),
     )
     return render(request, "directory_sync/run_detail.html", ctx)
-
-
-# --- Review --------------------------------------------------------------------------------
-
-
-@require_GET
-@administrator_required
-def review_list(request: HttpRequest) -> HttpResponse:
-    organization = request.organization
-    items = list(selectors.review_item_list(organization=organization))
-    for item in items:
-        if item.kind == ReviewItem.Kind.DUPLICATE_DEPARTMENT:
-            item.form = DepartmentChoiceForm(
-                candidates=item.candidates.all(),
-                initial={"department": item.chosen_department_id},
-                prefix=f"item{item.pk}",
-            )
-        else:
-            item.form = DuplicateResolveForm(prefix=f"item{item.pk}")
-    resources = list(selectors.unassigned_resource_list(organization=organization))
-    ctx = _context(
-        request,
-        "review",
-        department_items=[i for i in items if i.kind == ReviewItem.Kind.DUPLICATE_DEPARTMENT],
-        duplicate_items=[i for i in items if i.kind == ReviewItem.Kind.POSSIBLE_DUPLICATE],
-        resources=resources,
-    )
-    return render(request, "directory_sync/review_list.html", ctx)
-
-
-def _review_item_or_404(request: HttpRequest, pk: int, kind: str) -> ReviewItem:
-    try:
-        item = selectors.review_item_get(organization=request.organization, pk=pk)
-    except ReviewItem.DoesNotExist:
-        raise Http404
-    if item.kind != kind:
-        raise Http404
-    return item
-
-
-@require_POST
-@administrator_required
-def review_department_choose(request: HttpRequest, pk: int) -> HttpResponse:
-    item = _review_item_or_404(request, pk, ReviewItem.Kind.DUPLICATE_DEPARTMENT)
-    form = DepartmentChoiceForm(request.POST, candidates=item.candidates.all(), prefix=f"item{pk}")
-    if form.is_valid():
-        try:
-            review_services.review_department_choose(
-                item=item, department=form.cleaned_data["department"], actor=request.user
-            )
-        except review_services.ReviewError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(
-                request,
-                _("%(member)s will be placed in %(department)s.")
-                % {
-                    "member": item.member or item.record or item.directory_value,
-                    "department": form.cleaned_data["department"],
-                },
-            )
-    else:
-        messages.error(request, _("Pick one of the matching departments."))
-    return redirect("directory_sync:review_list")
-
-
-@require_POST
-@administrator_required
-def review_duplicate_resolve(request: HttpRequest, pk: int) -> HttpResponse:
-    item = _review_item_or_404(request, pk, ReviewItem.Kind.POSSIBLE_DUPLICATE)
-    form = DuplicateResolveForm(request.POST, prefix=f"item{pk}")
-    if form.is_valid():
-        try:
-            review_services.review_duplicate_resolve(
-                item=item, action=form.cleaned_data["action"], actor=request.user
-            )
-        except review_services.ReviewError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, _("The possible duplicate is resolved."))
-    else:
-        messages.error(request, _("Choose link, keep both or merge."))
-    return redirect("directory_sync:review_list")
 
 
 # --- Audit log -----------------------------------------------------------------------------

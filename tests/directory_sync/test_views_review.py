@@ -155,7 +155,9 @@ def test_link_makes_the_existing_member_the_directory_member(
 ):
     item, existing = possible_duplicate
 
-    admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "link"})
+    admin_client.post(
+        _resolve_url(item), {f"item{item.pk}-action": "link", f"item{item.pk}-confirmed": "True"}
+    )
 
     member = Member.objects.get(organization=organization)
     assert member.pk == existing.pk
@@ -252,3 +254,100 @@ def test_other_organizations_review_items_and_resources_are_not_found(
         == 404
     )
     assert admin_client.get(REVIEW_URL).context["duplicate_items"] == []
+
+
+@pytest.mark.parametrize("action", ["link", "merge"])
+def test_link_and_merge_ask_for_confirmation_first_and_change_nothing(
+    admin_client, possible_duplicate, organization, action
+):
+    item, existing = possible_duplicate
+    created = item.member
+    member_services.resource_create(
+        organization=organization, kind="document", name="Onboarding deck", owner=existing
+    )
+    member_services.resource_create(
+        organization=organization, kind="channel", name="Team channel", owner=created
+    )
+
+    # Without JavaScript: the Review page's button posts the decision without "confirmed".
+    response = admin_client.post(_resolve_url(item), {f"item{item.pk}-action": action})
+
+    assert response.status_code == 200
+    assert response.templates[0].name == "directory_sync/review_duplicate_confirm.html"
+    html = response.content.decode()
+    removed, kept = (created, existing) if action == "link" else (existing, created)
+    preview = response.context["preview"]
+    assert (preview.kept, preview.removed, preview.resources) == (kept, removed, 1)
+    resource = "Team channel" if action == "link" else "Onboarding deck"
+    assert f"{removed.full_name}'s 1 resource moves to {kept.full_name}: {resource}" in html
+    assert f'name="item{item.pk}-confirmed" value="True"' in html
+    if action == "link":
+        assert "The member created from Entra ID, Lina Nasser, is deleted." in html
+        assert '<bdi dir="ltr">+966512345670</bdi>' in html
+    else:
+        assert "The existing member Lina (Beem) is deleted." in html
+    assert Member.objects.filter(organization=organization).count() == 2
+    item.refresh_from_db()
+    assert item.status == "open"
+    # The same page from a link (GET), then the confirmed post.
+    assert admin_client.get(_resolve_url(item), {"action": action}).context["preview"] == preview
+
+    response = admin_client.post(
+        _resolve_url(item),
+        {f"item{item.pk}-action": action, f"item{item.pk}-confirmed": "True"},
+        follow=True,
+    )
+
+    assert list(Member.objects.filter(organization=organization)) == [kept]
+    assert sorted(Resource.objects.values_list("name", "owner")) == [
+        ("Onboarding deck", kept.pk),
+        ("Team channel", kept.pk),
+    ]
+    message = str(list(response.context["messages"])[0])
+    if action == "link":
+        assert message == (
+            "Linked: Lina (Beem) is now managed by Entra ID. The duplicate member Lina Nasser "
+            "was deleted and its 1 resource moved to Lina (Beem)."
+        )
+    else:
+        assert message == (
+            "Merged: Lina (Beem) was folded into Lina Nasser and deleted; 1 resource moved to "
+            "Lina Nasser."
+        )
+
+
+def test_a_confirmation_of_an_item_resolved_meanwhile_changes_nothing(
+    admin_client, possible_duplicate, organization
+):
+    item, existing = possible_duplicate
+    admin_client.post(_resolve_url(item), {f"item{item.pk}-action": "keep_both"})
+
+    page = admin_client.get(_resolve_url(item), {"action": "link"}, follow=True)
+    response = admin_client.post(
+        _resolve_url(item),
+        {f"item{item.pk}-action": "link", f"item{item.pk}-confirmed": "True"},
+        follow=True,
+    )
+
+    assert "This review item is already resolved." in page.content.decode()
+    assert "This review item is already resolved." in response.content.decode()
+    assert Member.objects.filter(organization=organization).count() == 2
+
+
+def test_department_choices_name_the_full_path_with_one_separator(
+    admin_client, department_hold, organization
+):
+    item, riyadh, jeddah = department_hold
+    hq = member_services.department_path_ensure(
+        organization=organization, path=["Head Office", "Riyadh", "Sales"]
+    )
+    item.candidates.add(hq)
+
+    response = admin_client.post(
+        _choose_url(item), {f"item{item.pk}-department": hq.pk}, follow=True
+    )
+
+    html = response.content.decode()
+    for label in ("Riyadh › Sales", "Jeddah › Sales", "Head Office › Riyadh › Sales"):
+        assert f">{label}</option>" in html
+    assert "nora@acme.test will be placed in Head Office › Riyadh › Sales." in html

@@ -138,7 +138,9 @@ def test_saving_an_active_sync_updates_settings_without_new_credentials(admin_cl
     admin_client.get(ENTRA_URL)  # the secret is consumed
     client_id = _settings(organization).oauth_application.client_id
 
-    response = admin_client.post(SETUP_URL, {**VALID, "identify_by": "phone"})
+    response = admin_client.post(
+        SETUP_URL, {**VALID, "identify_by": "phone", "confirm_identify_by": "on"}
+    )
 
     assert response.status_code == 302
     saved = _settings(organization)
@@ -289,3 +291,50 @@ def test_resubmitting_new_secret_does_not_replace_the_secret_just_shown(admin_cl
         ).count()
         == 1
     )
+
+
+def test_changing_identify_by_while_active_asks_what_will_happen_first(admin_client, organization):
+    from tests.directory_sync.engine_factories import user_create
+
+    admin_client.post(SETUP_URL, VALID)  # active, identifying by email
+    member_services.member_create(organization=organization, email="only@acme.test")
+    member_services.member_create(organization=organization, phone="+966512345678")
+    user_create(organization, user_name="u@acme.test", email="u@acme.test")
+    audited = AuditEntry.objects.filter(action="sync.settings_updated").count()
+
+    response = admin_client.post(SETUP_URL, {**VALID, "identify_by": "phone"})
+
+    assert response.status_code == 200
+    assert _settings(organization).identify_by == "email"
+    assert AuditEntry.objects.filter(action="sync.settings_updated").count() == audited
+    html = response.content.decode()
+    change = response.context["form"].identify_by_change
+    assert (change.old, change.new, change.unmatched, change.linked) == ("email", "phone", 1, 0)
+    assert "Change identification from email address to mobile number?" in html
+    assert "1 existing member has no mobile number" in html
+    assert 'name="confirm_identify_by"' in html and "Confirm and save" in html
+    # What was typed is kept for the confirmation.
+    assert response.context["form"]["department_delimiter"].value() == ">"
+
+    response = admin_client.post(
+        SETUP_URL, {**VALID, "identify_by": "phone", "confirm_identify_by": "on"}, follow=True
+    )
+
+    assert _settings(organization).identify_by == "phone"
+    assert [str(m) for m in response.context["messages"]] == [
+        "Settings saved.",
+        "Existing users are now identified by mobile number instead of email address, from "
+        "the next provisioning cycle on. Members already linked to a directory user stay "
+        "linked.",
+    ]
+
+
+def test_other_changes_of_an_active_sync_need_no_confirmation(admin_client, organization):
+    admin_client.post(SETUP_URL, VALID)
+
+    response = admin_client.post(
+        SETUP_URL, {**VALID, "deletion_rule": "delete_transfer_to_manager"}
+    )
+
+    assert response.status_code == 302
+    assert _settings(organization).deletion_rule == "delete_transfer_to_manager"

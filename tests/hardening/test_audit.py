@@ -148,7 +148,7 @@ def test_a_manual_merge_is_recorded(possible_duplicate, admin_client, admin_user
 
     admin_client.post(
         reverse("directory_sync:review_duplicate_resolve", kwargs={"pk": item.pk}),
-        {f"item{item.pk}-action": "merge"},
+        {f"item{item.pk}-action": "merge", f"item{item.pk}-confirmed": "True"},
     )
 
     (resolved,) = entries(organization, "review.duplicate_resolved")
