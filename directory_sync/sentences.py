@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from members.display import department_path_label
 from members.models import AuditEntry, DeletionRule, Department
 from members.selectors import department_path
 
@@ -87,9 +88,6 @@ def event_sentence(event: ChangeEvent) -> SafeString:
 
 
 # --- the audit log -------------------------------------------------------------------------
-
-# How a department's path reads in a sentence (as in Review: "Head Office › Engineering").
-DEPARTMENT_SEPARATOR = " › "
 
 
 def actor_name(entry: AuditEntry) -> str:
@@ -260,7 +258,7 @@ def _duplicate_resolved(actor: str, detail: dict) -> SafeString:
 def _department_chosen(actor: str, detail: dict) -> SafeString:
     department = Department.objects.filter(pk=detail.get("department")).first()
     path = (
-        DEPARTMENT_SEPARATOR.join(d.name for d in department_path(department))
+        department_path_label(d.name for d in department_path(department))
         if department is not None
         else detail.get("department_name") or ""
     )

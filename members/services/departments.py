@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from ..directory import DirectorySyncStatus, directory_sync_status
+from ..display import department_path_label
 from ..models import Department, DepartmentMembership, Member, Organization
 from .audit import audit_record
 from .errors import MemberError
@@ -111,14 +112,14 @@ def _check_name_free(
 
 
 def department_path_text(department: Department | None) -> str:
-    """The department's full path for audit entries ("Head Office / Engineering")."""
+    """The department's full path for audit entries ("Head Office › Engineering")."""
     names = []
     node, seen = department, set()
     while node is not None and node.pk not in seen:
         seen.add(node.pk)
         names.append(node.name)
         node = node.parent
-    return " / ".join(reversed(names))
+    return department_path_label(reversed(names))
 
 
 def department_create(

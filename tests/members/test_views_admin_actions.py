@@ -264,7 +264,7 @@ def test_an_admin_creates_departments_at_the_top_and_inside_another(admin_client
     details = [
         e.detail["department"] for e in AuditEntry.objects.filter(action="department.created")
     ]
-    assert sorted(details) == ["Head Office", "Head Office / Sales"]
+    assert sorted(details) == ["Head Office", "Head Office › Sales"]
 
 
 def test_a_name_already_used_at_that_place_is_refused(admin_client, organization):
@@ -289,7 +289,7 @@ def test_an_admin_renames_and_moves_their_department(admin_client, organization)
     assert (sales.name, sales.parent) == ("Sales KSA", hq)
     renamed = AuditEntry.objects.get(action="department.renamed")
     moved = AuditEntry.objects.get(action="department.moved")
-    assert renamed.detail == {"department_id": sales.pk, "from": "Sales", "to": "HQ / Sales KSA"}
+    assert renamed.detail == {"department_id": sales.pk, "from": "Sales", "to": "HQ › Sales KSA"}
     assert moved.detail == renamed.detail
 
 
