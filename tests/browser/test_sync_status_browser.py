@@ -163,6 +163,19 @@ def test_status_overview_and_a_sync_log_row_linking_to_its_member(
     page.click("#directory-counts >> text=users synced")
     expect(page).to_have_url(re.compile(r"/members/$"))
 
+    # The lists with dates: one format, in the page's language.
+    page.goto("/settings/directory-syncs/")
+    expect(page.locator("td time")).to_have_count(1)
+    screenshot("directory-syncs")
+    page.goto("/settings/directory-syncs/entra/runs/")
+    expect(page.locator("#run-table td time").first).to_be_visible()
+    screenshot("runs")
+    _arabic(page)
+    screenshot("runs-arabic")
+    page.goto("/settings/directory-syncs/")
+    screenshot("directory-syncs-arabic")
+    _english(page)
+
     # The sync log: rows say what happened, linked to the member.
     page.goto("/settings/directory-syncs/entra/runs/")
     page.locator("#run-table tbody tr").first.locator("a").click()
