@@ -17,6 +17,7 @@ from .. import process_state, records
 from ..models import DirectoryRecord, SyncSettings
 from ..store import reads as queries
 from . import errors, etags
+from .document_checks import validate_group_document, validate_user_document
 from .documents import (
     ENTERPRISE_SCHEMA,
     group_document_from_payload,
@@ -24,8 +25,6 @@ from .documents import (
     manager_id,
     user_document_from_payload,
     user_mirror,
-    validate_group_document,
-    validate_user_document,
 )
 from .patch import (
     group_document_apply,

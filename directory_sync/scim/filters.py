@@ -34,7 +34,7 @@ from ..store.filter_sql import FilterSql
 from ..text import unstorable_text
 from . import discovery, errors
 from .constants import ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA
-from .documents import UNSTORABLE_DETAIL
+from .document_checks import UNSTORABLE_DETAIL
 
 MAX_FILTER_LENGTH = 2000
 MAX_TERMS = 10

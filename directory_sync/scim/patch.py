@@ -29,6 +29,7 @@ from .constants import (
     PATCH_SCHEMA,
     USER_SCHEMA,
 )
+from .document_checks import max_multi_valued
 from .documents import (
     ENTRA_POLICY,
     ENTRY_ORDER,
@@ -40,7 +41,6 @@ from .documents import (
     canonical_user,
     check_members_per_request,
     manager_value,
-    max_multi_valued,
     member_ids_from_value,
     order_user_document,
     user_model_from_document,

@@ -24,7 +24,7 @@ from .adapters import base_location
 from .constants import (
     SCIM_CONTENT_TYPE,
 )
-from .documents import refuse_unstorable_body
+from .document_checks import refuse_unstorable_body
 from .middleware import failure_response
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ kept; new text is bounded like the rest.
 
 import pytest
 
-from directory_sync.scim.documents import MAX_TEXT
+from directory_sync.scim.document_checks import MAX_TEXT
 
 from .conftest import (
     ENTERPRISE,
