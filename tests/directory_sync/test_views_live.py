@@ -262,3 +262,12 @@ def test_every_date_has_one_format_in_the_page_language():
     assert str(moment.year) in english
     assert english != arabic
     assert re.search(r"[\u0600-\u06FF]", arabic)
+
+
+def test_pretty_json_indents_json_and_leaves_a_truncated_body_as_it_is():
+    from beem_admin.template_filters import pretty_json, when
+
+    assert pretty_json('{"a": [1]}') == '{\n  "a": [\n    1\n  ]\n}'
+    truncated = '{"userName": "***", "na… [truncated, 20000 characters in all]'
+    assert pretty_json(truncated) == truncated
+    assert when(None, "never") == "never"
