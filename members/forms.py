@@ -25,6 +25,8 @@ class MemberPickerInput(forms.TextInput):
         base = {
             "data-member-picker": reverse_lazy("members:member_search"),
             "autocomplete": "off",
+            # A name in Arabic reads right to left, a typed +966... left to right.
+            "dir": "auto",
             "placeholder": _("Name, email, mobile or employee number"),
             "size": 36,
         }
@@ -128,6 +130,8 @@ def _phone_field() -> forms.CharField:
         max_length=32,
         required=False,
         help_text=_("International format with the country code, e.g. +966512345678."),
+        # Numbers are typed and read left to right, also in Arabic.
+        widget=forms.TextInput(attrs={"dir": "ltr", "inputmode": "tel"}),
     )
 
 
@@ -167,7 +171,12 @@ class MemberForm(forms.Form):
     family_name = forms.CharField(
         label=_("Family name"), max_length=_max_length("family_name"), required=False
     )
-    email = forms.EmailField(label=_("Email"), max_length=_max_length("email"), required=False)
+    email = forms.EmailField(
+        label=_("Email"),
+        max_length=_max_length("email"),
+        required=False,
+        widget=forms.EmailInput(attrs={"dir": "ltr"}),
+    )
     phone = _phone_field()
     job_title = forms.CharField(
         label=_("Job title"), max_length=_max_length("job_title"), required=False
@@ -241,7 +250,12 @@ class MemberCreateForm(forms.Form):
     the organization's sync) makes its identifier required."""
 
     display_name = forms.CharField(label=_("Name"), max_length=_max_length("display_name"))
-    email = forms.EmailField(label=_("Email"), max_length=_max_length("email"), required=False)
+    email = forms.EmailField(
+        label=_("Email"),
+        max_length=_max_length("email"),
+        required=False,
+        widget=forms.EmailInput(attrs={"dir": "ltr"}),
+    )
     phone = _phone_field()
     job_title = forms.CharField(
         label=_("Job title"), max_length=_max_length("job_title"), required=False
