@@ -84,15 +84,8 @@ def record_apply(*, record_id: int, if_stale: bool = False) -> ApplyResult | Non
 # Pending events read per batch (oldest first), and records applied per transaction.
 DRAIN_BATCH = 500
 DRAIN_CHUNK = 100
-# pg_try_advisory_lock(class, organization id): one drain per organization at a time.
+# The advisory lock (class, organization id): one drain per organization at a time.
 _DRAIN_LOCK_CLASS = 0x6265
-
-
-def _drain_unlock(organization_id: int) -> None:
-    try:
-        db.advisory_unlock(_DRAIN_LOCK_CLASS, organization_id)
-    except Exception:  # a lost connection released the lock already
-        logger.warning("could not release the drain lock of organization %s", organization_id)
 
 
 def events_drain(*, organization_id: int, batch_size: int = DRAIN_BATCH) -> int:
@@ -105,12 +98,10 @@ def events_drain(*, organization_id: int, batch_size: int = DRAIN_BATCH) -> int:
     a full pass finds nothing new. Transient errors propagate (the task retries, tagged with
     the record: ``exc.beem_record_id``); a record that cannot apply fails its events.
     """
-    if not db.advisory_lock_try(_DRAIN_LOCK_CLASS, organization_id):
-        return 0
-    try:
+    with db.advisory_lock_held(_DRAIN_LOCK_CLASS, organization_id) as held:
+        if not held:
+            return 0
         return _events_drain(organization_id=organization_id, batch_size=max(1, batch_size))
-    finally:
-        _drain_unlock(organization_id)
 
 
 def _events_drain(*, organization_id: int, batch_size: int) -> int:

@@ -5,7 +5,10 @@ The private Django cursor classes (``ServerBindingCursor``, the PostgreSQL debug
 test_db.py`` fails loudly when a Django upgrade moves them.
 """
 
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -13,6 +16,8 @@ from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDeb
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 from psycopg.pq import TransactionStatus
+
+from .. import process_state
 
 
 def is_postgres() -> bool:
@@ -84,23 +89,76 @@ class _PreparedDebugWrapper(PostgresDebugWrapper):
 # --- locks and settings ----------------------------------------------------------------------
 
 
-def advisory_lock_try(lock_class: int, key: int) -> bool:
-    """``pg_try_advisory_lock(lock_class, key)`` (session level); always True on SQLite,
-    whose writers are serialised by the database lock."""
-    if not is_postgres():
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [lock_class, key])
-        return bool(cursor.fetchone()[0])
+# Per thread: the connection advisory_lock_held keeps between uses, with the process that
+# opened it (a forked Celery child must not close its parent's socket). Opening one per lock
+# cost ~5-15 ms, paid by every eager apply in the embedded default and the tests.
+_lock_connections: dict[int, tuple[int, object]] = {}
 
 
-def advisory_unlock(lock_class: int, key: int) -> None:
-    """Release ``advisory_lock_try``'s lock (raises if the connection is gone, which released
-    it already)."""
+def _lock_connections_forget() -> None:
+    while _lock_connections:
+        _thread, (pid, wrapper) = _lock_connections.popitem()
+        if pid == os.getpid():
+            wrapper.close()
+
+
+process_state.register(_lock_connections_forget, holds=("_lock_connections",))
+
+
+def _lock_connection_take():
+    """This thread's kept lock connection (taken out while in use: a nested lock opens its
+    own), or a new one."""
+    kept = _lock_connections.pop(threading.get_ident(), None)
+    if kept is None or kept[0] != os.getpid():
+        return connections.create_connection(DEFAULT_DB_ALIAS)
+    wrapper = kept[1]
+    wrapper.close_if_unusable_or_obsolete()  # errors, CONN_MAX_AGE, like Django's own
+    return wrapper
+
+
+@contextmanager
+def advisory_lock_held(lock_class: int, key: int) -> Iterator[bool]:
+    """Try to take the advisory lock ``(lock_class, key)``; yields whether it is held, and
+    holds it until the block ends. Always True on SQLite, whose writers are serialised by the
+    database lock.
+
+    The lock is transaction-level (``pg_try_advisory_xact_lock``), taken on a connection of
+    its own whose transaction stays open (idle) for the block. Not a session lock on Django's
+    connection: behind PgBouncer in transaction mode each transaction may run on another
+    server connection, so the lock would be taken on one, its release sent to another (a
+    no-op), and it would stay held on the first for whichever client lands there next — two
+    holders at once, or none ever again (bench/scaleout.py found both). A transaction keeps its
+    server connection until it ends and ends with its client, so the lock lives exactly as
+    long as the block, and a killed process's lock is released at once. Costs one more
+    connection per process (behind PgBouncer, a server connection only while held).
+    """
     if not is_postgres():
+        yield True
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [lock_class, key])
+    wrapper = _lock_connection_take()
+    reusable = False
+    try:
+        wrapper.set_autocommit(False)
+        with wrapper.cursor() as cursor:
+            # A server-wide idle_in_transaction_session_timeout would end the lock mid-block.
+            cursor.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', '0', true), "
+                "pg_try_advisory_xact_lock(%s, %s)",
+                [lock_class, key],
+            )
+            held = bool(cursor.fetchone()[1])
+        yield held
+    finally:
+        try:
+            wrapper.rollback()  # releases the lock
+            wrapper.set_autocommit(True)
+            reusable = True
+        except Exception:  # the connection is gone, and its lock with it
+            pass
+        if reusable and threading.get_ident() not in _lock_connections:
+            _lock_connections[threading.get_ident()] = (os.getpid(), wrapper)
+        else:
+            wrapper.close()
 
 
 def commit_without_flush_wait() -> None:

@@ -2,6 +2,7 @@
 the connection primitives on both backends."""
 
 import inspect
+import threading
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -41,29 +42,83 @@ def test_prepared_cursor_answers_on_either_backend():
         assert cursor.fetchone()[0] == 42
 
 
-@pytest.mark.django_db
-def test_advisory_lock_is_exclusive_per_key(require_postgres):
-    assert db.advisory_lock_try(7, 1)
+def _other_session_takes(lock_class: int, key: int) -> bool:
+    """Whether another session can take the lock now (and gives it back at once)."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
     try:
-        other = connections.create_connection(DEFAULT_DB_ALIAS)
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7, 1])
-                assert cursor.fetchone()[0] is False
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7, 2])
-                assert cursor.fetchone()[0] is True
-        finally:
-            other.close()
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [lock_class, key])
+            taken = cursor.fetchone()[0]
+            if taken:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [lock_class, key])
+            return taken
     finally:
-        db.advisory_unlock(7, 1)
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_advisory_lock_is_exclusive_per_key_until_the_block_ends(require_postgres):
+    with db.advisory_lock_held(7, 1) as held:
+        assert held
+        # Django's own connection commits meanwhile (as a drain does, chunk by chunk): the
+        # lock does not live in its session, so nothing there releases or keeps it.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert not _other_session_takes(7, 1)
+        assert _other_session_takes(7, 2)
+        with db.advisory_lock_held(7, 1) as second:
+            assert not second
+        with db.advisory_lock_held(7, 2) as other_key:
+            assert other_key
+    assert _other_session_takes(7, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_advisory_lock_is_released_when_the_block_raises(require_postgres):
+    with pytest.raises(RuntimeError), db.advisory_lock_held(7, 3) as held:
+        assert held
+        raise RuntimeError("the drain failed")
+    assert _other_session_takes(7, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_advisory_lock_leaves_no_session_state(require_postgres):
+    """Nothing of the lock outlives its block in any session: no advisory lock is left in
+    pg_locks (a session lock would stay on whichever server connection PgBouncer used)."""
+    with db.advisory_lock_held(7, 4) as held:
+        assert held
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4 "
+            "AND classid = 7"
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lock_connection_is_kept_per_thread_and_closed_by_reset_all(require_postgres):
+    from directory_sync import process_state
+
+    with db.advisory_lock_held(7, 5):
+        pass
+    ((pid, wrapper),) = db._lock_connections.values()
+    with db.advisory_lock_held(7, 6):
+        assert db._lock_connections == {}  # in use: taken out
+    assert db._lock_connections[threading.get_ident()] == (pid, wrapper)
+    assert wrapper.connection is not None
+
+    process_state.reset_all()
+
+    assert db._lock_connections == {}
+    assert wrapper.connection is None
 
 
 @pytest.mark.django_db
 def test_advisory_lock_is_granted_on_sqlite():
     if connection.vendor == "postgresql":
         pytest.skip("SQLite only")
-    assert db.advisory_lock_try(7, 1)
-    db.advisory_unlock(7, 1)
+    with db.advisory_lock_held(7, 1) as held:
+        assert held
 
 
 @pytest.mark.django_db
