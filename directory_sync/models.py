@@ -21,7 +21,12 @@ RECORD_COUNT_BLOCK = 1024
 
 
 class SyncSettings(models.Model):
-    """One organization's "Sync with Entra ID" configuration and status."""
+    """One organization's directory sync ("Sync with Entra ID" or "Sync with Okta"):
+    configuration and status. One row per organization, so at most one active directory."""
+
+    class Directory(models.TextChoices):
+        ENTRA_ID = "entra_id", _("Entra ID")
+        OKTA = "okta", _("Okta")
 
     class Status(models.TextChoices):
         NOT_CONFIGURED = "not_configured", _("Not configured")
@@ -46,6 +51,10 @@ class SyncSettings(models.Model):
 
     organization = models.OneToOneField(
         Organization, on_delete=models.CASCADE, related_name="sync_settings"
+    )
+    # Which directory calls the SCIM endpoint; only its credential is accepted there.
+    directory = models.CharField(
+        max_length=10, choices=Directory.choices, default=Directory.ENTRA_ID
     )
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.NOT_CONFIGURED, db_index=True
@@ -76,6 +85,10 @@ class SyncSettings(models.Model):
         related_name="sync_settings",
     )
     credentials_created_at = models.DateTimeField(null=True, blank=True)
+    # Okta's API token ("HTTP Header" mode): its keyed digest (directory_sync.okta), unique so
+    # the SCIM auth check finds the settings by the presented token in one indexed lookup.
+    api_token_digest = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    api_token_created_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     last_test_connection_at = models.DateTimeField(null=True, blank=True)
@@ -87,7 +100,7 @@ class SyncSettings(models.Model):
         verbose_name_plural = "sync settings"
 
     def __str__(self) -> str:
-        return f"Entra sync of {self.organization}"
+        return f"{self.get_directory_display()} sync of {self.organization}"
 
     @property
     def is_active(self) -> bool:

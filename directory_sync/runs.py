@@ -37,7 +37,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from . import flusher, process_state
+from . import directories, flusher, process_state
 from .models import ChangeEvent, DirectoryRecord, ProvisioningRun, RefusedRequest, SyncSettings
 from .store import db, reads
 from .store.reads import run_current
@@ -202,13 +202,15 @@ def run_for_request(
     """
     now = timezone.now()
     probe = probe_value(request)
+    # Okta has no probe: its connection test and import start with the first page of /Users.
+    starts = probe is None and directories.starts_run(sync_settings=sync_settings, request=request)
     if open_run is None:
         open_run = reads.open_run_and_probe_match(
             organization_id=sync_settings.organization_id,
             probe_key=None if probe is None else probe.casefold(),
         )
     run, changed, probe_matches = open_run
-    if probe is not None and not probe_matches:
+    if starts or (probe is not None and not probe_matches):
         if not _probe_coalesces(run, changed=changed, now=now, sync_settings=sync_settings):
             run = _run_open(
                 sync_settings=sync_settings, trigger=ProvisioningRun.Trigger.PROBE, now=now

@@ -162,6 +162,11 @@ def _settings_updated(actor: str, detail: dict) -> list[SafeString]:
     ]
 
 
+def _directory_label(value) -> str:
+    labels = dict(SyncSettings.Directory.choices)
+    return str(labels.get(value, value or ""))
+
+
 def _activated(actor: str, detail: dict) -> SafeString:
     again = detail.get("previous_status") == SyncSettings.Status.STOPPED
     text = (
@@ -339,6 +344,20 @@ AUDIT_SENTENCES: dict[str, Callable[[str, dict], SafeString | list[SafeString]]]
     "sync.credentials_rotated": lambda actor, detail: _html(
         _("%(actor)s created a new client secret; the Client Identifier is unchanged"),
         actor=actor,
+    ),
+    "sync.api_token_issued": lambda actor, detail: _html(
+        _("%(actor)s created the Okta API token"), actor=actor
+    ),
+    "sync.api_token_rotated": lambda actor, detail: _html(
+        _("%(actor)s created a new Okta API token; the previous one no longer works"), actor=actor
+    ),
+    "sync.directory_switched": lambda actor, detail: _html(
+        _("%(actor)s switched the directory from %(from)s to %(to)s"),
+        actor=actor,
+        **{
+            "from": _directory_label(detail.get("from")),
+            "to": _directory_label(detail.get("to")),
+        },
     ),
     "sync.reconcile_requeued": _reconcile,
     "review.department_chosen": _department_chosen,

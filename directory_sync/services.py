@@ -18,6 +18,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from members.models import Organization
 from members.services import audit_record
 
+from . import okta
 from .client_secrets import client_secret_hash
 from .models import SyncSettings
 
@@ -157,18 +158,24 @@ def sync_settings_update(
 
 def sync_activate(
     *, organization: Organization, actor=None, actor_label: str | None = None
-) -> IssuedCredentials | None:
+) -> IssuedCredentials | okta.IssuedApiToken | None:
     """Activate sync ("Save and Activate", or reactivate after a stop).
 
-    Entra ID cannot connect without credentials, so activating a sync that has none issues
-    them in the same transaction and returns them (the only time the secret is readable).
-    With credentials already in place it returns ``None``: reactivation keeps the client id
-    and secret pasted into Entra ID. Activating an active sync changes nothing.
+    The directory cannot connect without credentials, so activating a sync that has none
+    issues them in the same transaction and returns them (the only time the secret is
+    readable). With credentials already in place it returns ``None``: reactivation keeps the
+    client id and secret pasted into Entra ID. Okta's API token is revoked by a stop, so
+    reactivating Okta issues a new one. Activating an active sync changes nothing.
     """
     with transaction.atomic():
         sync_settings = _locked_settings(organization)
         issued = None
-        if sync_settings.oauth_application_id is None:
+        if sync_settings.directory == SyncSettings.Directory.OKTA:
+            if sync_settings.api_token_digest is None:
+                issued = okta.api_token_issue(
+                    sync_settings=sync_settings, actor=actor, actor_label=actor_label
+                )
+        elif sync_settings.oauth_application_id is None:
             issued = _issue(
                 sync_settings=sync_settings, actor=actor, actor_label=actor_label, audit=True
             )
@@ -191,14 +198,16 @@ def sync_activate(
 def sync_stop(*, organization: Organization, actor=None, actor_label: str | None = None) -> None:
     """Stop sync: from now on every SCIM call answers 401 (Entra quarantines the job).
 
-    Credentials are kept (and tokens may still be issued) so that reactivating needs no new
-    secret in Entra ID; only the SCIM endpoint refuses. Stopping a sync that is not active
-    changes nothing.
+    Entra's credentials are kept (and tokens may still be issued) so that reactivating needs
+    no new secret in Entra ID; only the SCIM endpoint refuses. Okta's API token is revoked
+    (issue 17: a long-lived token dies with the sync it was issued for). Stopping a sync that
+    is not active changes nothing.
     """
     with transaction.atomic():
         sync_settings = _locked_settings(organization)
         if sync_settings.status != SyncSettings.Status.ACTIVE:
             return
+        okta.api_token_revoke(sync_settings=sync_settings)
         sync_settings.status = SyncSettings.Status.STOPPED
         sync_settings.stopped_at = timezone.now()
         sync_settings.save(update_fields=["status", "stopped_at", "updated_at"])

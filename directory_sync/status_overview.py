@@ -79,6 +79,7 @@ def sync_status_overview(*, organizations: Iterable[Organization]) -> list[dict]
                     "slug": organization.slug,
                     "name": organization.name,
                 },
+                "directory": sync.directory if sync else SyncSettings.Directory.ENTRA_ID.value,
                 "status": sync.status if sync else SyncSettings.Status.NOT_CONFIGURED.value,
                 "settings": {
                     name: getattr(sync or SyncSettings(), name) for name in EDITABLE_FIELDS

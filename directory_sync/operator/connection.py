@@ -1,11 +1,13 @@
-"""``credentials``, ``activate`` and ``stop``: connecting an organization to Entra ID without
-the UI (``activate`` takes the Set up in Beem options of ``configure``)."""
+"""``credentials``, ``activate`` and ``stop``: connecting an organization to Entra ID or Okta
+without the UI (``activate`` takes the Set up in Beem options of ``configure``, and
+``--directory okta`` switches the organization's directory, as the page's confirmed switch)."""
 
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from directory_sync import directories
 from directory_sync import services as sync_services
 from directory_sync.models import SyncSettings
 from members.models import Organization
@@ -38,10 +40,14 @@ def parsers_add(sub) -> None:
         help="Public base URL for the printed URLs (e.g. https://beem.example.com) when "
         "BEEM_PUBLIC_URL is not set.",
     )
+    _directory_argument(
+        p, "The directory the credentials are for; must be the organization's (see activate)."
+    )
     p.add_argument(
         "--yes",
         action="store_true",
-        help="Issue a new Client Secret (the Client Identifier stays).",
+        help="Issue a new Client Secret (the Client Identifier stays), or a new Okta API token "
+        "(the old one stops working at once).",
     )
 
     p = sub.add_parser(
@@ -55,11 +61,18 @@ def parsers_add(sub) -> None:
     )
     org_argument(p, required=True)
     p.add_argument("--base-url", help="Public base URL for printed URLs (see credentials).")
+    _directory_argument(
+        p,
+        "Sync with this directory. Switching an organization that was set up for the other "
+        "directory revokes that directory's credentials at once and needs --yes; members "
+        "already synced stay.",
+    )
     settings_arguments_add(p)
     p.add_argument(
         "--yes",
         action="store_true",
-        help="Confirm changing --identify-by of a sync that is already active.",
+        help="Confirm changing --identify-by of a sync that is already active, or switching "
+        "--directory.",
     )
 
     p = sub.add_parser(
@@ -70,6 +83,45 @@ def parsers_add(sub) -> None:
     )
     org_argument(p, required=True)
     p.add_argument("--yes", action="store_true", help="Really stop.")
+
+
+def _directory_argument(parser, text: str) -> None:
+    parser.add_argument(
+        "--directory",
+        choices=SyncSettings.Directory.values,
+        default=None,
+        help=text + " Default: the organization's current directory (entra_id at first).",
+    )
+
+
+def _okta_print(command, tenant: str, issued=None) -> None:
+    command.stdout.write(f"SCIM connector base URL:           {tenant}")
+    command.stdout.write("Unique identifier field for users: userName")
+    command.stdout.write("Authentication Mode:               HTTP Header")
+    if issued is not None:
+        command.stdout.write(f"API token (Authorization: Bearer): {issued.token}")
+        command.stdout.write(
+            "The API token is shown only now (only a keyed hash is stored): paste it into "
+            "Okta's Authorization field (Provisioning > Integration)."
+        )
+
+
+def _switch_asked(command, organization: Organization, directory: str | None) -> tuple[bool, bool]:
+    """(switch the directory, the switch needs --yes). Switching a sync never set up changes
+    nothing anyone relies on; one with credentials or members synced is confirmed."""
+    sync = sync_services.sync_settings_get(organization=organization)
+    if directory is None or sync.directory == directory:
+        return False, False
+    if sync.status == SyncSettings.Status.NOT_CONFIGURED and not directories.has_credentials(sync):
+        return True, False
+    name, current = directories.NAMES[directory], directories.NAMES[sync.directory]
+    command.stdout.write(
+        f"Would switch {organization.name} from {current} to {name}: the {current} "
+        f"credentials stop working at once and the sync must be activated again for {name}. "
+        f"Members already synced stay in Beem; {name} takes over those it sends with the same "
+        "userName, the others stay until an administrator deletes them."
+    )
+    return True, True
 
 
 def _urls(command, organization: Organization, base_url: str | None) -> tuple[str, str]:
@@ -106,9 +158,20 @@ def _connection_print(
         )
 
 
-def credentials(command, *, org: str, base_url: str | None, yes: bool, **options) -> None:
+def credentials(
+    command, *, org: str, base_url: str | None, yes: bool, directory: str | None = None, **options
+) -> None:
     organization = organization_lookup(org)
     sync = sync_services.sync_settings_get(organization=organization)
+    if directory is not None and directory != sync.directory:
+        raise CommandError(
+            f"{organization.name} syncs with {sync.directory}, not {directory}: switch with "
+            f"`manage.py directory_sync activate --org {organization.slug} --directory "
+            f"{directory} --yes`."
+        )
+    if sync.directory == SyncSettings.Directory.OKTA:
+        _okta_credentials(command, organization, sync, base_url=base_url, yes=yes)
+        return
     if sync.oauth_application_id is not None and not yes:
         _connection_print(command, organization, base_url)
         created = sync.credentials_created_at
@@ -136,9 +199,39 @@ def credentials(command, *, org: str, base_url: str | None, yes: bool, **options
     _connection_print(command, organization, base_url, issued=issued)
 
 
-def activate(command, *, org: str, base_url: str | None, yes: bool, **options) -> None:
+def _okta_credentials(command, organization, sync, *, base_url, yes: bool) -> None:
+    tenant, _token = _urls(command, organization, base_url)
+    if sync.api_token_digest is None:
+        raise CommandError(
+            f"{organization.name} has no Okta API token: it is issued by `manage.py "
+            f"directory_sync activate --org {organization.slug}` (a stop revokes it)."
+        )
+    if not yes:
+        _okta_print(command, tenant)
+        command.stdout.write(
+            f"\n{organization.name} has an Okta API token (created "
+            f"{sync.api_token_created_at.isoformat()}).\nWould issue a new API token; the old "
+            "one stops working at once, so Okta fails until the new one is pasted there.\n"
+            "Nothing was changed. Re-run with --yes to issue a new token."
+        )
+        return
+    issued = directories.api_token_rotate(organization=organization, actor_label=OPERATOR)
+    command.stdout.write(
+        f"Issued a new Okta API token for {organization.name} (id {organization.pk}, slug "
+        f"{organization.slug}). In Okta replace the token, then Test API Credentials.\n"
+    )
+    _okta_print(command, tenant, issued=issued)
+
+
+def activate(
+    command, *, org: str, base_url: str | None, yes: bool, directory: str | None = None, **options
+) -> None:
     organization = organization_lookup(org)
     given = settings_given(options)
+    switch, needs_yes = _switch_asked(command, organization, directory)
+    if needs_yes and not yes:
+        command.stdout.write("Nothing was changed. Re-run with --yes to switch.")
+        return
     # Every option is checked before anything changes.
     form = settings_form(organization, given) if given else None
     if form is not None:
@@ -148,6 +241,11 @@ def activate(command, *, org: str, base_url: str | None, yes: bool, **options) -
             return
     if base_url:
         _urls(command, organization, base_url)
+    if switch:
+        directories.directory_switch(
+            organization=organization, directory=directory, actor_label=OPERATOR
+        )
+        command.stdout.write(f"Switched {organization.name} to {directory}.")
     before = sync_services.sync_settings_get(organization=organization).status
     changed = settings_save(command, organization, form) if form is not None else {}
     try:
@@ -161,7 +259,10 @@ def activate(command, *, org: str, base_url: str | None, yes: bool, **options) -
         )
     else:
         command.stdout.write(f"Activated sync of {organization.name} (was {before}).")
-    if issued is not None:
+    if isinstance(issued, directories.okta.IssuedApiToken):
+        command.stdout.write("An Okta API token was issued:\n")
+        _okta_print(command, _urls(command, organization, base_url)[0], issued=issued)
+    elif issued is not None:
         command.stdout.write("Credentials were issued for the first time:\n")
         _connection_print(command, organization, base_url, issued=issued)
 
@@ -183,6 +284,10 @@ def stop(command, *, org: str, yes: bool, **options) -> None:
         return
     sync_services.sync_stop(organization=organization, actor_label=OPERATOR)
     command.stdout.write(f"Stopped sync of {organization.name}.")
+    if sync.directory == SyncSettings.Directory.OKTA:
+        command.stdout.write(
+            "Its Okta API token is revoked; `activate` issues a new one to paste into Okta."
+        )
 
 
 HANDLERS = {"credentials": credentials, "activate": activate, "stop": stop}

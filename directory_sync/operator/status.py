@@ -61,6 +61,7 @@ def status(command, *, org: str | None, format: str, **options) -> None:
     overview = [
         [
             name[row["organization"]["id"]],
+            row["directory"],
             row["status"],
             row["last_test_connection_at"] or "never",
             row["last_request_at"] or "never",
@@ -71,7 +72,14 @@ def status(command, *, org: str | None, format: str, **options) -> None:
         ]
         for row in rows
     ]
-    headers = ["ORGANIZATION", "STATUS", "LAST TEST CONNECTION", "LAST REQUEST", "CURRENT RUN"]
+    headers = [
+        "ORGANIZATION",
+        "DIRECTORY",
+        "STATUS",
+        "LAST TEST CONNECTION",
+        "LAST REQUEST",
+        "CURRENT RUN",
+    ]
     headers += ["PENDING", "FAILED", "OLDEST PENDING"]
     command.stdout.write(table(headers, overview), ending="")
     choices = [

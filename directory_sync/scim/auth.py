@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from django.conf import settings
@@ -36,7 +36,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from members.models import Organization
 
-from .. import process_state
+from .. import okta, process_state
 from ..client_secrets import (
     client_secret_dummy_check,
     client_secret_hash,
@@ -268,6 +268,8 @@ class _Grant:
     expires: datetime
     created: datetime
     sync_settings: SyncSettings | None
+    # The directory the credential is for: an Entra OAuth token or Okta's API token.
+    directory: str = SyncSettings.Directory.ENTRA_ID
 
 
 _cache: dict[str, tuple[float, _Grant | None]] = {}
@@ -305,7 +307,9 @@ def _token_grant(token: str) -> _Grant | None:
         .first()
     )
     grant = None
-    if access_token is not None:
+    if access_token is None:
+        grant = _api_token_grant(token)
+    else:
         application = access_token.application
         sync_settings = getattr(application, "sync_settings", None) if application else None
         grant = _Grant(
@@ -319,6 +323,19 @@ def _token_grant(token: str) -> _Grant | None:
                 _cache.clear()
             _cache[checksum] = (now, grant)
     return grant
+
+
+def _api_token_grant(token: str) -> _Grant | None:
+    """Okta's long-lived API token (directory_sync.okta); it never expires by itself."""
+    sync_settings = okta.api_token_settings(token)
+    if sync_settings is None:
+        return None
+    return _Grant(
+        expires=datetime.max.replace(tzinfo=UTC),
+        created=sync_settings.api_token_created_at,
+        sync_settings=sync_settings,
+        directory=SyncSettings.Directory.OKTA,
+    )
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
@@ -373,7 +390,15 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
             invalid_token=True,
             reason=AuthFailure.WRONG_TENANT,
         )
+    if sync_settings.directory != grant.directory:
+        # An Entra token while Okta is the directory, or Okta's token after a switch to Entra.
+        raise AuthFailure(
+            "The access token is not valid for this organization's directory.",
+            invalid_token=True,
+        )
     issued = sync_settings.credentials_created_at
+    if grant.directory == SyncSettings.Directory.OKTA:
+        issued = sync_settings.api_token_created_at
     if issued is not None and grant.created < issued:
         # A token from before the current client secret (a rotation deletes them, and this
         # also refuses one whose lookup another request of this process cached).

@@ -19,6 +19,7 @@ import pytest
 from django.test import Client
 
 from directory_sync import services
+from directory_sync.models import SyncSettings
 from directory_sync.services import IssuedCredentials
 
 SCIM_CONTENT_TYPE = "application/scim+json"
@@ -147,6 +148,35 @@ def other_credentials(other_organization) -> IssuedCredentials:
 def other_org_scim(other_organization, other_credentials) -> SCIMClient:
     """SCIM client for organization B, with B's own token."""
     return SCIMClient(organization=other_organization, token=_token(other_credentials))
+
+
+def okta_connect(organization, *, settings_fields: dict | None = None) -> str:
+    """Make Okta the organization's directory and activate it; its plaintext API token."""
+    from directory_sync import directories
+
+    directories.directory_switch(
+        organization=organization, directory=SyncSettings.Directory.OKTA, actor_label="operator"
+    )
+    if settings_fields:
+        services.sync_settings_update(
+            organization=organization, actor_label="operator", **settings_fields
+        )
+    issued = services.sync_activate(organization=organization, actor_label="operator")
+    if issued is None:
+        issued = directories.api_token_rotate(organization=organization, actor_label="operator")
+    return issued.token
+
+
+@pytest.fixture
+def okta_token(organization) -> str:
+    """Organization A synced with Okta, active; its API token."""
+    return okta_connect(organization)
+
+
+@pytest.fixture
+def okta_scim(organization, okta_token) -> SCIMClient:
+    """SCIM client for organization A with A's Okta API token."""
+    return SCIMClient(organization=organization, token=okta_token)
 
 
 @pytest.fixture

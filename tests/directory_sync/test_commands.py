@@ -135,6 +135,7 @@ def test_status_json_reports_sync_run_and_backlog(organization, other_organizati
 
     assert rows[0] == {
         "organization": {"id": organization.pk, "slug": "acme", "name": "Acme"},
+        "directory": "entra_id",
         "status": "active",
         "settings": {
             "deletion_rule": "delete_directly",
@@ -174,6 +175,7 @@ def test_status_table_has_one_line_per_organization(organization, other_organiza
     lines = out.splitlines()
     assert lines[0].split() == [
         "ORGANIZATION",
+        "DIRECTORY",
         "STATUS",
         "LAST",
         "TEST",
@@ -187,13 +189,20 @@ def test_status_table_has_one_line_per_organization(organization, other_organiza
         "OLDEST",
         "PENDING",
     ]
-    assert lines[1].split() == ["acme", f"({organization.pk})", "active", "never", "never"] + [
+    assert lines[1].split() == [
+        "acme",
+        f"({organization.pk})",
+        "entra_id",
+        "active",
+        "never",
+        "never",
+    ] + [
         "-",
         "1",
         "0",
         lines[1].split()[-1],
     ]
-    assert lines[2].split()[2] == "not_configured"
+    assert lines[2].split()[3] == "not_configured"
     # Then the Set up in Beem choices, one line per organization (issue 18).
     assert lines[3:6] == [
         "",

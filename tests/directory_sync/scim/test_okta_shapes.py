@@ -15,8 +15,8 @@ Written from Okta's public documents, not from a capture:
   ``members[value eq "..."]``, ``replace`` of all members, PUT, DELETE; import pages through
   ``GET /Users`` and ``GET /Groups`` by ``startIndex`` steps of 100.
 
-The credential here is the Entra OAuth token (what Okta's own token mode is, is issue 17's
-work); the shapes and their effect on members are what this module pins.
+The credential is what Okta's "HTTP Header" mode sends: ``Authorization: Bearer <API token>``
+with the organization's Okta API token (directory_sync.okta), Okta being its directory.
 """
 
 import json
@@ -78,10 +78,11 @@ def _user(user_name: str, given: str, family: str, *, phone: str | None = None) 
 
 
 @pytest.fixture
-def okta(scim, organization):
+def okta(okta_scim, organization):
     settings = services.sync_settings_get(organization=organization)
     SyncSettings.objects.filter(pk=settings.pk).update(identify_by=SyncSettings.IdentifyBy.EMAIL)
-    return Okta(scim)
+    assert okta_scim.token.startswith("beem_okta_")
+    return Okta(okta_scim)
 
 
 def test_connection_test_and_lookups(okta):
