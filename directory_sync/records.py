@@ -14,12 +14,10 @@ These services run inside the SCIM request's transaction (``scim.views`` opens o
 request so the request-log row shares its commit) or open their own. They never leave a
 partial write behind: every refusal (conflict, unknown members, a change callback that
 raises) is decided before the first write statement and raised after the block, so the
-caller's transaction stays usable. The hot paths are a few hand-written SQL statements (bench
-profile: the ORM cost more than the rest of a write): a create is one INSERT, an update one
-locked SELECT and one UPDATE, a member add or remove one statement. On PostgreSQL the outbox
-event is appended by the record's INSERT/UPDATE itself (a data-modifying CTE), and a SCIM
-write's run (``runs.WriteRun``) is read by its first statement; the embedded SQLite default
-appends the event with an INSERT of its own.
+caller's transaction stays usable. The statements are ``store.records``'s: a create is one
+INSERT, an update one locked SELECT and one UPDATE, a member add or remove one statement, each
+appending its event itself on PostgreSQL; a SCIM write's run (``runs.WriteRun``) is read by
+its first statement.
 
 Row locks: a write locks its record ``FOR NO KEY UPDATE``, as the sync engine does (no write
 changes a record's id or scim_id). Unlike ``FOR UPDATE`` it lets other transactions take

@@ -137,7 +137,7 @@ class WriteRun:
     their events to it; after the view, ``write_run_settle`` decides the request's run as
     ``run_for_request`` always does and moves the events when it is another one (the first
     write of a run: none was open, or it had been idle too long). Saves a round trip per
-    write (bench profile: the separate run lookup was a quarter of a POST)."""
+    write."""
 
     def __init__(self, organization_id: int):
         self.organization_id = organization_id
