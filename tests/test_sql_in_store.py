@@ -62,3 +62,23 @@ def test_the_check_sees_each_kind_of_sql_site():
     assert sorted(kinds) == sorted(
         ["import RawSQL", ".cursor()", ".execute(...)", ".extra()", ".raw()"]
     )
+
+
+def test_store_sits_below_the_services_and_scim():
+    """``store`` imports models (its own package, Django, ``members.models``) and the
+    per-process state registry only: a service or ``scim`` module imported by the storage
+    would make the layers circular again. And the record services never reach up into
+    ``scim``."""
+    from tests.test_import_cycles import import_graph
+
+    graph = import_graph()
+    allowed = {"directory_sync.models", "directory_sync.process_state", "members.models"}
+    upward = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.startswith("directory_sync.store")
+        for target in targets
+        if target not in allowed and not target.startswith("directory_sync.store")
+    )
+    assert not upward, "\n".join(upward)
+    assert not [t for t in graph["directory_sync.records"] if t.startswith("directory_sync.scim")]
