@@ -64,6 +64,14 @@ def phone_ltr(value: object, *, autoescape: bool = True) -> SafeString | str:
     return mark_safe(_PHONE_RE.sub(lambda m: f'<bdi dir="ltr">{m.group(0)}</bdi>', text))
 
 
+def isolate(value: object, *, autoescape: bool = True) -> SafeString | str:
+    """``<bdi>value</bdi>`` (the text keeps its own direction inside the sentence)."""
+    if value is None or value == "":
+        return ""
+    text = conditional_escape(value) if autoescape else str(value)
+    return mark_safe(f"<bdi>{text}</bdi>")
+
+
 def _territories(language: str | None) -> dict[str, str]:
     code = (language or "en").replace("-", "_")
     try:

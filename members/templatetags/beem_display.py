@@ -17,3 +17,10 @@ def phone_ltr(value, autoescape=True):
 def country_name(value):
     """An ISO country code as the country's name in the page's language."""
     return display.country_name(value)
+
+
+@register.filter(needs_autoescape=True)
+def isolate(value, autoescape=True):
+    """``<bdi>value</bdi>``: a name or an address inside a sentence of the other direction
+    keeps its own (a Latin name in Arabic text does not pull the sentence's punctuation)."""
+    return display.isolate(value, autoescape=autoescape)

@@ -279,13 +279,16 @@ def test_link_and_merge_ask_for_confirmation_first_and_change_nothing(
     preview = response.context["preview"]
     assert (preview.kept, preview.removed, preview.resources) == (kept, removed, 1)
     resource = "Team channel" if action == "link" else "Onboarding deck"
-    assert f"{removed.full_name}'s 1 resource moves to {kept.full_name}: {resource}" in html
+    assert (
+        f"<bdi>{removed.full_name}</bdi>'s 1 resource moves to <bdi>{kept.full_name}</bdi>: "
+        f"<bdi>{resource}</bdi>"
+    ) in html
     assert f'name="item{item.pk}-confirmed" value="True"' in html
     if action == "link":
-        assert "The member created from Entra ID, Lina Nasser, is deleted." in html
+        assert "The member created from Entra ID, <bdi>Lina Nasser</bdi>, is deleted." in html
         assert '<bdi dir="ltr">+966512345670</bdi>' in html
     else:
-        assert "The existing member Lina (Beem) is deleted." in html
+        assert "The existing member <bdi>Lina (Beem)</bdi> is deleted." in html
     assert Member.objects.filter(organization=organization).count() == 2
     item.refresh_from_db()
     assert item.status == "open"

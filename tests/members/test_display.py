@@ -57,3 +57,9 @@ def test_department_labels_name_the_full_path(organization):
     assert DEPARTMENT_PATH_SEPARATOR == " › "
     assert labels == {platform.pk: "Head Office › Engineering › Platform", root.pk: "Sales"}
     assert department_labels([]) == {}
+
+
+def test_isolate_keeps_a_name_in_its_own_direction():
+    template = engines["django"].from_string("{% load beem_display %}{{ value|isolate }}")
+    assert template.render({"value": "Nora (Beem) <x>"}) == "<bdi>Nora (Beem) &lt;x&gt;</bdi>"
+    assert template.render({"value": None}) == ""
