@@ -127,6 +127,8 @@ def test_make_run_default_serves_an_entra_cycle(tmp_path):
 # again on the embedded default: CI's own run of them is on PostgreSQL with a real worker.
 EMBEDDED_PROOF = [
     "tests/directory_sync/scim/test_door.py",
+    # A migration that rebuilds a table on SQLite drops its triggers (migration 0008).
+    "tests/directory_sync/scim/test_paging.py::test_count_triggers_are_installed",
     "tests/directory_sync/test_apply_identifiers.py",
     "tests/directory_sync/test_request_log.py",
     "tests/directory_sync/test_runs.py",
