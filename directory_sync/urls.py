@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import review_views, views
+from . import okta_views, review_views, views
 
 app_name = "directory_sync"
 
@@ -29,4 +29,7 @@ urlpatterns = [
         name="review_duplicate_resolve",
     ),
     path("entra/audit/", views.audit_list, name="audit_list"),
+    path("okta/connect/", okta_views.sync_okta, name="sync_okta"),
+    path("okta/connect/rotate/", okta_views.api_token_rotate, name="api_token_rotate"),
+    path("switch/<str:directory>/", okta_views.directory_switch, name="directory_switch"),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from members.permissions import administrator_required
 
-from . import selectors, sentences
+from . import okta_views, page_context, selectors, sentences
 from . import services as sync_services
 from .forms import (
     ConfirmForm,
@@ -37,18 +37,7 @@ RUNS_PER_PAGE = 25
 AUDIT_PER_PAGE = 50
 
 
-def _context(request: HttpRequest, tab: str, **extra) -> dict:
-    sync_settings = selectors.sync_settings_find(organization=request.organization)
-    state = selectors.sync_state(sync_settings=sync_settings)
-    return {
-        "tab": tab,
-        "sync_settings": sync_settings,
-        "state": state,
-        "state_label": selectors.SyncState.LABELS[state],
-        "state_badge": selectors.SyncState.BADGES[state],
-        "open_review_count": selectors.open_review_count(organization=request.organization),
-        **extra,
-    }
+_context = page_context.sync_page_context
 
 
 # The parts of the Status and Reactivate pages that follow Entra ID live. The first render
@@ -74,6 +63,7 @@ def _live_context(request: HttpRequest, tab: str, **extra) -> dict:
         "open_review_count": live.open_review_count,
         "progress": live.progress,
         "pending_total": live.pending_total,
+        **page_context.directory_context(live.sync_settings),
         **extra,
     }
 
@@ -176,7 +166,8 @@ def sync_settings_form(request: HttpRequest) -> HttpResponse:
                     request,
                     _("Settings saved.")
                     if was_active
-                    else _("Sync with Entra ID is active. Now set it up in Entra ID."),
+                    else okta_views.activated_message(current)
+                    or _("Sync with Entra ID is active. Now set it up in Entra ID."),
                 )
                 if form.identify_by_change is not None:
                     messages.success(request, form.identify_by_change.done_message())
@@ -230,6 +221,8 @@ ATTRIBUTE_MAPPING_GROUPS = [("displayName", "displayName"), ("members", "members
 def sync_entra(request: HttpRequest) -> HttpResponse:
     """ "Set up in Entra ID": what to paste into Entra's provisioning page."""
     sync_settings = selectors.sync_settings_find(organization=request.organization)
+    if okta_views.is_okta(sync_settings):
+        return redirect("directory_sync:sync_okta")
     if sync_settings is None or sync_settings.oauth_application_id is None:
         messages.info(request, _("Complete Set up in Beem and click Save and Activate first."))
         return redirect("directory_sync:sync_settings_form")
@@ -240,6 +233,8 @@ def _entra_page(request: HttpRequest, *, issued: IssuedCredentials | None = None
     """The "Set up in Entra ID" page; with ``issued``, the answer to the POST that issued the
     secret is the only place its plaintext ever appears. It is never stored in the session
     (nor anywhere else): a reload or a later visit shows it hidden."""
+    if isinstance(issued, okta_views.IssuedApiToken):
+        return okta_views.okta_page(request, issued=issued)
     organization = request.organization
     ctx = _context(request, "entra")
     ctx.update(
@@ -313,7 +308,10 @@ def sync_stop(request: HttpRequest) -> HttpResponse:
     form = ConfirmForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         sync_services.sync_stop(organization=request.organization, **_actor_kwargs(request))
-        messages.success(request, _("Sync with Entra ID is stopped."))
+        messages.success(
+            request,
+            okta_views.stopped_message(ctx["sync_settings"]) or _("Sync with Entra ID is stopped."),
+        )
         return redirect("directory_sync:sync_status")
     ctx["form"] = form
     return render(request, "directory_sync/sync_stop.html", ctx)
