@@ -27,6 +27,10 @@ for the system to converge by itself (beat's sweep re-dispatches what was lost).
 
 It prints the counts and exits non-zero when a check fails. ``tests/hardening/test_soak.py``
 runs a short version (``run_soak`` with the test database) in CI.
+
+``--scale-out`` runs the same tenants in the multi-host shape instead (bench/scaleout.py: two
+gunicorn groups behind HAProxy, two workers, PgBouncer in transaction mode, a worker and a web
+group SIGKILLed), with its own checks on top; ``make soak-scale MINUTES=5``.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class SoakOptions:
 @dataclass
 class SoakReport:
     requests: Counter = field(default_factory=Counter)
+    # Seconds per answered SCIM request, by kind ("lookup", "create", "patch", ...).
+    latencies: dict[str, list[float]] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
     chaos: Counter = field(default_factory=Counter)
     events: dict[str, int] = field(default_factory=dict)
@@ -418,6 +424,10 @@ class Stack:
             self.redis.start()
             wait_for_port(self.redis_port)
 
+    def diagnosed(self) -> tuple[list[Process], list[Process]]:
+        """Every process, and the ones whose log tails a diagnosis shows (stack_diagnose)."""
+        return [self.web, self.worker, self.beat, self.redis], [self.worker, self.beat]
+
     def stop(self) -> None:
         for process in (self.beat, self.worker, self.web, self.redis):
             try:
@@ -480,9 +490,25 @@ class EntraGroup:
 class EntraTenant:
     """One organization's Entra ID provisioning job, driving our SCIM endpoint over HTTP."""
 
-    def __init__(self, *, index: int, stack: Stack, credentials, report: SoakReport, seed: int):
+    def __init__(
+        self,
+        *,
+        index: int,
+        stack,
+        credentials,
+        report: SoakReport,
+        seed: int,
+        lost_answer_expected=None,
+    ):
         import httpx
 
+        # The scale-out soak kills web groups behind a load balancer: a request in flight
+        # there gets the balancer's 502 and no answer from Beem. ``lost_answer_expected(t)``
+        # says whether that may be the case at time t; the tenant then does what Entra does
+        # (send it again; look a create up before creating again). None: an answer is never
+        # lost, every 5xx is a failure.
+        self.lost_answer_expected = lost_answer_expected
+        self.answer_lost = False
         self.index = index
         self.organization_id = credentials.organization.pk
         self.client_id = credentials.client_id
@@ -499,17 +525,54 @@ class EntraTenant:
 
     # HTTP ---------------------------------------------------------------------------
 
+    def _lost(self, kind: str, response) -> bool:
+        """A balancer's 5xx (not a SCIM body) or no answer, when one may be lost: counted
+        apart, and the caller sends the request again."""
+        if self.lost_answer_expected is None or not self.lost_answer_expected(time.time()):
+            return False
+        if response is not None and (
+            response.status_code < 500 or "scim+json" in response.headers.get("content-type", "")
+        ):
+            return False
+        self.report.requests[f"{kind} lost at a web kill"] += 1
+        self.answer_lost = True
+        time.sleep(0.5)
+        return True
+
     def _call(self, kind: str, method: str, path: str, *, expect: tuple[int, ...], **kwargs):
+        """One SCIM request. An answer lost at a web kill: a POST returns None with
+        ``answer_lost`` set (the caller looks it up first, as Entra does), anything else is
+        sent again; a DELETE's 404 then means the lost one was applied."""
         headers = {"Authorization": f"Bearer {self.token}"}
         if "json" in kwargs:
             kwargs["content"] = json.dumps(kwargs.pop("json"))
             headers["Content-Type"] = "application/scim+json"
-        try:
-            response = self.http.request(method, self.scim + path, headers=headers, **kwargs)
-        except Exception as exc:  # counted, never raised
+        retried, response = False, None
+        for _attempt in range(10):
+            try:
+                started = time.monotonic()
+                response = self.http.request(method, self.scim + path, headers=headers, **kwargs)
+                self.report.latencies.setdefault(kind, []).append(time.monotonic() - started)
+            except Exception as exc:  # counted, never raised
+                if self._lost(kind, None):
+                    if method == "POST":
+                        return None
+                    retried = True
+                    continue
+                self.report.requests[f"{kind} error"] += 1
+                self.report.unexpected.append(f"{method} {path}: {exc.__class__.__name__}: {exc}")
+                return None
+            if not self._lost(kind, response):
+                break
+            if method == "POST":
+                return None
+            retried = True
+        if response is None:  # no answer ten times in a row
             self.report.requests[f"{kind} error"] += 1
-            self.report.unexpected.append(f"{method} {path}: {exc.__class__.__name__}: {exc}")
+            self.report.unexpected.append(f"{method} {path}: no answer after retries")
             return None
+        if retried and method == "DELETE" and response.status_code == 404:
+            expect = (*expect, 404)
         bucket = "5xx" if response.status_code >= 500 else str(response.status_code)
         self.report.requests[f"{kind} {bucket}"] += 1
         if response.status_code not in expect:
@@ -520,11 +583,22 @@ class EntraTenant:
         return response
 
     def token_fetch(self) -> None:
-        response = self.http.post(
-            "/o/token/",
-            data={"grant_type": "client_credentials"},
-            auth=(self.client_id, self.client_secret),
-        )
+        response = None
+        for _attempt in range(10):
+            try:
+                response = self.http.post(
+                    "/o/token/",
+                    data={"grant_type": "client_credentials"},
+                    auth=(self.client_id, self.client_secret),
+                )
+            except Exception:
+                if self._lost("token", None):
+                    continue
+                raise
+            if not self._lost("token", response):
+                break
+        if response is None:
+            raise RuntimeError("no answer from /o/token/ after retries")
         self.report.requests[f"token {response.status_code}"] += 1
         response.raise_for_status()
         self.token = response.json()["access_token"]
@@ -568,26 +642,39 @@ class EntraTenant:
             phone=self._new_phone(),
             department=self.rng.choice(DEPARTMENTS),
         )
-        found = self._call(
-            "lookup",
-            "GET",
-            "/Users",
-            expect=(200,),
-            params={"filter": f'userName eq "{user.upn}"'},
-        )
-        if found is None or found.json()["totalResults"]:
-            return
-        self._call(
-            "lookup",
-            "GET",
-            "/Users",
-            expect=(200,),
-            params={"filter": f'externalId eq "{user.object_id}"'},
-        )
-        created = self._call("create", "POST", "/Users", expect=(201,), json=self._user_body(user))
-        if created is not None:
-            user.scim_id = created.json()["id"]
-            self.users[user.upn] = user
+        self.answer_lost = False
+        for _attempt in range(5):
+            found = self._call(
+                "lookup",
+                "GET",
+                "/Users",
+                expect=(200,),
+                params={"filter": f'userName eq "{user.upn}"'},
+            )
+            if found is None:
+                return
+            if found.json()["totalResults"]:
+                if self.answer_lost:  # the create whose answer was lost was applied
+                    user.scim_id = found.json()["Resources"][0]["id"]
+                    self.users[user.upn] = user
+                    self.report.requests["create found after a lost answer"] += 1
+                return
+            self._call(
+                "lookup",
+                "GET",
+                "/Users",
+                expect=(200,),
+                params={"filter": f'externalId eq "{user.object_id}"'},
+            )
+            created = self._call(
+                "create", "POST", "/Users", expect=(201,), json=self._user_body(user)
+            )
+            if created is not None:
+                user.scim_id = created.json()["id"]
+                self.users[user.upn] = user
+                return
+            if not self.answer_lost:
+                return
 
     def _patch_user(self, user: EntraUser, operations: list[dict]) -> bool:
         self._call("read", "GET", f"/Users/{user.scim_id}", expect=(200,))
@@ -648,18 +735,35 @@ class EntraTenant:
 
     def group_create(self) -> None:
         group = EntraGroup(name=f"Soak group {len(self.groups) + 1}", object_id=str(uuid.uuid4()))
-        self._call(
-            "lookup",
-            "GET",
-            "/Groups",
-            expect=(200,),
-            params={"excludedAttributes": "members", "filter": f'displayName eq "{group.name}"'},
-        )
-        body = {"schemas": [GROUP_SCHEMA], "displayName": group.name, "externalId": group.object_id}
-        created = self._call("create", "POST", "/Groups", expect=(201,), json=body)
-        if created is not None:
-            group.scim_id = created.json()["id"]
-            self.groups[group.name] = group
+        self.answer_lost = False
+        for _attempt in range(5):
+            found = self._call(
+                "lookup",
+                "GET",
+                "/Groups",
+                expect=(200,),
+                params={
+                    "excludedAttributes": "members",
+                    "filter": f'displayName eq "{group.name}"',
+                },
+            )
+            if found is not None and found.json()["totalResults"] and self.answer_lost:
+                group.scim_id = found.json()["Resources"][0]["id"]
+                self.groups[group.name] = group
+                self.report.requests["create found after a lost answer"] += 1
+                return
+            body = {
+                "schemas": [GROUP_SCHEMA],
+                "displayName": group.name,
+                "externalId": group.object_id,
+            }
+            created = self._call("create", "POST", "/Groups", expect=(201,), json=body)
+            if created is not None:
+                group.scim_id = created.json()["id"]
+                self.groups[group.name] = group
+                return
+            if not self.answer_lost:
+                return
 
     def group_members_change(self, group: EntraGroup) -> None:
         outside = [u for u in self.users.values() if u.upn not in group.members]
@@ -794,11 +898,12 @@ def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
 
     from directory_sync.models import ChangeEvent
 
+    processes, logged = stack.diagnosed()
     out = [
         "processes: "
         + ", ".join(
             f"{p.name} {'running' if p.running else 'exited ' + str(p.proc and p.proc.returncode)}"
-            for p in (stack.web, stack.worker, stack.beat, stack.redis)
+            for p in processes
         )
     ]
     pending = (
@@ -863,8 +968,9 @@ def stack_diagnose(stack: Stack, organization_ids: list[int]) -> list[str]:
             out += [f"celery inspect {what}: {line}" for line in answer[-15:]]
         except Exception as exc:  # a diagnosis must not fail the report
             out.append(f"celery inspect {what}: {exc!r}")
-    out += ["worker.log: " + line for line in _log_tail(stack.worker.log_path, 40)]
-    out += ["beat.log: " + line for line in _log_tail(stack.beat.log_path, 15)]
+    for process in logged:
+        lines = 15 if process.name == "beat" else 40
+        out += [f"{process.name}.log: " + line for line in _log_tail(process.log_path, lines)]
     return out
 
 
@@ -931,6 +1037,14 @@ def verify(report: SoakReport, tenants: list[EntraTenant]) -> None:
             if record is not None and record.active != user.active:
                 report.directory_mismatches.append(
                     f"tenant {tenant.index}: {upn} active={record.active}, Entra {user.active}"
+                )
+        expected_groups = {g.scim_id for g in tenant.groups.values()}
+        for scim_id, name in live.filter(resource_type="Group").values_list(
+            "scim_id", "display_name"
+        ):
+            if str(scim_id) not in expected_groups:
+                report.directory_mismatches.append(
+                    f"tenant {tenant.index}: group {name} (server only)"
                 )
         for group in tenant.groups.values():
             record = live.filter(scim_id=group.scim_id).first()
@@ -1073,6 +1187,29 @@ def _database_ensure(url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds of load (60).")
+    parser.add_argument("--minutes", type=float, help="Minutes of load (overrides --duration).")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="Run in the scale-out shape (bench/scaleout.py): two gunicorn groups behind "
+        "HAProxy, two workers, PgBouncer in transaction mode; kills a worker and a web group.",
+    )
+    parser.add_argument(
+        "--kill-interval",
+        type=float,
+        help="--scale-out: seconds between kills (default: one worker and one web group kill).",
+    )
+    parser.add_argument("--web-workers", type=int, default=2, help="--scale-out: per group (2).")
+    parser.add_argument("--concurrency", type=int, default=2, help="--scale-out: per worker (2).")
+    parser.add_argument("--pool-size", type=int, default=20, help="--scale-out: PgBouncer (20).")
+    parser.add_argument(
+        "--redis-port", type=int, default=6390, help="--scale-out: private Redis port (6390)."
+    )
+    parser.add_argument(
+        "--prepared-statements",
+        action="store_true",
+        help="--scale-out: DATABASE_PREPARED_STATEMENTS=true behind PgBouncer (to see it fail).",
+    )
     parser.add_argument("--tenants", type=int, default=3, help="Organizations (3).")
     parser.add_argument("--chaos-interval", type=float, default=6.0, help="Seconds (6).")
     parser.add_argument("--redis-down", type=float, default=3.0, help="Seconds Redis is down (3).")
@@ -1080,10 +1217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/beem_soak"),
-        help="PostgreSQL database for the soak (created and migrated when missing).",
+        default=os.environ.get("SOAK_DATABASE_URL"),
+        help="PostgreSQL database for the soak (created and migrated when missing; default "
+        "beem_soak, beem_scale_soak with --scale-out, on 127.0.0.1:5432).",
     )
     args = parser.parse_args(argv)
+    if args.database_url is None:
+        name = "beem_scale_soak" if args.scale_out else "beem_soak"
+        args.database_url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    if args.minutes is not None:
+        args.duration = args.minutes * 60
     _database_ensure(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "beem_admin.settings")
@@ -1095,6 +1238,22 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if args.scale_out:
+        from bench.scaleout import ScaleOptions, run_scale_soak
+
+        scale_options = ScaleOptions(
+            duration=args.duration,
+            tenants=args.tenants,
+            web_workers=args.web_workers,
+            worker_concurrency=args.concurrency,
+            pool_size=args.pool_size,
+            redis_port=args.redis_port,
+            kill_interval=args.kill_interval,
+            converge_timeout=args.converge_timeout,
+            prepared_statements=args.prepared_statements,
+            seed=args.seed,
+        )
+        return 0 if run_scale_soak(scale_options, database_url=args.database_url).ok else 1
     options = SoakOptions(
         duration=args.duration,
         tenants=args.tenants,
