@@ -14,7 +14,7 @@ from directory_sync import outbox, process_state
 # Module globals that hold no state worth forgetting: pure memos of code and settings, and
 # Celery's per-task logging tokens (popped when their task ends).
 STATELESS = {
-    ("directory_sync.records", "_converters_cache"),  # per database vendor, from the models
+    ("directory_sync.store.records", "_converters_cache"),  # per database vendor, from the models
     ("beem_admin.logging", "_task_tokens"),
     # The registry itself.
     ("directory_sync.process_state", "_resets"),
