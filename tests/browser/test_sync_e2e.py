@@ -306,7 +306,7 @@ def test_entra_cycle_shows_the_run_new_members_review_item_and_failure_reason(
     hold.locator("select").select_option(label="Jeddah › Sales")
     with page.expect_navigation():
         hold.locator("button").click()
-    expect(page.locator(".messages")).to_contain_text("will be placed in Sales")
+    expect(page.locator(".messages")).to_contain_text("will be placed in Jeddah › Sales")
     nora_member = Member.objects.get(email="nora@demo.beem")
     assert [link.department_id for link in nora_member.department_links.all()] == [jeddah.pk]
     hold = page.locator("#department-holds tbody tr", has_text="Sales")
