@@ -16,6 +16,8 @@ from oauth2_provider.settings import oauth2_settings
 from members.models import DeletionRule as MemberDeletionRule
 from members.models import Department, Group, Member, Organization
 
+from .notes import notes_render
+
 # Primary keys per DirectoryRecordCount block; the triggers of migration 0003 use the same.
 RECORD_COUNT_BLOCK = 1024
 
@@ -319,7 +321,11 @@ class ChangeEvent(models.Model):
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
+    # The apply's notes or the failure's reason in English (logs, search, operator commands);
+    # ``reason_notes`` keeps them structured for pages to show in the reader's language
+    # (directory_sync/notes.py). Rows from before it have only ``reason``.
     reason = models.TextField(blank=True)
+    reason_notes = models.JSONField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     request_id = models.CharField(max_length=64, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -352,6 +358,11 @@ class ChangeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.label} ({self.status})"
+
+    @property
+    def reason_text(self) -> str:
+        """The notes or reason in the active language (the stored English for older rows)."""
+        return notes_render(self.reason_notes, self.reason)
 
 
 class RefusedRequest(models.Model):
@@ -444,7 +455,9 @@ class ReviewItem(models.Model):
     chosen_department = models.ForeignKey(
         Department, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # In English; ``detail_notes`` structured for the reader's language (as ChangeEvent.reason).
     detail = models.TextField(blank=True)
+    detail_notes = models.JSONField(null=True, blank=True)
     resolution = models.CharField(max_length=32, blank=True)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
@@ -454,6 +467,11 @@ class ReviewItem(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    @property
+    def detail_text(self) -> str:
+        """The detail in the active language (the stored English for older rows)."""
+        return notes_render(self.detail_notes, self.detail)
 
 
 class WorkerHeartbeat(models.Model):

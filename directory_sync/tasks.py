@@ -9,6 +9,7 @@ from celery import Task, shared_task
 
 from .engine import TRANSIENT_ERRORS, events_drain, record_events_fail
 from .health import worker_heartbeat_record
+from .notes import ngettext_message as ngettext  # the name makemessages extracts
 from .outbox import organization_wake
 from .redispatch import change_events_redispatch
 from .retention import logs_purge
@@ -42,7 +43,13 @@ class ApplyChangeEventsTask(Task):
             # Not tied to one record (the database itself is gone): the sweep wakes it again.
             logger.error("apply job of organization %s failed: %s", args or kwargs, exc)
             return
-        reason = f"Gave up after {self.request.retries} retries: {exc}"
+        reason = ngettext(
+            "Gave up after %(count)s retry: %(error)s",
+            "Gave up after %(count)s retries: %(error)s",
+            self.request.retries,
+            count=self.request.retries,
+            error=str(exc),
+        )
         try:
             record_events_fail(record_id=record_id, reason=reason)
         except Exception:  # the database itself is gone; the sweep re-runs it

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from members import selectors as member_selectors
 from members import services as member_services
 from members.models import Department, DepartmentMembership, Member
 
 from ..models import DirectoryRecord, ReviewItem, SyncSettings
+from ..notes import Message, review_detail
 from .fields import document_department
 from .results import Notes
 
@@ -141,11 +142,17 @@ def _department_hold(
             record=record,
             member=record.member,
             directory_value=value,
-            detail=_(
-                "Department “%(name)s” matches %(count)s departments; choose the one for "
-                "directory user %(user)s."
-            )
-            % {"name": value, "count": len(matches), "user": record.user_name},
+            **review_detail(
+                Message(
+                    gettext_noop(
+                        "Department “%(name)s” matches %(count)s departments; choose the one "
+                        "for directory user %(user)s."
+                    ),
+                    name=value,
+                    count=len(matches),
+                    user=record.user_name,
+                )
+            ),
         )
     elif item.status != ReviewItem.Status.OPEN:
         # The pick was cleared (its department was deleted): ask again.
@@ -156,8 +163,13 @@ def _department_hold(
     item.candidates.set(matches)
     notes.held = True
     notes.add(
-        _("Department “%(name)s” matches %(count)s departments: held for an administrator.")
-        % {"name": value, "count": len(matches)}
+        Message(
+            gettext_noop(
+                "Department “%(name)s” matches %(count)s departments: held for an administrator."
+            ),
+            name=value,
+            count=len(matches),
+        )
     )
     return DepartmentPlan(departments=None, hold_value=value)
 

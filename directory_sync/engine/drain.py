@@ -8,9 +8,10 @@ import logging
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from ..models import ChangeEvent, DirectoryRecord
+from ..notes import Message, exception_reason, reason_parts
 from ..store import db
 from .events import events_finish_many, record_events_fail, superseded_reason
 from .groups import group_converge
@@ -59,24 +60,25 @@ def record_apply(*, record_id: int, if_stale: bool = False) -> ApplyResult | Non
                     force=True,
                 )
                 _version, status, outcome, reason = results[record_id]
-                return ApplyResult(status=status, outcome=outcome, reason=reason)
+                return ApplyResult(status=status, outcome=outcome, reason=reason_parts(reason)[0])
             outcome, notes = group_converge(record)
             record_set(record, applied_version=version)
-            events_finish_many({record.pk: (version, Status.APPLIED, outcome, notes.text)})
+            events_finish_many({record.pk: (version, Status.APPLIED, outcome, notes.lines)})
             if record.deleted_at is not None:
                 # The tombstone has done its job; events keep scim_id and label (SET_NULL).
                 record.delete()
             return ApplyResult(status=Status.APPLIED, outcome=outcome, reason=notes.text)
     except PERMANENT_ERRORS as exc:
-        reason = str(exc) or exc.__class__.__name__
+        reason = exception_reason(exc)
+        text = reason_parts(reason)[0]
         with transaction.atomic():
             record = record_lock(record_id)
             if record is not None:
                 events_finish_many(
                     {record.pk: (version or record.version, Status.FAILED, "", reason)}
                 )
-        logger.info("directory record %s not applied: %s", record_id, reason)
-        return ApplyResult(status=Status.FAILED, reason=reason)
+        logger.info("directory record %s not applied: %s", record_id, text)
+        return ApplyResult(status=Status.FAILED, reason=text)
 
 
 # --- draining an organization's outbox (the batch job) -------------------------------------
@@ -129,10 +131,11 @@ def _events_drain(*, organization_id: int, batch_size: int) -> int:
         ChangeEvent.objects.filter(pk__in=event_ids).update(attempts=F("attempts") + 1)
         orphans = [pk for pk, record_id in rows if record_id is None]
         if orphans:
+            text, notes = reason_parts(
+                Message(gettext_noop("The directory record no longer exists."))
+            )
             ChangeEvent.objects.filter(pk__in=orphans, status=Status.PENDING).update(
-                status=Status.SKIPPED,
-                reason=_("The directory record no longer exists."),
-                finished_at=timezone.now(),
+                status=Status.SKIPPED, reason=text, reason_notes=notes, finished_at=timezone.now()
             )
         record_ids = list(dict.fromkeys(r for _pk, r in rows if r is not None))
         for start in range(0, len(record_ids), DRAIN_CHUNK):
@@ -171,5 +174,10 @@ def _record_drain(record_id: int) -> None:
     except Exception as exc:  # fail this record's events, keep draining
         logger.exception("directory record %s could not be applied", record_id)
         record_events_fail(
-            record_id=record_id, reason=f"Unexpected error ({exc.__class__.__name__}): {exc}"
+            record_id=record_id,
+            reason=Message(
+                gettext_noop("Unexpected error (%(error)s): %(detail)s"),
+                error=exc.__class__.__name__,
+                detail=str(exc),
+            ),
         )

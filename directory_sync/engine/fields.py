@@ -8,12 +8,13 @@ import uuid
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from members.models import Member
 from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from ..models import SyncSettings
+from ..notes import Message
 from ..scim.constants import ENTERPRISE_SCHEMA
 from ..scim.documents import work_email
 from .results import ApplyError, Notes
@@ -82,12 +83,16 @@ def phone_normalise(
     except InvalidPhoneNumber as exc:
         if identify_by == SyncSettings.IdentifyBy.PHONE:
             raise ApplyError(
-                _("The mobile number cannot be used to identify the member: %(error)s")
-                % {"error": exc}
+                Message(
+                    gettext_noop(
+                        "The mobile number cannot be used to identify the member: %(error)s"
+                    ),
+                    error=str(exc),
+                )
             )
         # Not the identifier: keep the member's current number and say why.
         del fields["phone"]
-        notes.add(_("Mobile number not synced: %(error)s") % {"error": exc})
+        notes.add(Message(gettext_noop("Mobile number not synced: %(error)s"), error=str(exc)))
 
 
 def email_check(fields: dict, *, identify_by: str, notes: Notes) -> None:
@@ -97,9 +102,9 @@ def email_check(fields: dict, *, identify_by: str, notes: Notes) -> None:
     try:
         validate_email(value)
     except DjangoValidationError:
-        message = _("%(value)s is not a valid email address.") % {"value": value}
+        message = Message(gettext_noop("%(value)s is not a valid email address."), value=value)
         if identify_by == SyncSettings.IdentifyBy.EMAIL:
             raise ApplyError(message)
         # Not the identifier: keep the member's current email and say why.
         del fields["email"]
-        notes.add(_("Email not synced: %(error)s") % {"error": message})
+        notes.add(Message(gettext_noop("Email not synced: %(error)s"), error=message))

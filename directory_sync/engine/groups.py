@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.utils.translation import ngettext
-
 from members import services as member_services
 from members.models import Group
 
 from ..models import DirectoryMembership, DirectoryRecord
+from ..notes import ngettext_message as ngettext  # the name makemessages extracts
 from ..store.records import records_lock_for_share
 from .records import record_set
 from .results import Notes, Outcome
@@ -46,8 +45,9 @@ def group_converge(record: DirectoryRecord) -> tuple[str, Notes]:
             "%(count)s member added, %(removed)s removed.",
             "%(count)s members added, %(removed)s removed.",
             added,
+            count=added,
+            removed=removed,
         )
-        % {"count": added, "removed": removed}
     )
     return Outcome.GROUP_SYNCED, notes
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.db.models.functions import Lower
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from members.models import Member, Organization
 
 from ..models import ChangeEvent, DirectoryRecord, ReviewItem, SyncSettings
+from ..notes import Message, exception_reason
 from .departments import DepartmentPlan
 from .fields import document_member_fields, email_check, phone_normalise
 from .records import users_lock
@@ -44,10 +45,10 @@ class UserPlan:
     # An inactive or deleted user: its member is deleted.
     remove: bool = False
     # A refusal known from the document alone (invalid identifier).
-    refused: str = ""
+    refused: Message | str = ""
     # The refusal of this apply (``refused`` or a clash) and the values not synced: key ->
     # the owner of the value (a Member, or the plan of the directory user that keeps it).
-    error: str = ""
+    error: Message | str = ""
     rejected: dict[str, object] = field(default_factory=dict)
     created: bool = False
     outcome: str = Outcome.UPDATED
@@ -94,7 +95,7 @@ def user_plan(record: DirectoryRecord, sync_settings: SyncSettings) -> UserPlan:
         )
         email_check(fields, identify_by=sync_settings.identify_by, notes=notes)
     except ApplyError as exc:
-        plan.refused = plan.error = str(exc)
+        plan.refused = plan.error = exception_reason(exc)
     return plan
 
 
@@ -102,8 +103,10 @@ def _identifier(sync_settings: SyncSettings) -> str:
     return "email" if sync_settings.identify_by == SyncSettings.IdentifyBy.EMAIL else "phone"
 
 
-def attribute_label(key: str) -> str:
-    return _("The mobile number") if key == "phone" else _("The email")
+def attribute_label(key: str) -> Message:
+    return Message(
+        gettext_noop("The mobile number") if key == "phone" else gettext_noop("The email")
+    )
 
 
 def owner_member(owner: object) -> Member | None:
@@ -160,21 +163,25 @@ def _holders_read(organization_id: int, plans: list[UserPlan]) -> _Holders:
     return _Holders(holders, records)
 
 
-def _refusal(key: str, value: str, owner: object, holders: _Holders) -> str:
+def _refusal(key: str, value: str, owner: object, holders: _Holders) -> Message:
     if isinstance(owner, UserPlan):
         record = owner.record
     else:
         record = holders.records.get(owner.pk)
     label = (
-        _("directory user %(user)s") % {"user": record.user_name or record.display_name}
+        Message(
+            gettext_noop("directory user %(user)s"),
+            user=record.user_name or record.display_name,
+        )
         if record is not None
         else member_label(owner)
     )
-    return _("%(attribute)s %(value)s already belongs to %(owner)s.") % {
-        "attribute": attribute_label(key),
-        "value": value,
-        "owner": label,
-    }
+    return Message(
+        gettext_noop("%(attribute)s %(value)s already belongs to %(owner)s."),
+        attribute=attribute_label(key),
+        value=value,
+        owner=label,
+    )
 
 
 def _users_judge(plans: list[UserPlan], holders: _Holders, identifier: str) -> None:
@@ -237,7 +244,9 @@ def _users_judge(plans: list[UserPlan], holders: _Holders, identifier: str) -> N
                 and not plan.final("phone")
                 and not plan.final("email")
             ):
-                plan.error = _("A member needs a mobile number or an email address.")
+                plan.error = Message(
+                    gettext_noop("A member needs a mobile number or an email address.")
+                )
                 changed = True
         if not changed:
             return

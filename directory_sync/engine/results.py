@@ -9,13 +9,20 @@ from django.db import DataError, IntegrityError, InterfaceError, OperationalErro
 from members import services as member_services
 
 from ..models import ChangeEvent
+from ..notes import Message
 
 Outcome = ChangeEvent.Outcome
 Status = ChangeEvent.Status
 
 
 class ApplyError(Exception):
-    """A permanent refusal: the directory data must change before this record can apply."""
+    """A permanent refusal: the directory data must change before this record can apply.
+    ``message`` is kept structured for the event (read in the reader's language); the
+    exception's text is English (logs)."""
+
+    def __init__(self, message: Message | str):
+        self.message = message
+        super().__init__(message.english if isinstance(message, Message) else message)
 
 
 # Errors that retrying cannot fix; anything else transient is retried by the task.
@@ -39,13 +46,14 @@ class ApplyResult:
 class Notes:
     """What one apply did beyond the plain outcome, for the event's reason."""
 
-    lines: list[str] = field(default_factory=list)
+    lines: list[Message] = field(default_factory=list)
     held: bool = False
     changed: bool = False
 
-    def add(self, text: str) -> None:
-        self.lines.append(text)
+    def add(self, message: Message) -> None:
+        self.lines.append(message)
 
     @property
     def text(self) -> str:
-        return " ".join(self.lines)
+        """In English (logs, tests); pages render ``lines`` in the reader's language."""
+        return " ".join(m.english for m in self.lines)

@@ -7,14 +7,15 @@ import uuid
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop
 
 from members import services as member_services
 from members.bulk_update import bulk_update_rows
 from members.models import Department, Member, Organization
 
 from ..models import DirectoryMembership, DirectoryRecord, ReviewItem, SyncSettings
+from ..notes import Message, review_detail
+from ..notes import ngettext_message as ngettext  # the name makemessages extracts
 from ..store.records import records_lock_for_share
 from .departments import DepartmentCache, department_hold_member, department_plan
 from .events import events_finish_many, superseded_reason
@@ -80,22 +81,22 @@ def users_apply(
                 plan.record.version,
                 Status.APPLIED,
                 outcome,
-                plan.notes.text,
+                plan.notes.lines,
             )
     live = [p for p in plans if not p.error and not p.remove]
     for plan in live:
         for key in IDENTIFIER_KEYS:
             if key in plan.rejected:
                 plan.notes.add(
-                    _(
-                        "%(attribute)s %(value)s belongs to member %(other)s; not synced "
-                        "(possible duplicate)."
+                    Message(
+                        gettext_noop(
+                            "%(attribute)s %(value)s belongs to member %(other)s; not synced "
+                            "(possible duplicate)."
+                        ),
+                        attribute=attribute_label(key),
+                        value=plan.fields.pop(key),
+                        other=owner_member_label(plan.rejected[key]),
                     )
-                    % {
-                        "attribute": attribute_label(key),
-                        "value": plan.fields.pop(key),
-                        "other": owner_member_label(plan.rejected[key]),
-                    }
                 )
 
     # Managers: lock their records before any member row is written (module docstring).
@@ -249,7 +250,7 @@ def users_apply(
                 outcome = Outcome.HELD
             elif not (plan.notes.changed or plan.member.pk in changed):
                 outcome = Outcome.UNCHANGED
-        results[plan.record.pk] = (plan.record.version, Status.APPLIED, outcome, plan.notes.text)
+        results[plan.record.pk] = (plan.record.version, Status.APPLIED, outcome, plan.notes.lines)
     events_finish_many(results)
     for plan in plans:
         if plan.remove and plan.record.deleted_at is not None:
@@ -310,8 +311,8 @@ def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: No
                 "%(count)s resource moved to Unassigned.",
                 "%(count)s resources moved to Unassigned.",
                 deletion.resources_unassigned,
+                count=deletion.resources_unassigned,
             )
-            % {"count": deletion.resources_unassigned}
         )
     if deletion.resources_to_manager:
         notes.add(
@@ -319,8 +320,8 @@ def _user_remove(record: DirectoryRecord, sync_settings: SyncSettings, notes: No
                 "%(count)s resource given to the manager.",
                 "%(count)s resources given to the manager.",
                 deletion.resources_to_manager,
+                count=deletion.resources_to_manager,
             )
-            % {"count": deletion.resources_to_manager}
         )
     return Outcome.DELETED
 
@@ -340,16 +341,20 @@ def _possible_duplicate_open(
         record=record,
         member=member,
         other_member=other,
-        detail=_(
-            "Directory user %(user)s was synced to member %(member)s, but member %(other)s "
-            "already has its %(attribute)s. They may be the same person."
-        )
-        % {
-            "user": record.user_name,
-            "member": member_label(member),
-            "other": member_label(other),
-            "attribute": _("mobile number") if attribute == "phone" else _("email"),
-        },
+        **review_detail(
+            Message(
+                gettext_noop(
+                    "Directory user %(user)s was synced to member %(member)s, but member "
+                    "%(other)s already has its %(attribute)s. They may be the same person."
+                ),
+                user=record.user_name,
+                member=member_label(member),
+                other=member_label(other),
+                attribute=Message(
+                    gettext_noop("mobile number") if attribute == "phone" else gettext_noop("email")
+                ),
+            )
+        ),
     )
 
 

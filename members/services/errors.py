@@ -2,11 +2,20 @@
 
 
 class MemberError(ValueError):
-    """A member write was refused; ``field`` names the offending attribute."""
+    """A member write was refused; ``field`` names the offending attribute. ``msgid`` and
+    ``params`` (optional) keep the message untranslated for a reader in another language
+    (the sync log stores them, directory_sync/notes.py)."""
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        msgid: str | None = None,
+        params: dict | None = None,
+    ):
         super().__init__(message)
-        self.field = field
+        self.field, self.msgid, self.params = field, msgid, params
 
 
 MEMBER_FIELDS = (

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from ..models import Member, Organization
 from ..phones import InvalidPhoneNumber, phone_to_e164
@@ -63,6 +64,10 @@ def member_fields_normalise(
     return clean
 
 
+PHONE_TAKEN = gettext_noop("Another member already has the mobile number %(phone)s.")
+EMAIL_TAKEN = gettext_noop("Another member already has the email %(email)s.")
+
+
 def member_fields_check_unique(
     *, organization: Organization, fields: dict, exclude_pk: int | None
 ) -> None:
@@ -72,12 +77,16 @@ def member_fields_check_unique(
     phone = fields.get("phone")
     if phone and others.filter(phone=phone).exists():
         raise MemberError(
-            _("Another member already has the mobile number %(phone)s.") % {"phone": phone},
+            _(PHONE_TAKEN) % {"phone": phone},
             field="phone",
+            msgid=PHONE_TAKEN,
+            params={"phone": phone},
         )
     email = fields.get("email")
     if email and others.annotate(e=Lower("email")).filter(e=email).exists():
         raise MemberError(
-            _("Another member already has the email %(email)s.") % {"email": email},
+            _(EMAIL_TAKEN) % {"email": email},
             field="email",
+            msgid=EMAIL_TAKEN,
+            params={"email": email},
         )
