@@ -14,7 +14,12 @@ class DirectorySyncConfig(AppConfig):
         from . import outbox
         from .scim.profile import directory_profile_extra
         from .selectors import members_sync_status
+        from .sentences import member_sync_notes
         from .tasks import apply_change_events
 
         outbox.apply_job_register(apply_change_events)
-        directory_register(status=members_sync_status, member_attributes=directory_profile_extra)
+        directory_register(
+            status=members_sync_status,
+            member_attributes=directory_profile_extra,
+            member_notes=member_sync_notes,
+        )

@@ -339,7 +339,7 @@ def run_summary(run) -> RunSummary:
     )
     failures = (
         ChangeEvent.objects.filter(run=run, status=ChangeEvent.Status.FAILED)
-        .only("id", "label", "kind", "reason", "scim_id", "finished_at")
+        .only("id", "label", "kind", "reason", "reason_notes", "scim_id", "finished_at")
         .order_by("id")
     )
     return RunSummary(failures=failures, **counts)

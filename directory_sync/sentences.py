@@ -8,6 +8,7 @@ department structure string") with the choices' labels instead of their stored v
 
 from collections.abc import Callable
 
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -19,7 +20,7 @@ from members.models import AuditEntry, DeletionRule, Department
 from members.selectors import department_path
 
 from .forms import phone_country_choices
-from .models import ChangeEvent, SyncSettings
+from .models import ChangeEvent, ReviewItem, SyncSettings
 
 
 def _html(text: str, **parts) -> SafeString:
@@ -53,7 +54,7 @@ _APPLIED_USER = {
 
 def event_sentence(event: ChangeEvent) -> SafeString:
     """What a change did, in words, linked to the member or group it touched; the apply's
-    notes (or the failure's reason) follow."""
+    notes (or the failure's reason) follow, in the reader's language (``notes.notes_render``)."""
     record = event.record if event.record_id else None
     member = record.member if record is not None and record.member_id else None
     group = record.group if record is not None and record.group_id else None
@@ -63,7 +64,7 @@ def event_sentence(event: ChangeEvent) -> SafeString:
     elif event.status == Status.SKIPPED:
         sentence = _html(_("Superseded by a later change"))
     elif event.status == Status.FAILED:
-        return _html(_("Not applied: %(reason)s"), reason=event.reason or "")
+        return _html(_("Not applied: %(reason)s"), reason=event.reason_text)
     elif event.outcome in _APPLIED_USER:
         sentence = _html(
             str(_APPLIED_USER[event.outcome]),
@@ -82,9 +83,33 @@ def event_sentence(event: ChangeEvent) -> SafeString:
         sentence = _html(_("Deleted group %(group)s"), group=event.label)
     else:
         sentence = _html(event.get_outcome_display() or event.get_status_display())
-    if event.reason:
-        return _html(_("%(what)s; %(notes)s"), what=sentence, notes=event.reason)
+    notes = event.reason_text
+    if notes:
+        return _html(_("%(what)s; %(notes)s"), what=sentence, notes=notes)
     return sentence
+
+
+def member_sync_notes(member) -> list[str]:
+    """What the sync says about a member on their page, in the reader's language: the open
+    review items about them, then the notes or reason of their directory user's last finished
+    change (e.g. a value not synced), if it has any."""
+    items = ReviewItem.objects.filter(
+        Q(member=member) | Q(other_member=member), status=ReviewItem.Status.OPEN
+    ).only("detail", "detail_notes")
+    notes = [item.detail_text for item in items if item.detail_text]
+    event = (
+        ChangeEvent.objects.filter(record__member=member)
+        .exclude(status__in=(ChangeEvent.Status.PENDING, ChangeEvent.Status.SKIPPED))
+        .only("status", "reason", "reason_notes")
+        .order_by("-id")
+        .first()
+    )
+    if event is not None and event.reason_text:
+        if event.status == ChangeEvent.Status.FAILED:
+            notes.append(_("Last change not applied: %(reason)s") % {"reason": event.reason_text})
+        else:
+            notes.append(event.reason_text)
+    return notes
 
 
 # --- the audit log -------------------------------------------------------------------------

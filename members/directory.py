@@ -28,10 +28,13 @@ class DirectorySyncStatus:
 class _Directory:
     status: Callable[[Organization], DirectorySyncStatus]
     member_attributes: Callable[[Member], list[tuple[str, str]]]
+    member_notes: Callable[[Member], list[str]]
 
 
 _directory = _Directory(
-    status=lambda organization: DirectorySyncStatus(), member_attributes=lambda member: []
+    status=lambda organization: DirectorySyncStatus(),
+    member_attributes=lambda member: [],
+    member_notes=lambda member: [],
 )
 
 
@@ -39,11 +42,16 @@ def directory_register(
     *,
     status: Callable[[Organization], DirectorySyncStatus],
     member_attributes: Callable[[Member], list[tuple[str, str]]],
+    member_notes: Callable[[Member], list[str]] = lambda member: [],
 ) -> None:
     """``status``: the organization's sync; ``member_attributes``: (path, value) of what the
-    directory keeps about a member beyond what Beem applies."""
+    directory keeps about a member beyond what Beem applies; ``member_notes``: what the sync
+    says about the member (its last apply's notes, open review items), in the reader's
+    language."""
     global _directory
-    _directory = _Directory(status=status, member_attributes=member_attributes)
+    _directory = _Directory(
+        status=status, member_attributes=member_attributes, member_notes=member_notes
+    )
 
 
 def directory_sync_status(*, organization: Organization) -> DirectorySyncStatus:
@@ -52,3 +60,7 @@ def directory_sync_status(*, organization: Organization) -> DirectorySyncStatus:
 
 def directory_member_attributes(*, member: Member) -> list[tuple[str, str]]:
     return _directory.member_attributes(member)
+
+
+def directory_member_notes(*, member: Member) -> list[str]:
+    return _directory.member_notes(member)

@@ -17,7 +17,12 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
-from .directory import DirectorySyncStatus, directory_member_attributes, directory_sync_status
+from .directory import (
+    DirectorySyncStatus,
+    directory_member_attributes,
+    directory_member_notes,
+    directory_sync_status,
+)
 from .display import department_path_label
 from .forms import (
     DepartmentForm,
@@ -120,6 +125,7 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "sync_active": sync.active,
             "locked": bool(_locked_fields(member, sync)),
             "directory_profile": directory_member_attributes(member=member),
+            "sync_notes": directory_member_notes(member=member),
         },
     )
 
