@@ -59,6 +59,15 @@ def activated_message(sync_settings: SyncSettings | None) -> str | None:
     return None
 
 
+def reactivated_message(sync_settings: SyncSettings | None) -> str | None:
+    if is_okta(sync_settings):
+        return _(
+            "Sync with Okta is active again. Paste the new API token into Okta and click Test "
+            "API Credentials."
+        )
+    return None
+
+
 def stopped_message(sync_settings: SyncSettings | None) -> str | None:
     if is_okta(sync_settings):
         return _("Sync with Okta is stopped; its API token is revoked.")

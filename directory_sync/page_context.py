@@ -20,14 +20,21 @@ SETUP_TITLES = {
 }
 
 
-def directory_context(sync_settings: SyncSettings | None) -> dict:
+# State labels that name Entra's own step, as Okta calls it.
+OKTA_STATE_LABELS = {selectors.SyncState.WAITING: _("Waiting for Okta's connection test")}
+
+
+def directory_context(sync_settings: SyncSettings | None, state: str | None = None) -> dict:
     directory = sync_settings.directory if sync_settings else SyncSettings.Directory.ENTRA_ID
-    return {
+    context = {
         "directory": directory,
         "directory_name": directories.NAMES[directory],
         "sync_title": SYNC_TITLES[directory],
         "setup_title": SETUP_TITLES[directory],
     }
+    if directory == SyncSettings.Directory.OKTA and state in OKTA_STATE_LABELS:
+        context["state_label"] = OKTA_STATE_LABELS[state]
+    return context
 
 
 def sync_page_context(request: HttpRequest, tab: str, **extra) -> dict:
@@ -40,6 +47,6 @@ def sync_page_context(request: HttpRequest, tab: str, **extra) -> dict:
         "state_label": selectors.SyncState.LABELS[state],
         "state_badge": selectors.SyncState.BADGES[state],
         "open_review_count": selectors.open_review_count(organization=request.organization),
-        **directory_context(sync_settings),
+        **directory_context(sync_settings, state),
         **extra,
     }

@@ -63,7 +63,7 @@ def _live_context(request: HttpRequest, tab: str, **extra) -> dict:
         "open_review_count": live.open_review_count,
         "progress": live.progress,
         "pending_total": live.pending_total,
-        **page_context.directory_context(live.sync_settings),
+        **page_context.directory_context(live.sync_settings, live.state),
         **extra,
     }
 
@@ -332,7 +332,8 @@ def sync_reactivate(request: HttpRequest) -> HttpResponse:
             )
             messages.success(
                 request,
-                _(
+                okta_views.reactivated_message(ctx["sync_settings"])
+                or _(
                     "Sync with Entra ID is active again. Run Test Connection in Entra ID; "
                     "this page shows when it arrives."
                 ),

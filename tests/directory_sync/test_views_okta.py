@@ -104,6 +104,7 @@ def test_stop_and_reactivate_for_okta(admin_client, organization):
     assert "Reactivate sync with Okta" in page
     response = admin_client.post(reverse("directory_sync:sync_reactivate"), {"confirm": "on"})
     new = response.context["api_token"]
+    assert "Sync with Okta is active again" in response.content.decode()
     assert SCIMClient(organization=organization, token=new).get("/Users").status_code == 200
 
 
@@ -116,6 +117,8 @@ def test_shared_pages_name_okta(admin_client, organization):
     status = admin_client.get(reverse("directory_sync:sync_status")).content.decode()
     assert "In Okta, enter the values from Set up in Okta" in status
     assert "Last request from Okta" in status
+    assert "Waiting for Okta&#x27;s connection test" in status
+    assert "Entra" not in status
 
 
 def test_okta_pages_in_arabic(admin_client, organization):
