@@ -99,7 +99,13 @@ def _lock_connections_forget() -> None:
     while _lock_connections:
         _thread, (pid, wrapper) = _lock_connections.popitem()
         if pid == os.getpid():
-            wrapper.close()
+            # Possibly another thread's (a test's live server): closing it from here is safe,
+            # the thread is done with it, but Django refuses unless sharing is allowed.
+            wrapper.inc_thread_sharing()
+            try:
+                wrapper.close()
+            finally:
+                wrapper.dec_thread_sharing()
 
 
 process_state.register(_lock_connections_forget, holds=("_lock_connections",))
