@@ -137,3 +137,16 @@ def test_okta_pages_are_scoped_to_the_organization(client, other_admin_user, org
     # Organization B (Entra, not set up) sees its own Entra state, never A's Okta.
     assert client.get(OKTA_URL).url == reverse("directory_sync:sync_entra")
     assert SyncSettings.objects.get(organization=organization).directory == "okta"
+
+
+def test_runs_review_and_audit_for_okta(admin_client, organization):
+    token = okta_connect(organization)
+    okta = SCIMClient(organization=organization, token=token)
+    assert okta.get("/Users", params={"startIndex": 1, "count": 2}).status_code == 200
+    runs = admin_client.get(reverse("directory_sync:run_list")).content.decode()
+    assert "Okta connection test or import" in runs and "Entra" not in runs
+    review = admin_client.get(reverse("directory_sync:review_list")).content.decode()
+    assert "Sync with Okta" in review
+    audit = admin_client.get(reverse("directory_sync:audit_list")).content.decode()
+    assert "switched the directory from Entra ID to Okta" in audit
+    assert "created the Okta API token" in audit
