@@ -186,9 +186,11 @@ class Projection:
         """``resource`` as the request asks; ``resource`` itself is never changed."""
         if self.attributes:
             return self._include(resource)
-        extension_key = _key(resource, ENTERPRISE_SCHEMA.lower())
-        if not self.excluded and (extension_key is None or resource[extension_key]):
+        if not self.excluded and resource.get(ENTERPRISE_SCHEMA, True):
+            # Resources are rendered with the extension's canonical key: nothing to do (most
+            # answers; the copy below is a good part of a list page's work otherwise).
             return resource
+        extension_key = _key(resource, ENTERPRISE_SCHEMA.lower())
         result = dict(resource)
         for name in self.excluded:
             self._exclude(result, name)

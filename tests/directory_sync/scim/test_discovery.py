@@ -9,7 +9,11 @@ from .conftest import (
     SCIM_JSON,
     USER_SCHEMA,
     assert_scim_error,
+    create_user,
+    patch_body,
 )
+
+SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 def _base(scim) -> str:
@@ -42,6 +46,31 @@ def test_service_provider_config_advertises_what_is_supported(scim):
             "location": f"{_base(scim)}/ServiceProviderConfig",
         },
     }
+
+
+def test_every_capability_the_config_advertises_is_answered(scim):
+    config = scim.get("/ServiceProviderConfig").json()
+    user = create_user(scim)
+    path = f"/Users/{user['id']}"
+    maximum = config["filter"]["maxResults"]
+
+    filtered = scim.get("/Users", params={"filter": 'userName sw "a"', "count": maximum + 1})
+    sorted_ = scim.get("/Users", params={"sortBy": "userName", "sortOrder": "descending"})
+    patched = scim.patch(
+        path,
+        json=patch_body({"op": "replace", "path": "title", "value": "Lead"}),
+        HTTP_IF_MATCH=scim.get(path)["ETag"],
+    )
+    searched = scim.post("/.search", json={"schemas": [SEARCH], "filter": "id pr"})
+
+    assert config["filter"]["supported"] and filtered.status_code == 200
+    assert filtered.json()["itemsPerPage"] <= maximum
+    assert config["sort"]["supported"] and sorted_.status_code == 200
+    assert config["patch"]["supported"] and config["etag"]["supported"]
+    assert patched.status_code == 200 and patched["ETag"] == patched.json()["meta"]["version"]
+    assert searched.status_code == 200 and searched.json()["totalResults"] == 1
+    assert not config["bulk"]["supported"]
+    assert_scim_error(scim.post("/Bulk", json={}), 501)
 
 
 def test_resource_types_list_user_with_enterprise_extension_and_group(scim):
