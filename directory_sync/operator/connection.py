@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from directory_sync import directories
+from directory_sync import directories, selectors
 from directory_sync import services as sync_services
 from directory_sync.models import SyncSettings
 from members.models import Organization
@@ -109,7 +109,8 @@ def _okta_print(command, tenant: str, issued=None) -> None:
 def _switch_asked(command, organization: Organization, directory: str | None) -> tuple[bool, bool]:
     """(switch the directory, the switch needs --yes). Switching a sync never set up changes
     nothing anyone relies on; one with credentials or members synced is confirmed."""
-    sync = sync_services.sync_settings_get(organization=organization)
+    # Read only: options are checked before anything is written.
+    sync = selectors.sync_settings_find(organization=organization) or SyncSettings()
     if directory is None or sync.directory == directory:
         return False, False
     if sync.status == SyncSettings.Status.NOT_CONFIGURED and not directories.has_credentials(sync):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.test import Client
 
+from directory_sync import directories
 from directory_sync import services as sync_services
 from members import services as member_services
 
@@ -85,14 +86,28 @@ class Tenant:
         return self.client.generic(method, url, data, content_type=content_type, **extra)
 
 
-def tenant_create(*, slug: str, name: str, **sync_fields) -> Tenant:
+def tenant_create(*, slug: str, name: str, directory: str = "entra_id", **sync_fields) -> Tenant:
+    """An organization with active sync; ``directory="okta"``: synced with Okta, whose API
+    token is the tenant's token (no OAuth client)."""
     organization = member_services.organization_get_or_create(slug=slug, name=name)
+    if directory != "entra_id":
+        directories.directory_switch(
+            organization=organization, directory=directory, actor_label="test"
+        )
     if sync_fields:
         sync_services.sync_settings_update(
             organization=organization, actor_label="test", **sync_fields
         )
     issued = sync_services.sync_activate(organization=organization, actor_label="test")
     client = Client(raise_request_exception=True)
+    if directory != "entra_id":
+        return Tenant(
+            organization=organization,
+            client_id="",
+            client_secret="",
+            token=issued.token,
+            client=client,
+        )
     token = token_for(client, client_id=issued.client_id, client_secret=issued.client_secret)
     return Tenant(
         organization=organization,

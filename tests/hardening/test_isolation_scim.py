@@ -1,6 +1,7 @@
 """Organization isolation on the SCIM endpoint, route by route.
 
-Tenant A's token on tenant B's Tenant URL is refused on every route and method (401, SCIM error
+Tenant A's token (Entra's OAuth token, or Okta's API token: issue 17) on tenant B's Tenant URL
+is refused on every route and method (401, SCIM error
 body, ``WWW-Authenticate: Bearer``). On its own URL, A cannot read, change, delete, filter for
 or reference any of B's resources: by id it gets 404, by filter an empty list, as a group member
 or manager a 400 that reads exactly like an id that exists nowhere (no existence oracle). B's
@@ -16,7 +17,7 @@ from django.urls import URLResolver, get_resolver
 
 from directory_sync.models import DirectoryMembership, DirectoryRecord
 
-from .conftest import ENTERPRISE, GROUP_SCHEMA, scim_user
+from .conftest import ENTERPRISE, GROUP_SCHEMA, scim_user, tenant_create
 from .scim_invariants import response_problems
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -119,9 +120,14 @@ class TwoTenants:
         )
 
 
-@pytest.fixture
-def tenants(tenant_a, tenant_b) -> TwoTenants:
-    return TwoTenants(tenant_a, tenant_b)
+@pytest.fixture(params=["entra_id", "okta"])
+def tenants(request, db) -> TwoTenants:
+    """Both organizations synced with Entra ID (OAuth tokens), or both with Okta (API tokens,
+    issue 17); an Okta token against an Entra organization is in test_okta.py."""
+    return TwoTenants(
+        tenant_create(slug="tenant-a", name="Tenant A", directory=request.param),
+        tenant_create(slug="tenant-b", name="Tenant B", directory=request.param),
+    )
 
 
 def test_every_scim_route_is_covered():
