@@ -95,7 +95,11 @@ def change_events_redispatch(
         with transaction.atomic():
             # Only rows still failed: a concurrent retry may have moved some on.
             ChangeEvent.objects.filter(pk__in=failed, status=ChangeEvent.Status.FAILED).update(
-                status=ChangeEvent.Status.PENDING, outcome="", reason="", finished_at=None
+                status=ChangeEvent.Status.PENDING,
+                outcome="",
+                reason="",
+                reason_notes=None,
+                finished_at=None,
             )
     total = len(result.event_ids)
     batch_size = max(1, batch_size)

@@ -219,3 +219,26 @@ def test_unreadable_stored_notes_fall_back_to_the_english_text():
         "As stored."
     )
     assert notes_render(None, "As stored.") == "As stored."
+
+
+def test_a_failed_event_sent_again_forgets_its_structured_reason(organization, monkeypatch):
+    """Pending again after a redispatch: the run page must not show the old failure's notes
+    (the broker is down here, so the event stays pending)."""
+    from directory_sync import redispatch
+
+    sync_settings_make(organization, identify_by="phone")
+    record = user_create(organization, user_name="bad@acme.test", phone="12")
+    events_drain(organization_id=organization.pk)
+    event = ChangeEvent.objects.get(record=record)
+    assert (event.status, bool(event.reason_notes)) == ("failed", True)
+    monkeypatch.setattr(redispatch, "change_event_dispatch", lambda event_ids, woken: 0)
+
+    redispatch.change_events_redispatch(include_failed=True, older_than_seconds=0)
+
+    event.refresh_from_db()
+    assert (event.status, event.reason, event.reason_notes, event.reason_text) == (
+        "pending",
+        "",
+        None,
+        "",
+    )
