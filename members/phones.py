@@ -1,12 +1,24 @@
 """E.164 normalisation of mobile numbers, with the `phonenumbers` library."""
 
 import phonenumbers
+from django.utils.translation import gettext, gettext_noop
 
 EXAMPLE_E164 = "+966512345678"
 
 
 class InvalidPhoneNumber(ValueError):
-    """The text is not a valid phone number (or lacks a country code and no default is set)."""
+    """The text is not a valid phone number (or lacks a country code and no default is set).
+
+    Kept as msgid and parameters: ``str()`` reads it in the active language, and the sync log
+    stores the pair to show it in its reader's language (directory_sync/notes.py)."""
+
+    def __init__(self, msgid: str, **params):
+        self.msgid, self.params = msgid, params
+        super().__init__(msgid % params if params else msgid)
+
+    def __str__(self) -> str:
+        text = gettext(self.msgid)
+        return text % self.params if self.params else text
 
 
 def phone_to_e164(raw: str, *, default_country: str | None = None) -> str:
@@ -17,23 +29,32 @@ def phone_to_e164(raw: str, *, default_country: str | None = None) -> str:
     """
     text = (raw or "").strip()
     if not text:
-        raise InvalidPhoneNumber("The phone number is empty.")
+        raise InvalidPhoneNumber(gettext_noop("The phone number is empty."))
     region = (default_country or "").upper() or None
     if not text.startswith("+") and text.startswith("00"):
         text = "+" + text[2:]
     if not text.startswith("+") and region is None:
         raise InvalidPhoneNumber(
-            f"'{raw}' has no country code; use the international format, e.g. {EXAMPLE_E164}."
+            gettext_noop(
+                "'%(raw)s' has no country code; use the international format, e.g. %(example)s."
+            ),
+            raw=raw,
+            example=EXAMPLE_E164,
         )
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneNumber(
-            f"'{raw}' is not a phone number ({exc._msg}); expected e.g. {EXAMPLE_E164}."
+            gettext_noop("'%(raw)s' is not a phone number (%(error)s); expected e.g. %(example)s."),
+            raw=raw,
+            error=exc._msg,
+            example=EXAMPLE_E164,
         ) from None
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneNumber(
-            f"'{raw}' is not a valid phone number; expected e.g. {EXAMPLE_E164}."
+            gettext_noop("'%(raw)s' is not a valid phone number; expected e.g. %(example)s."),
+            raw=raw,
+            example=EXAMPLE_E164,
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

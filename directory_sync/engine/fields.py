@@ -14,7 +14,7 @@ from members.models import Member
 from members.phones import InvalidPhoneNumber, phone_to_e164
 
 from ..models import SyncSettings
-from ..notes import Message
+from ..notes import Message, exception_reason
 from ..scim.constants import ENTERPRISE_SCHEMA
 from ..scim.documents import work_email
 from .results import ApplyError, Notes
@@ -87,12 +87,16 @@ def phone_normalise(
                     gettext_noop(
                         "The mobile number cannot be used to identify the member: %(error)s"
                     ),
-                    error=str(exc),
+                    error=exception_reason(exc),
                 )
             )
         # Not the identifier: keep the member's current number and say why.
         del fields["phone"]
-        notes.add(Message(gettext_noop("Mobile number not synced: %(error)s"), error=str(exc)))
+        notes.add(
+            Message(
+                gettext_noop("Mobile number not synced: %(error)s"), error=exception_reason(exc)
+            )
+        )
 
 
 def email_check(fields: dict, *, identify_by: str, notes: Notes) -> None:

@@ -48,7 +48,7 @@ def member_fields_normalise(
                 try:
                     value = phone_to_e164(value, default_country=default_country)
                 except InvalidPhoneNumber as exc:
-                    raise MemberError(str(exc), field="phone")
+                    raise MemberError(str(exc), field="phone", msgid=exc.msgid, params=exc.params)
             else:
                 value = None
         elif key == "email":

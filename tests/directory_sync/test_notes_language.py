@@ -61,6 +61,8 @@ def test_run_page_shows_the_engine_notes_in_arabic_with_plurals(admin_client, ru
     assert "أُضيف 3 أعضاء، وأُزيل 0." in html  # 3 members added (Arabic plural form 3..10)
     assert "نُقلت 3 موارد إلى غير المُسندة." in html  # 3 resources moved to Unassigned
     assert "لا يمكن استخدام رقم الجوال لتحديد العضو:" in html  # the refusal's reason
+    assert "بلا رمز الدولة؛ استخدم الصيغة الدولية" in html  # its nested phone error
+    assert "has no country code" not in html
     assert "members added" not in html
     assert "moved to Unassigned" not in html
     assert "cannot be used to identify" not in html
@@ -74,6 +76,7 @@ def test_run_page_shows_the_same_notes_in_english(admin_client, run_with_notes):
     assert "3 members added, 0 removed." in html
     assert "3 resources moved to Unassigned." in html
     assert "The mobile number cannot be used to identify the member:" in html
+    assert "has no country code; use the international format" in html
 
 
 def test_events_keep_the_english_text_next_to_the_structured_notes(run_with_notes):
