@@ -19,7 +19,7 @@ from .engine import record_member_differences
 from .models import ChangeEvent, DirectoryRecord, SyncSettings
 from .outbox import change_event_append
 from .scim.documents import mobile_number, work_email
-from .store import counts as record_counts
+from .store import counts
 
 
 class Kind:
@@ -106,7 +106,7 @@ def _count_differences(organization: Organization) -> list[Difference]:
             detail=f"list counts say {found.counted} live records, there are {found.live} "
             f"({found.blocks} block(s) of ids differ)",
         )
-        for found in record_counts.counts_differences(organization_id=organization.pk)
+        for found in counts.counts_differences(organization_id=organization.pk)
     ]
 
 
@@ -116,7 +116,7 @@ def record_counts_fix(*, differences: Iterable[Difference]) -> int:
         {(d.organization_id, d.resource_type) for d in differences if d.kind == Kind.RECORD_COUNT}
     )
     for organization_id, resource_type in pairs:
-        record_counts.counts_rebuild(organization_id=organization_id, resource_type=resource_type)
+        counts.counts_rebuild(organization_id=organization_id, resource_type=resource_type)
     return len(pairs)
 
 

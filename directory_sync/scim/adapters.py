@@ -15,7 +15,7 @@ from django_scim.adapters import SCIMMixin
 
 from .. import process_state, records
 from ..models import DirectoryRecord, SyncSettings
-from ..store import reads as queries
+from ..store import reads
 from . import errors, etags
 from .document_checks import validate_group_document, validate_user_document
 from .documents import (
@@ -91,7 +91,7 @@ def _body(record: Any, scim_id: str) -> dict:
 
 
 def user_resource(record: Any, base_url: str) -> dict:
-    """A user record (``DirectoryRecord`` or ``queries.RecordRow``) as its SCIM resource."""
+    """A user record (``DirectoryRecord`` or ``reads.RecordRow``) as its SCIM resource."""
     scim_id = str(record.scim_id)
     body = _body(record, scim_id)
     manager = manager_id(record.document)
@@ -211,9 +211,7 @@ class UserAdapter(DirectoryRecordAdapter):
         if manager and manager != (manager_id(previous) if previous else None):
             if manager == own_id:
                 raise errors.invalid_value("A user cannot be their own manager.")
-            if not queries.user_exists(
-                organization=self.request.scim_organization, scim_id=manager
-            ):
+            if not reads.user_exists(organization=self.request.scim_organization, scim_id=manager):
                 raise errors.invalid_value(
                     f"{ENTERPRISE_SCHEMA}:manager {manager!r} is not a user of this directory."
                 )
@@ -272,7 +270,7 @@ class GroupAdapter(DirectoryRecordAdapter):
     def to_dict(self) -> dict:
         members = self.members
         if members is None and self.obj is not None:
-            members = queries.group_members(group_ids=[self.obj.pk])[self.obj.pk]
+            members = reads.group_members(group_ids=[self.obj.pk])[self.obj.pk]
         return group_resource(self.obj, self.base_url, [scim_id for scim_id, _ in members or ()])
 
     def validate_dict(self, d: Any) -> None:

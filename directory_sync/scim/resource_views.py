@@ -11,7 +11,7 @@ resources is projected by ``projection.Projection``; single resources carry thei
 from django.http import HttpResponse
 
 from ..models import DirectoryRecord
-from ..store import reads as queries
+from ..store import reads
 from . import errors, etags, filters, paging, search
 from .adapters import GroupAdapter, UserAdapter, group_resource, user_resource
 from .constants import SCIM_CONTENT_TYPE
@@ -29,7 +29,7 @@ class _ResourceView(ScimView):
         return Projection.from_params(self.request.GET if params is None else params)
 
     def _get_record(self, scim_id: str) -> DirectoryRecord:
-        record = queries.record_get(
+        record = reads.record_get(
             organization=self.organization, resource_type=self.resource_type, scim_id=scim_id
         )
         if record is None:
@@ -47,7 +47,7 @@ class _ResourceView(ScimView):
     def _adapters(self, records: list[DirectoryRecord], projection: Projection) -> list:
         return [self.adapter_class(record, request=self.request) for record in records]
 
-    def _resource(self, row: queries.RecordRow) -> dict:
+    def _resource(self, row: reads.RecordRow) -> dict:
         raise NotImplementedError
 
     def _with_members(self, projection: Projection) -> bool:
@@ -58,7 +58,7 @@ class _ResourceView(ScimView):
             return self._list(request.GET)
         projection = self._projection()
         # GET /Users/<id>: one indexed statement, rendered from the row (no model).
-        key = queries.scim_uuid(uuid)
+        key = reads.scim_uuid(uuid)
         rows = self._read("scim_id", key, limit=1, with_members=self._with_members(projection))
         if not rows:
             raise errors.not_found(self.resource_type, uuid)
@@ -102,7 +102,7 @@ class _ResourceView(ScimView):
                 base_url=self.base_url,
             )
             return list_response_of_page(page)
-        records = queries.record_list(
+        records = reads.record_list(
             organization=organization,
             resource_type=self.resource_type,
             query=query,
@@ -133,7 +133,7 @@ class _ResourceView(ScimView):
         the view (``runs.run_for_request``), and Entra's probe is this very lookup."""
         if value is None:
             return []
-        rows, run, changed = queries.records_lookup_with_open_run(
+        rows, run, changed = reads.records_lookup_with_open_run(
             organization_id=self.organization.pk,
             resource_type=self.resource_type,
             column=column,
@@ -160,7 +160,7 @@ class _ResourceView(ScimView):
         if len(rows) < start + count:
             total = len(rows)
         else:
-            total = queries.record_list(
+            total = reads.record_list(
                 organization=self.organization,
                 resource_type=self.resource_type,
                 query=filters.filter_q(filter_text, resource_type=self.resource_type),
@@ -226,7 +226,7 @@ class UsersView(_ResourceView):
     adapter_class = UserAdapter
     resource_type = DirectoryRecord.ResourceType.USER
 
-    def _resource(self, row: queries.RecordRow) -> dict:
+    def _resource(self, row: reads.RecordRow) -> dict:
         return user_resource(row, self.base_url)
 
 
@@ -241,7 +241,7 @@ class GroupsView(_ResourceView):
 
     def _adapters(self, records: list[DirectoryRecord], projection: Projection) -> list:
         if projection.wants("members"):
-            members = queries.group_members(group_ids=[record.pk for record in records])
+            members = reads.group_members(group_ids=[record.pk for record in records])
         else:
             # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
             members = {}
@@ -254,7 +254,7 @@ class GroupsView(_ResourceView):
         # excludedAttributes=members: Entra's per-cycle group lookup must not load members.
         return projection.wants("members")
 
-    def _resource(self, row: queries.RecordRow) -> dict:
+    def _resource(self, row: reads.RecordRow) -> dict:
         return group_resource(row, self.base_url, row.members)
 
     def _patched(self, adapter) -> HttpResponse:

@@ -17,7 +17,7 @@ from django.db.models import Q
 from members.models import Organization
 
 from ..models import DirectoryRecord
-from ..store import reads as queries
+from ..store import reads
 from . import discovery, errors, filters, paging
 from .adapters import group_resource, user_resource
 from .constants import SEARCH_REQUEST_SCHEMA
@@ -112,7 +112,7 @@ def search_across(
         filtered=True,
     )
     groups = [r.pk for r in page.records if r.resource_type == DirectoryRecord.ResourceType.GROUP]
-    members = queries.group_members(group_ids=groups) if projection.wants("members") else {}
+    members = reads.group_members(group_ids=groups) if projection.wants("members") else {}
     resources = [
         projection.apply(
             user_resource(record, base_url)
