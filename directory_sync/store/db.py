@@ -190,7 +190,10 @@ def apply_transaction_tune(*, lock_timeout: str) -> None:
         )
 
 
-# Both bounds in one prepared statement, local to the transaction it runs in.
+# Both bounds in one statement, local to the transaction it runs in. Not prepared: Django
+# leaves psycopg's prepare_threshold at None, under which psycopg ignores ``prepare=True``, and
+# behind PgBouncer before 1.21 (DATABASE_PREPARED_STATEMENTS=false) a named statement would
+# not survive the next transaction anyway.
 _TIMEOUTS_SQL = (
     "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
 )
@@ -216,7 +219,7 @@ class _TransactionTimeouts:
         # The statement's errors surface when the pipeline syncs, after execute() returned:
         # translated here as execute() would (a DatabaseError carrying the SQLSTATE).
         with self.wrapper.wrap_database_errors, raw.pipeline():
-            raw.cursor().execute(_TIMEOUTS_SQL, self.params, prepare=True)
+            raw.cursor().execute(_TIMEOUTS_SQL, self.params)
             return execute(sql, params, many, context)
 
 
