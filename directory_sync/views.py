@@ -118,7 +118,7 @@ def sync_status_json(request: HttpRequest) -> JsonResponse:
                 for name, template in LIVE_PARTS.items()
             },
             "state": state,
-            "state_label": str(live.label),
+            "state_label": str(ctx["state_label"]),
             "last_test_connection_at": _iso(
                 sync_settings.last_test_connection_at if sync_settings else None
             ),

@@ -150,3 +150,10 @@ def test_runs_review_and_audit_for_okta(admin_client, organization):
     audit = admin_client.get(reverse("directory_sync:audit_list")).content.decode()
     assert "switched the directory from Entra ID to Okta" in audit
     assert "created the Okta API token" in audit
+
+
+def test_status_json_names_okta_while_waiting(admin_client, organization):
+    okta_connect(organization)
+    data = admin_client.get(reverse("directory_sync:sync_status_json")).json()
+    assert data["state_label"] == "Waiting for Okta's connection test"
+    assert "Waiting for Okta" in data["html"]["badge"]
