@@ -70,6 +70,9 @@ def test_reset_all_empties_every_cache_and_buffer_a_scim_process_fills(
     # The drain lock's kept connection (PostgreSQL): no apply job runs inside this test's
     # transaction; tests/directory_sync/store/test_db.py fills and resets it.
     filled.pop(("directory_sync.store.db", "_lock_connections"))
+    # The background flusher's kept connection: the flusher is off in tests;
+    # tests/directory_sync/test_flusher.py fills and resets it.
+    filled.pop(("directory_sync.flusher", "_flusher_connections"))
     assert [key for key, value in filled.items() if not value] == []
 
     process_state.reset_all()
