@@ -301,7 +301,7 @@ SCIM_SERVICE_PROVIDER = {
     "WWW_AUTHENTICATE_HEADER": 'Bearer realm="beem-scim"',
     # Token → application → organization → active sync; the stock check wants request.user,
     # which a client credentials token never has (design.md §5).
-    "AUTH_CHECK_MIDDLEWARE": "directory_sync.scim.auth.SCIMAuthCheckMiddleware",
+    "AUTH_CHECK_MIDDLEWARE": "directory_sync.scim.auth_middleware.SCIMAuthCheckMiddleware",
     # Our adapters over DirectoryRecord, discovery documents and Tenant URL locations.
     "USER_MODEL_GETTER": "directory_sync.scim.adapters.directory_record_model",
     "GROUP_MODEL": "directory_sync.models.DirectoryRecord",

@@ -6,7 +6,7 @@ from django.views.generic import RedirectView
 
 from directory_sync.health import healthz
 from directory_sync.metrics import metrics_view
-from directory_sync.scim.auth import SyncRevokeTokenView, SyncTokenView
+from directory_sync.scim.token_views import SyncRevokeTokenView, SyncTokenView
 from members.forms import LoginForm
 
 urlpatterns = [

@@ -1,37 +1,30 @@
-"""Who may call the SCIM endpoint: the token endpoint's rules and the SCIM auth check.
+"""Who may call the SCIM endpoint: the token endpoint's client check and the SCIM token check.
 
 Entra ID authenticates with the OAuth2 client credentials grant (django-oauth-toolkit issues
-the token at ``/o/token/``) and sends ``Authorization: Bearer <token>`` on every SCIM call.
-django-scim2's stock check wants an authenticated ``request.user``, which a client credentials
-token never has (design.md §5), so ``SCIMAuthCheckMiddleware`` replaces it
-(``SCIM_SERVICE_PROVIDER["AUTH_CHECK_MIDDLEWARE"]``) and checks token → application →
-organization → sync status instead.
+the token at ``/o/token/``, see ``token_views``) and sends ``Authorization: Bearer <token>`` on
+every SCIM call; Okta sends its long-lived API token the same way. django-scim2's stock check
+wants an authenticated ``request.user``, which a client credentials token never has (design.md
+§5), so ``auth_middleware.SCIMAuthCheckMiddleware`` replaces it
+(``SCIM_SERVICE_PROVIDER["AUTH_CHECK_MIDDLEWARE"]``) and calls :func:`authenticate` here, which
+checks token → application → organization → sync status.
 """
 
 import base64
 import binascii
 import hashlib
 import json
-import logging
-import math
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.log import log_response
 from oauth2_provider.models import get_access_token_model, get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import RevokeTokenView, TokenView
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from members.models import Organization
@@ -43,12 +36,8 @@ from ..client_secrets import (
     client_secret_matches,
     is_client_secret_hash,
 )
-from ..metrics import SCIM_UNAUTHENTICATED
 from ..models import SyncSettings
-from . import request_log
 from .constants import ERROR_SCHEMA, SCIM_CONTENT_TYPE
-
-logger = logging.getLogger(__name__)
 
 REALM = 'Bearer realm="beem-scim"'
 # Auth lookups are cached per process for at most BEEM_SCIM_AUTH_CACHE_SECONDS (0.5), so
@@ -56,22 +45,12 @@ REALM = 'Bearer realm="beem-scim"'
 # within a second — half a second of cache leaves room for a request already in flight — while
 # Entra's bursts do not pay a query per request (one auth query per process every 0.5 s).
 _CACHE_MAX_ENTRIES = 10_000
-READ_METHODS = frozenset({"GET", "HEAD"})
-SEARCH_SUFFIX = "/.search"
 
 
-def is_read(request) -> bool:
-    """GET, and ``POST .../.search`` (RFC 7644 §3.4.3): a query sent in a body, which changes
-    nothing, so it is run, logged and attributed to a provisioning run like a GET."""
-    return request.method in READ_METHODS or (
-        request.method == "POST" and request.path.endswith(SEARCH_SUFFIX)
-    )
+# --- the token endpoint's client check ---------------------------------------------------
 
 
-# --- token endpoint ----------------------------------------------------------------------
-
-
-def _basic_credentials(header: str) -> tuple[str, str] | None:
+def basic_credentials(header: str) -> tuple[str, str] | None:
     """(client_id, client_secret) of an ``Authorization: Basic`` header (RFC 6749 §2.3.1:
     both form-urlencoded inside), or None."""
     scheme, _sep, encoded = (header or "").partition(" ")
@@ -92,7 +71,7 @@ class SyncOAuth2Validator(OAuth2Validator):
 
     def authenticate_client(self, request, *args, **kwargs):
         # Basic header or client_id/client_secret form fields: Entra uses either.
-        basic = _basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
+        basic = basic_credentials(request.headers.get("HTTP_AUTHORIZATION", ""))
         if basic is not None and request.client_id and request.client_id != basic[0]:
             # Two credentials naming different clients: oauthlib would answer
             # "400 server_error (Discrepency found between client identifier)"; this is a
@@ -164,101 +143,7 @@ class SyncOAuth2Validator(OAuth2Validator):
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
 
-RATE_LIMIT_WINDOW_SECONDS = 60
-
-
-def _rate_limit_key(kind: str, value: str, window: int) -> str:
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return f"beem:token-rate:{kind}:{digest}:{window}"
-
-
-def _rate_count(kind: str, value: str, *, add: bool) -> tuple[int, int]:
-    """This window's count for (kind, value), incremented when ``add``; and the seconds until
-    the window ends. A cache that does not answer counts nothing (the endpoint stays up)."""
-    now = time.time()
-    window = int(now // RATE_LIMIT_WINDOW_SECONDS)
-    retry_after = max(1, math.ceil((window + 1) * RATE_LIMIT_WINDOW_SECONDS - now))
-    key = _rate_limit_key(kind, value, window)
-    try:
-        if not add:
-            return int(cache.get(key) or 0), retry_after
-        cache.add(key, 0, timeout=RATE_LIMIT_WINDOW_SECONDS + 5)
-        return int(cache.incr(key)), retry_after
-    except Exception:
-        logger.warning("Token endpoint rate limit: the cache did not answer", exc_info=True)
-        return 0, retry_after
-
-
-def _presented_client_id(request: HttpRequest) -> str | None:
-    basic = _basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
-    if basic is not None:
-        return basic[0]
-    return request.POST.get("client_id") or None
-
-
-def _too_many_requests(retry_after: int) -> HttpResponse:
-    body = {
-        "error": "temporarily_unavailable",
-        "error_description": "Too many token requests; retry after the time in Retry-After.",
-    }
-    response = HttpResponse(json.dumps(body), status=429, content_type="application/json")
-    response["Retry-After"] = str(retry_after)
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-class SyncTokenView(TokenView):
-    """``POST /o/token/`` for Entra ID: ``expires_in`` follows BEEM_TOKEN_LIFETIME_SECONDS.
-
-    Rate-limited (429 with ``Retry-After``) per Client Identifier (every request naming it,
-    BEEM_TOKEN_RATE_LIMIT a minute) and per source address (failed client authentications,
-    BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS a minute), counted in the Django cache (Redis when
-    REDIS_URL is set, so every process shares the counts).
-    """
-
-    validator_class = SyncOAuth2Validator
-    _cores: dict[int, object] = {}
-
-    @classmethod
-    def get_oauthlib_core(cls):
-        # django-oauth-toolkit builds its server once per view class with the lifetime it saw
-        # first; key the cache by the configured lifetime so a changed setting applies.
-        lifetime = settings.BEEM_TOKEN_LIFETIME_SECONDS
-        core = cls._cores.get(lifetime)
-        if core is None:
-            kwargs = {**oauth2_settings.server_kwargs, "token_expires_in": lifetime}
-            server = cls.get_server_class()(cls.get_validator_class()(), **kwargs)
-            core = cls.get_oauthlib_backend_class()(server)
-            cls._cores[lifetime] = core
-        return core
-
-    def post(self, request, *args, **kwargs):
-        per_client = settings.BEEM_TOKEN_RATE_LIMIT
-        per_address = settings.BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS
-        address = request.META.get("REMOTE_ADDR") or ""
-        # Refused before any work: a flood costs one cache round trip per request.
-        if per_address:
-            failures, retry_after = _rate_count("address", address, add=False)
-            if failures >= per_address:
-                return _too_many_requests(retry_after)
-        client_id = _presented_client_id(request)
-        if per_client and client_id:
-            count, retry_after = _rate_count("client", client_id, add=True)
-            if count > per_client:
-                return _too_many_requests(retry_after)
-        response = super().post(request, *args, **kwargs)
-        if per_address and response.status_code == 401:
-            _rate_count("address", address, add=True)
-        return response
-
-
-class SyncRevokeTokenView(RevokeTokenView):
-    """``POST /o/revoke_token/`` (RFC 7009), for the same clients as the token endpoint."""
-
-    validator_class = SyncOAuth2Validator
-
-
-# --- SCIM auth check ---------------------------------------------------------------------
+# --- the SCIM token check -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -423,182 +308,6 @@ def unauthorized_response(failure: AuthFailure) -> HttpResponse:
     return response
 
 
-class SCIMAuthCheckMiddleware:
-    """django-scim2 wraps ``SCIMView.dispatch`` with this (``AUTH_CHECK_MIDDLEWARE``): three
-    steps, each with one responsibility, outermost first.
-
-    1. :class:`RequestLogStep` times the request and writes its request-log row.
-    2. :class:`AuthenticateStep` lets a request pass only with a valid, unexpired, unrevoked
-       token of the application bound to the sync settings of the organization in the URL,
-       while that sync is active; it then carries ``scim_organization`` and
-       ``scim_sync_settings``.
-    3. :class:`RunAttributionStep` attributes the request to its provisioning run
-       (``scim_run``) and keeps a write refused with a 4xx as a failure of that run.
-    """
-
-    def __init__(self, get_response):
-        self.handler = RequestLogStep(AuthenticateStep(RunAttributionStep(get_response)))
-
-    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        return self.handler(request, *args, **kwargs)
-
-
-class RequestLogStep:
-    """Writes every authenticated request to the organization's request log. A 401 is kept
-    out of it (anyone can send one) except when the token is the organization's own and its
-    sync is stopped (Entra still calling): that one is logged without its request body."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        started = time.perf_counter()
-        if not getattr(request, "request_id", None):
-            request.request_id = uuid.uuid4().hex
-        response = self.get_response(request, *args, **kwargs)
-        if response.status_code == 501:
-            # A feature this service does not offer (/.search, /Bulk, /Me: RFC 7644 §3.12),
-            # asked for by a client: not a server fault, so not at ERROR level, where Django
-            # logs every 5xx (issue 13).
-            log_response(
-                "Not Implemented: %s",
-                request.path,
-                response=response,
-                request=request,
-                level="info",
-            )
-        organization = getattr(request, "scim_organization", None)
-        authenticated = organization is not None
-        if not authenticated:
-            organization = getattr(request, "scim_refused_organization", None)
-        if organization is not None:
-            request_log.request_log_write(
-                organization=organization,
-                run=getattr(request, "scim_run", None) if authenticated else None,
-                request=request,
-                response=response,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                keep_request_body=authenticated,
-            )
-        return response
-
-
-class AuthenticateStep:
-    """401 unless :func:`authenticate` passes (counted in
-    ``beem_scim_unauthenticated_requests_total`` by reason); a token of the organization
-    whose sync is stopped marks the request's ``scim_refused_organization`` for the log."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        organization_id = kwargs.get("organization_id")
-        try:
-            sync_settings = authenticate(request=request, organization_id=organization_id)
-        except AuthFailure as failure:
-            SCIM_UNAUTHENTICATED.labels(reason=failure.reason).inc()
-            if failure.reason == AuthFailure.SYNC_INACTIVE:
-                request.scim_refused_organization = _organization_or_none(organization_id)
-            return unauthorized_response(failure)
-        request.scim_organization = sync_settings.organization
-        request.scim_sync_settings = sync_settings
-        return self.get_response(request, *args, **kwargs)
-
-
-class RunAttributionStep:
-    """Sets ``scim_run``: the provisioning run an authenticated request belongs to."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        from .. import runs
-
-        sync_settings = request.scim_sync_settings
-        db = connections[DEFAULT_DB_ALIAS]
-        health_check_if_idle()
-        read = is_read(request)
-        deferred_write = not read and db.vendor == "postgresql"
-        if not deferred_write:
-            runs.last_request_note(sync_settings=sync_settings)
-        if read:
-            # A read changes nothing, so it learns its run after the view, which reads
-            # the open run in its own statement (views._ResourceView._read): one round
-            # trip per lookup. Entra's probe is such a lookup.
-            response = self.get_response(request, *args, **kwargs)
-            run = runs.run_for_request(
-                sync_settings=sync_settings,
-                request=request,
-                open_run=getattr(request, "scim_open_run", None),
-            )
-            request.scim_run = run
-        elif deferred_write:
-            # A write's change events belong to its run: the record services read the
-            # open run in the write's own statement and the run is settled after the view
-            # (runs.WriteRun), inside the write's transaction. Everything that locks the
-            # sync settings or run rows (opening a run, run counts, last_request_at) comes
-            # after the record's own locks, in every write: one lock order, no deadlock
-            # between two writes of which one opens a run.
-            pending = runs.WriteRun(sync_settings.organization_id)
-            request.scim_run = pending
-            response = self.get_response(request, *args, **kwargs)
-            if db.needs_rollback:
-                # The view's transaction failed (a 500): nothing to attribute.
-                run = request.scim_run = None
-            else:
-                run = runs.write_run_settle(
-                    sync_settings=sync_settings, request=request, pending=pending
-                )
-                request.scim_run = run
-                runs.last_request_note(sync_settings=sync_settings)
-        else:
-            # The embedded default (SQLite): the run first, in statements of its own.
-            run = runs.run_for_request(sync_settings=sync_settings, request=request)
-            request.scim_run = run
-            response = self.get_response(request, *args, **kwargs)
-        if run is not None:
-            _database_answered()
-            if not read and runs.is_refused_write(
-                method=request.method, status=response.status_code
-            ):
-                runs.refusal_record(
-                    run=run, request=request, response=response, scim_id=kwargs.get("uuid")
-                )
-        return response
-
-
-# CONN_HEALTH_CHECKS costs a "SELECT 1" round trip at the start of every request, a third of
-# a SCIM lookup's (bench profile). The check is for connections left idle (a database
-# restart, an idle timeout); one that answered this process's previous SCIM request moments
-# ago is not checked again. If it broke in between anyway, that request fails (Entra retries
-# it) and Django drops the connection at the request's end.
-HEALTH_CHECK_SKIP_SECONDS = 1.0
-_database_ok: tuple[int, float] | None = None  # (id of the raw connection, monotonic time)
-
-
-def health_check_if_idle() -> None:
-    # connections[...] once: each attribute read through django.db.connection looks the
-    # wrapper up again in an asgiref Local, which costs more than the check itself.
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    raw = wrapper.connection
-    if raw is None or not wrapper.health_check_enabled or wrapper.health_check_done:
-        return
-    last = _database_ok
-    if (
-        last is not None
-        and last[0] == id(raw)
-        and time.monotonic() - last[1] < (HEALTH_CHECK_SKIP_SECONDS)
-    ):
-        wrapper.health_check_done = True
-
-
-def _database_answered() -> None:
-    global _database_ok
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    if wrapper.connection is not None and not wrapper.errors_occurred:
-        _database_ok = (id(wrapper.connection), time.monotonic())
-
-
 def _as_id(value) -> int | None:
     """The URL's organization id as a database id, or None (never a database error)."""
     try:
@@ -608,6 +317,6 @@ def _as_id(value) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
-def _organization_or_none(organization_id) -> Organization | None:
+def organization_or_none(organization_id) -> Organization | None:
     number = _as_id(organization_id)
     return Organization.objects.filter(pk=number).first() if number else None

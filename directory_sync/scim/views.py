@@ -19,7 +19,7 @@ from django_scim import views as scim_views
 from django_scim.exceptions import SCIMException
 from django_scim.settings import scim_settings
 
-from . import auth, discovery, errors, paging, search
+from . import auth_middleware, discovery, errors, paging, search
 from .adapters import base_location
 from .constants import (
     SCIM_CONTENT_TYPE,
@@ -64,14 +64,14 @@ class ScimView(scim_views.SCIMView):
         # functools.wraps per request, bench profile): the auth check wraps the handler, and
         # anything but a SCIM error becomes a generic SCIM 500.
         auth_check = scim_settings.AUTH_CHECK_MIDDLEWARE(self._dispatch_authenticated)
-        if request.method in _WRITE_METHODS and not auth.is_read(request):
+        if request.method in _WRITE_METHODS and not auth_middleware.is_read(request):
             # One transaction per write request: the record, its outbox event and the request
             # log row (written by the auth check around the view) share one commit, so one WAL
             # flush per write. Record services decide every refusal before writing, so an
             # error answer commits only its log row. Opening the transaction runs Django's
             # connection health check ("SELECT 1", a round trip) unless the connection was
             # found answering moments ago: decided here, before the transaction starts.
-            auth.health_check_if_idle()
+            auth_middleware.health_check_if_idle()
             with transaction.atomic():
                 response = auth_check(request, *args, **kwargs)
         else:
@@ -87,7 +87,7 @@ class ScimView(scim_views.SCIMView):
         except SCIMException as exc:
             return json_response(exc.to_dict(), status=exc.status)
         except Exception as exc:  # as django-scim2's dispatch
-            if request.method in _WRITE_METHODS and not auth.is_read(request):
+            if request.method in _WRITE_METHODS and not auth_middleware.is_read(request):
                 # The write's transaction must roll back whole: ScimErrorMiddleware answers.
                 raise
             return failure_response(request, exc)

@@ -168,7 +168,7 @@ def test_deleted_and_foreign_records_are_not_found(scim, warm, other_org_scim):
 def test_connection_health_check_is_skipped_when_it_just_answered(scim, warm, monkeypatch):
     """CONN_HEALTH_CHECKS' SELECT 1 runs for a connection left idle, not for one that
     answered the previous SCIM request moments ago."""
-    from directory_sync.scim import auth
+    from directory_sync.scim import auth_middleware
 
     user, _group = warm
     checks = []
@@ -182,7 +182,7 @@ def test_connection_health_check_is_skipped_when_it_just_answered(scim, warm, mo
         assert scim.get(f"/Users/{user['id']}").status_code == 200
         assert checks == []
 
-        monkeypatch.setattr(auth, "HEALTH_CHECK_SKIP_SECONDS", 0)
+        monkeypatch.setattr(auth_middleware, "HEALTH_CHECK_SKIP_SECONDS", 0)
         wrapper.health_check_done = False
         assert scim.get(f"/Users/{user['id']}").status_code == 200
         assert checks == [1]
