@@ -171,8 +171,8 @@ class RunAttributionStep:
         return response
 
 
-# CONN_HEALTH_CHECKS costs a "SELECT 1" round trip at the start of every request, a third of
-# a SCIM lookup's (bench profile). The check is for connections left idle (a database
+# CONN_HEALTH_CHECKS costs a "SELECT 1" round trip at the start of every request, a large
+# share of a SCIM lookup's round trips. The check is for connections left idle (a database
 # restart, an idle timeout); one that answered this process's previous SCIM request moments
 # ago is not checked again. If it broke in between anyway, that request fails (Entra retries
 # it) and Django drops the connection at the request's end.

@@ -238,8 +238,8 @@ def _usual_user_document(payload: dict) -> dict | None:
     """The canonical document of Entra's usual create body, built without scim2-models; None
     for anything else (the full model then decides). Gives exactly what ``canonical_user``
     gives for these shapes (pinned by tests/directory_sync/scim/test_documents.py) at a
-    fraction of its cost (bench profile: validating and dumping the model were a quarter of
-    a POST's CPU). Accepted: the plain-string attributes of the core schema, its ``name`` and
+    fraction of its cost (validating and dumping the model are a large part of a POST's
+    CPU). Accepted: the plain-string attributes of the core schema, its ``name`` and
     the enterprise extension (Entra's default mappings send several), spelled as Beem
     advertises them, non-empty; real booleans or "True"/"False" for ``active``; entries of
     ``emails``/``phoneNumbers``/``addresses`` with plain-string sub-attributes and the

@@ -234,9 +234,9 @@ def _simple_user_patch(document: dict, normalised: list[dict]) -> dict | None:
     when any operation needs the full engine.
 
     Gives exactly what the engine gives for these shapes (pinned by
-    tests/directory_sync/scim/test_patch_users.py), at a fraction of its cost (bench profile:
-    loading the document into the model, validating the PatchOp and dumping it back were a
-    third of a PATCH's CPU).
+    tests/directory_sync/scim/test_patch_users.py), at a fraction of its cost (loading the
+    document into the model, validating the PatchOp and dumping it back are a large part of a
+    PATCH's CPU).
     """
     result = dict(document)
     copied: set[str] = set()

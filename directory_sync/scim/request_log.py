@@ -318,8 +318,8 @@ def mask_query(query_string: str) -> str:
 def list_summary(page) -> str:
     """A ListResponse as logged: its counts and its resources' ids, not the resources.
 
-    A page of 100 users is ~70 KB to parse, mask and re-serialise (17 % of a list page's CPU
-    in the bench profile) and was cut at MAX_BODY_CHARS anyway; the ids identify nobody and
+    A page of 100 users is tens of kilobytes to parse, mask and re-serialise (a large part of
+    a list page's CPU) and would be cut at MAX_BODY_CHARS anyway; the ids identify nobody and
     lead to the records. ``page`` is the ``paging.Page`` the view answered.
     """
     summary = {
@@ -347,8 +347,8 @@ def _commit_without_flush_wait() -> None:
     """Let this transaction commit without waiting for PostgreSQL's WAL flush.
 
     A log row is written for every SCIM request, most of them reads that write nothing else;
-    waiting for an fsync (~6 ms on the bench machine) on each held a web process idle for
-    longer than the request's own work (bench profile). A PostgreSQL crash can lose the last
+    waiting for an fsync on each would hold a web process idle for longer than the request's
+    own work. A PostgreSQL crash can lose the last
     fraction of a second of log rows, never a directory write: those commit synchronously,
     and their flush also persists every log row before them.
     """

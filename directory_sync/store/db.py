@@ -91,7 +91,7 @@ class _PreparedDebugWrapper(PostgresDebugWrapper):
 
 # Per thread: the connection advisory_lock_held keeps between uses, with the process that
 # opened it (a forked Celery child must not close its parent's socket). Opening one per lock
-# cost ~5-15 ms, paid by every eager apply in the embedded default and the tests.
+# would cost a connection setup for every eager apply in the embedded default and the tests.
 _lock_connections: dict[int, tuple[int, object]] = {}
 
 
