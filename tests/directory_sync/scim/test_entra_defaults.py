@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from directory_sync.engine import events_drain
 from directory_sync.models import ChangeEvent
+from members.display import phone_ltr
 from members.models import Member
 
 from .conftest import GROUP_SCHEMA, patch_body
@@ -197,7 +198,8 @@ def test_the_member_page_shows_what_beem_keeps_from_entra_read_only(
         ("phoneNumbers[type eq &quot;fax&quot;].value", "+966112345679"),
         ("emails[type eq &quot;other&quot;].value", "SMTP:alice.wong@contoso.com"),
     ):
-        assert f"<code>{label}</code></dt><dd>{value}</dd>" in html, label
+        # Phone numbers are written left to right (issue 18), like everywhere else.
+        assert f"<code>{label}</code></dt><dd>{phone_ltr(value)}</dd>" in html, label
     # What Beem applies is shown once, in the profile above; the password never.
     assert "<code>employeeNumber</code>" not in html
     assert "<code>name.givenName</code>" not in html
