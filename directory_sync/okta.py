@@ -14,6 +14,7 @@ Each is a ``SyncSettings.save``, whose post_save clears this process's SCIM auth
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -59,6 +60,21 @@ def api_token_settings(token: str) -> SyncSettings | None:
         .filter(api_token_digest__in=api_token_digests(token))
         .first()
     )
+
+
+def api_token_grant_fields(token: str) -> dict | None:
+    """What the SCIM auth check caches for ``token`` when it is an Okta API token (its
+    ``_Grant`` fields), else None. The token never expires by itself: a rotation, a stop or a
+    switch makes it stop matching."""
+    sync_settings = api_token_settings(token)
+    if sync_settings is None:
+        return None
+    return {
+        "expires": datetime.max.replace(tzinfo=UTC),
+        "created": sync_settings.api_token_created_at,
+        "sync_settings": sync_settings,
+        "directory": SyncSettings.Directory.OKTA,
+    }
 
 
 def api_token_issue(

@@ -194,6 +194,19 @@ def _directory_label(value) -> str:
 
 def _activated(actor: str, detail: dict) -> SafeString:
     again = detail.get("previous_status") == SyncSettings.Status.STOPPED
+    if detail.get("directory") == SyncSettings.Directory.OKTA:
+        text = (
+            _("%(actor)s reactivated sync with Okta")
+            if again
+            else _("%(actor)s activated sync with Okta")
+        )
+        if detail.get("credentials_issued"):
+            text = (
+                _("%(actor)s reactivated sync with Okta and created a new API token")
+                if again
+                else _("%(actor)s activated sync with Okta and created its API token")
+            )
+        return _html(text, actor=actor)
     text = (
         _("%(actor)s reactivated sync with Entra ID")
         if again
@@ -359,7 +372,10 @@ AUDIT_SENTENCES: dict[str, Callable[[str, dict], SafeString | list[SafeString]]]
     "sync.settings_updated": _settings_updated,
     "sync.activated": _activated,
     "sync.stopped": lambda actor, detail: _html(
-        _("%(actor)s stopped sync with Entra ID"), actor=actor
+        _("%(actor)s stopped sync with Okta; its API token is revoked")
+        if detail.get("directory") == SyncSettings.Directory.OKTA
+        else _("%(actor)s stopped sync with Entra ID"),
+        actor=actor,
     ),
     "sync.credentials_issued": lambda actor, detail: _html(
         _("%(actor)s created the credentials (Client Identifier %(client_id)s)"),

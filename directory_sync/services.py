@@ -156,6 +156,13 @@ def sync_settings_update(
 # --- status ------------------------------------------------------------------------------
 
 
+def _directory_detail(sync_settings: SyncSettings) -> dict:
+    # Entries without "directory" are Entra ID's (all of them before Okta, issue 17).
+    if sync_settings.directory == SyncSettings.Directory.OKTA:
+        return {"directory": sync_settings.directory}
+    return {}
+
+
 def sync_activate(
     *, organization: Organization, actor=None, actor_label: str | None = None
 ) -> IssuedCredentials | okta.IssuedApiToken | None:
@@ -190,7 +197,11 @@ def sync_activate(
             action="sync.activated",
             actor=actor,
             actor_label=actor_label,
-            detail={"previous_status": previous, "credentials_issued": issued is not None},
+            detail={
+                "previous_status": previous,
+                "credentials_issued": issued is not None,
+                **_directory_detail(sync_settings),
+            },
         )
     return issued
 
@@ -216,6 +227,7 @@ def sync_stop(*, organization: Organization, actor=None, actor_label: str | None
             action="sync.stopped",
             actor=actor,
             actor_label=actor_label,
+            detail=_directory_detail(sync_settings),
         )
 
 

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import unquote_plus
 
 from django.conf import settings
@@ -193,7 +193,8 @@ def _token_grant(token: str) -> _Grant | None:
     )
     grant = None
     if access_token is None:
-        grant = _api_token_grant(token)
+        fields = okta.api_token_grant_fields(token)  # Okta's API token, or None
+        grant = _Grant(**fields) if fields else None
     else:
         application = access_token.application
         sync_settings = getattr(application, "sync_settings", None) if application else None
@@ -208,19 +209,6 @@ def _token_grant(token: str) -> _Grant | None:
                 _cache.clear()
             _cache[checksum] = (now, grant)
     return grant
-
-
-def _api_token_grant(token: str) -> _Grant | None:
-    """Okta's long-lived API token (directory_sync.okta); it never expires by itself."""
-    sync_settings = okta.api_token_settings(token)
-    if sync_settings is None:
-        return None
-    return _Grant(
-        expires=datetime.max.replace(tzinfo=UTC),
-        created=sync_settings.api_token_created_at,
-        sync_settings=sync_settings,
-        directory=SyncSettings.Directory.OKTA,
-    )
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
@@ -275,15 +263,11 @@ def authenticate(*, request: HttpRequest, organization_id) -> SyncSettings:
             invalid_token=True,
             reason=AuthFailure.WRONG_TENANT,
         )
-    if sync_settings.directory != grant.directory:
-        # An Entra token while Okta is the directory, or Okta's token after a switch to Entra.
+    if sync_settings.directory != grant.directory:  # e.g. an Entra token while Okta is it
         raise AuthFailure(
-            "The access token is not valid for this organization's directory.",
-            invalid_token=True,
+            "The access token is not valid for this organization's directory.", invalid_token=True
         )
     issued = sync_settings.credentials_created_at
-    if grant.directory == SyncSettings.Directory.OKTA:
-        issued = sync_settings.api_token_created_at
     if issued is not None and grant.created < issued:
         # A token from before the current client secret (a rotation deletes them, and this
         # also refuses one whose lookup another request of this process cached).

@@ -150,6 +150,11 @@ def test_runs_review_and_audit_for_okta(admin_client, organization):
     audit = admin_client.get(reverse("directory_sync:audit_list")).content.decode()
     assert "switched the directory from Entra ID to Okta" in audit
     assert "created the Okta API token" in audit
+    assert "activated sync with Okta and created its API token" in audit
+    assert "activated sync with Entra ID" not in audit
+    services.sync_stop(organization=organization, actor_label="operator")
+    audit = admin_client.get(reverse("directory_sync:audit_list")).content.decode()
+    assert "stopped sync with Okta; its API token is revoked" in audit
 
 
 def test_status_json_names_okta_while_waiting(admin_client, organization):
