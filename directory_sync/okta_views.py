@@ -111,7 +111,7 @@ def api_token_rotate(request: HttpRequest) -> HttpResponse:
     """ "New API token" after a confirmation: the old token stops working at once."""
     sync_settings = selectors.sync_settings_find(organization=request.organization)
     if not is_okta(sync_settings):
-        raise Http404
+        return redirect("directory_sync:sync_entra")
     if sync_settings.api_token_digest is None:
         messages.info(request, _("Complete Set up in Beem and click Save and Activate first."))
         return redirect("directory_sync:sync_settings_form")

@@ -31,5 +31,17 @@ urlpatterns = [
     path("entra/audit/", views.audit_list, name="audit_list"),
     path("okta/connect/", okta_views.sync_okta, name="sync_okta"),
     path("okta/connect/rotate/", okta_views.api_token_rotate, name="api_token_rotate"),
-    path("switch/<str:directory>/", okta_views.directory_switch, name="directory_switch"),
+    # One fixed route per directory (no value in the URL to aim anywhere else).
+    path(
+        "switch/entra-id/",
+        okta_views.directory_switch,
+        {"directory": "entra_id"},
+        name="directory_switch_entra_id",
+    ),
+    path(
+        "switch/okta/",
+        okta_views.directory_switch,
+        {"directory": "okta"},
+        name="directory_switch_okta",
+    ),
 ]

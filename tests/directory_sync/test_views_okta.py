@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 LIST_URL = reverse("directory_sync:sync_list")
 OKTA_URL = reverse("directory_sync:sync_okta")
-SWITCH_OKTA_URL = reverse("directory_sync:directory_switch", args=["okta"])
+SWITCH_OKTA_URL = reverse("directory_sync:directory_switch_okta")
 
 
 def _switch(admin_client):
@@ -41,12 +41,7 @@ def test_switch_needs_the_confirmation_and_explains_members(admin_client, organi
     assert services.sync_settings_get(organization=organization).directory == "okta"
     assert AuditEntry.objects.filter(action="sync.directory_switched").exists()
     page = admin_client.get(LIST_URL).content.decode()
-    assert 'href="' + reverse("directory_sync:directory_switch", args=["entra_id"]) in page
-
-
-def test_unknown_directory_is_404(admin_client):
-    url = reverse("directory_sync:directory_switch", args=["ldap"])
-    assert admin_client.get(url).status_code == 404
+    assert 'href="' + reverse("directory_sync:directory_switch_entra_id") in page
 
 
 def test_save_and_activate_for_okta_shows_the_token_once(admin_client, organization):
@@ -89,9 +84,11 @@ def test_new_api_token_after_confirmation(admin_client, organization):
     assert SCIMClient(organization=organization, token=new).get("/Users").status_code == 200
 
 
-def test_rotate_is_404_for_entra(admin_client, organization):
+def test_rotate_sends_an_entra_organization_to_its_own_page(admin_client, organization):
     services.sync_activate(organization=organization)
-    assert admin_client.get(reverse("directory_sync:api_token_rotate")).status_code == 404
+    response = admin_client.post(reverse("directory_sync:api_token_rotate"), {"confirm": "on"})
+    assert response.status_code == 302 and response.url == reverse("directory_sync:sync_entra")
+    assert not AuditEntry.objects.filter(action="sync.api_token_rotated").exists()
 
 
 def test_stop_and_reactivate_for_okta(admin_client, organization):

@@ -17,7 +17,7 @@ GROUPS = (status, setup, connection, events, reconcile)
 
 class Command(BaseCommand):
     help = (
-        "Operate Entra ID directory sync. Subcommands: status, configure, credentials, "
+        "Operate directory sync (Entra ID or Okta). Subcommands: status, configure, credentials, "
         "activate, stop, redispatch, reconcile, purge. Run `directory_sync <subcommand> "
         "--help` for each."
     )
