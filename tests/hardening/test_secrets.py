@@ -3,6 +3,7 @@ checksums and never logged, SCIM request logs without personal data or credentia
 
 import base64
 import hashlib
+import json
 import logging
 
 import pytest
@@ -10,8 +11,9 @@ from django.contrib.sessions.models import Session
 from django.urls import reverse
 from oauth2_provider.models import AccessToken, Application
 
+from directory_sync import directories
 from directory_sync import services as sync_services
-from directory_sync.models import RequestLog
+from directory_sync.models import RequestLog, SyncSettings
 
 from .conftest import PATCH_SCHEMA, SETTINGS_FORM, scim_user, token_for
 
@@ -174,3 +176,28 @@ def test_scim_request_log_masks_personal_data_and_credentials(client, organizati
     assert token not in stored
     assert "Bearer" not in stored
     assert user_id in stored  # ids stay readable: the admin needs them
+
+
+def test_okta_api_token_is_stored_as_a_digest_and_never_reaches_the_logs(
+    every_log_record, client, organization
+):
+    directories.directory_switch(organization=organization, directory="okta", actor_label="t")
+    issued = sync_services.sync_activate(organization=organization, actor_label="test")
+    base = f"/scim/v2/{organization.pk}"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {issued.token}"}
+
+    created = client.post(
+        f"{base}/Users",
+        scim_user("okta.person@acme.com", phone="+966501239875"),
+        content_type="application/scim+json",
+        **auth,
+    )
+    client.get(f"{base}/Users?startIndex=1&count=2", **auth)
+    client.get(f"{base}/Users", HTTP_AUTHORIZATION=f"Bearer {issued.token}x")
+
+    assert created.status_code == 201
+    text = rendered(every_log_record)
+    assert every_log_record.records, "nothing was logged: the capture is not working"
+    assert issued.token not in text
+    stored = json.dumps(list(SyncSettings.objects.values()), default=str)
+    assert issued.token not in stored and issued.token[len("beem_okta_") :] not in stored
