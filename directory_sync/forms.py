@@ -146,11 +146,12 @@ class SyncSettingsForm(forms.Form):
     def initial_from(cls, sync_settings: SyncSettings | None) -> dict:
         if sync_settings is None:
             return {}
-        return {
-            name: getattr(sync_settings, name)
-            for name in cls.base_fields
-            if name != "confirm_identify_by"
-        }
+        return {name: getattr(sync_settings, name) for name in cls.setting_names()}
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The fields that are settings (the confirmation checkbox is not one)."""
+        return [name for name in cls.base_fields if name != "confirm_identify_by"]
 
     def clean_department_delimiter(self) -> str:
         value = self.cleaned_data.get("department_delimiter") or ""

@@ -129,6 +129,7 @@ EMBEDDED_PROOF = [
     "tests/directory_sync/scim/test_door.py",
     # A migration that rebuilds a table on SQLite drops its triggers (migration 0008).
     "tests/directory_sync/scim/test_paging.py::test_count_triggers_are_installed",
+    "tests/directory_sync/store/test_db.py",
     "tests/directory_sync/test_apply_identifiers.py",
     "tests/directory_sync/test_request_log.py",
     "tests/directory_sync/test_runs.py",

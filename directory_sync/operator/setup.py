@@ -40,7 +40,8 @@ def settings_arguments_add(parser) -> None:
         "The choices of the Set up in Beem page. Options not given keep their stored value "
         "(or the page's default). Validated like the page; changes are audited as 'operator'.",
     )
-    for name, field in SyncSettingsForm.base_fields.items():
+    for name in SyncSettingsForm.setting_names():
+        field = SyncSettingsForm.base_fields[name]
         values = _choice_values(field)
         text = str(field.label)
         if values:
@@ -70,7 +71,7 @@ def _stored(organization: Organization) -> SyncSettings:
 def settings_given(options: dict) -> dict[str, str]:
     return {
         name: options[name]
-        for name in SyncSettingsForm.base_fields
+        for name in SyncSettingsForm.setting_names()
         if options.get(name) is not None
     }
 

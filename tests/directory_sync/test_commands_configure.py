@@ -54,9 +54,12 @@ def test_every_field_of_the_set_up_in_beem_form_is_an_option_of_configure_and_ac
         with pytest.raises(SystemExit):
             call_command("directory_sync", subcommand, "--help")
         text = capsys.readouterr().out
-        for name in SyncSettingsForm.base_fields:
+        for name in SyncSettingsForm.setting_names():
             assert "--" + name.replace("_", "-") in text
-    assert set(CHOICES) == set(SyncSettingsForm.base_fields)
+        # The page's confirmation checkbox is --yes here, not an option.
+        assert "--confirm-identify-by" not in text
+    assert set(CHOICES) == set(SyncSettingsForm.setting_names())
+    assert set(SyncSettingsForm.base_fields) - set(CHOICES) == {"confirm_identify_by"}
 
 
 def test_configure_saves_every_choice_and_audits_it_like_the_page(organization):
