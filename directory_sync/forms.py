@@ -127,7 +127,7 @@ class SyncSettingsForm(forms.Form):
         required=False,
         help_text=_(
             "Used only for numbers without a country code. Best practice is to keep the "
-            "country code in Entra ID, e.g. +966512345678."
+            "country code in the directory, e.g. +966512345678."
         ),
     )
 

@@ -116,6 +116,13 @@ def test_shared_pages_name_okta(admin_client, organization):
     assert "Last request from Okta" in status
     assert "Waiting for Okta&#x27;s connection test" in status
     assert "Entra" not in status
+    # Set up in Beem and Review speak of Okta too (their help texts name the directory).
+    for name in ("sync_settings_form", "review_list"):
+        page = admin_client.get(reverse(f"directory_sync:{name}")).content.decode()
+        assert "Entra" not in page, name
+    setup = admin_client.get(reverse("directory_sync:sync_settings_form")).content.decode()
+    assert "Directory Sync for Okta keeps your members in step with Okta" in setup
+    assert "Sync with Okta maps department names from Okta" in setup
 
 
 def test_okta_pages_in_arabic(admin_client, organization):
