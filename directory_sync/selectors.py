@@ -64,8 +64,9 @@ def members_sync_status(organization: Organization) -> DirectorySyncStatus:
     ``DirectorySyncConfig.ready()``)."""
     sync_settings = sync_settings_find(organization=organization)
     if sync_settings is None:
-        return DirectorySyncStatus()
+        return DirectorySyncStatus(directory_name=SyncSettings.Directory.ENTRA_ID.label)
     return DirectorySyncStatus(
+        directory_name=sync_settings.get_directory_display(),
         active=sync_settings.is_active,
         default_phone_country=sync_settings.default_phone_country or None,
         identify_by=sync_settings.identify_by,

@@ -22,6 +22,8 @@ class DirectorySyncStatus:
     # created would make the next cycle create the path again. With plain names it finds a
     # department by name wherever it sits, so moving is safe.
     departments_by_path: bool = False
+    # The directory the organization syncs with, as the pages name it ("Entra ID", "Okta").
+    directory_name: str = ""
 
 
 @dataclass(frozen=True)

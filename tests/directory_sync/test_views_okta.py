@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from directory_sync import services
 from directory_sync.models import SyncSettings
-from members.models import AuditEntry
+from members.models import AuditEntry, Member
 
 from .conftest import SCIMClient, okta_connect
 from .test_views_setup import SETUP_URL, VALID
@@ -166,3 +166,14 @@ def test_status_json_names_okta_while_waiting(admin_client, organization):
     data = admin_client.get(reverse("directory_sync:sync_status_json")).json()
     assert data["state_label"] == "Waiting for Okta's connection test"
     assert "Waiting for Okta" in data["html"]["badge"]
+
+
+def test_members_pages_name_okta(admin_client, organization):
+    okta_connect(organization)
+    member = Member.objects.create(
+        organization=organization, display_name="Grace Hopper", directory_managed=True
+    )
+    detail = admin_client.get(reverse("members:member_detail", args=[member.pk])).content.decode()
+    assert "Managed by directory sync (Okta)" in detail and "Entra" not in detail
+    listing = admin_client.get(reverse("members:member_list")).content.decode()
+    assert '<span class="badge">Okta</span>' in listing and "Entra" not in listing
