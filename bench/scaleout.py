@@ -47,8 +47,8 @@ from bench.soak import (
     BIN,
     Process,
     SoakReport,
-    environment_without_project_settings,
     free_port,
+    soak_environment,
     wait_for_port,
 )
 
@@ -243,7 +243,6 @@ class ScaleStack:
 
     def __init__(self, *, database_url: str, options: ScaleOptions, logdir: Path):
         from dj_database_url import parse
-        from django.conf import settings as django_settings
 
         self.options = options
         self.logdir = logdir
@@ -259,24 +258,12 @@ class ScaleStack:
         self.drain_log.mkdir()
         db = self.database
         self.bouncer_url = f"postgres://{db['USER']}@127.0.0.1:{self.bouncer_port}/{db['NAME']}"
-        env = environment_without_project_settings()
+        env = soak_environment(
+            database_url=self.bouncer_url, redis_port=self.redis_port, base_url=self.base_url
+        )
         env.update(
-            DATABASE_URL=self.bouncer_url,
             DATABASE_PREPARED_STATEMENTS="true" if options.prepared_statements else "false",
-            CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
-            REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/1",
-            DJANGO_DEBUG="false",
-            DJANGO_SECRET_KEY=django_settings.SECRET_KEY,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_SECURE_SSL_REDIRECT="false",
-            BEEM_PUBLIC_URL=self.base_url,
-            BEEM_REDISPATCH_AFTER_SECONDS="4",
-            BEEM_REDISPATCH_INTERVAL_SECONDS="2",
-            BEEM_BROKER_VISIBILITY_TIMEOUT="20",
-            BEEM_WORKER_WATCHDOG_SECONDS="5",
-            BEEM_LOG_LEVEL="WARNING",
             BENCH_DRAIN_LOG=str(self.drain_log),
-            PYTHONUNBUFFERED="1",
         )
         self.env = env
         self.processes: dict[str, Process] = {}

@@ -207,6 +207,34 @@ def environment_without_project_settings() -> dict[str, str]:
     }
 
 
+def soak_environment(*, database_url: str, redis_port: int, base_url: str) -> dict[str, str]:
+    """The production shape's environment for the soak's servers and workers."""
+    from django.conf import settings as django_settings
+
+    env = environment_without_project_settings()
+    env.update(
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/1",
+        DJANGO_DEBUG="false",
+        # The tenants' client secrets are stored keyed with SECRET_KEY by this process
+        # (tenants_provision): the servers must share the key to verify them.
+        DJANGO_SECRET_KEY=django_settings.SECRET_KEY,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        BEEM_PUBLIC_URL=base_url,
+        # Short sweeps so lost jobs come back within the soak, not after minutes.
+        BEEM_REDISPATCH_AFTER_SECONDS="4",
+        BEEM_REDISPATCH_INTERVAL_SECONDS="2",
+        BEEM_BROKER_VISIBILITY_TIMEOUT="20",
+        # A consumer that stops receiving is noticed within seconds, not half a minute.
+        BEEM_WORKER_WATCHDOG_SECONDS="5",
+        BEEM_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 class Process:
     """A child process in its own session (so a SIGKILL takes its children with it)."""
 
@@ -273,28 +301,8 @@ class Stack:
         self.web_port = free_port()
         self.redis_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.web_port}"
-        from django.conf import settings as django_settings
-
-        env = environment_without_project_settings()
-        env.update(
-            DATABASE_URL=database_url,
-            CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
-            REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/1",
-            DJANGO_DEBUG="false",
-            # The tenants' client secrets are stored keyed with SECRET_KEY by this process
-            # (tenants_provision): the servers must share the key to verify them.
-            DJANGO_SECRET_KEY=django_settings.SECRET_KEY,
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_SECURE_SSL_REDIRECT="false",
-            BEEM_PUBLIC_URL=self.base_url,
-            # Short sweeps so lost jobs come back within the soak, not after minutes.
-            BEEM_REDISPATCH_AFTER_SECONDS="4",
-            BEEM_REDISPATCH_INTERVAL_SECONDS="2",
-            BEEM_BROKER_VISIBILITY_TIMEOUT="20",
-            # A consumer that stops receiving is noticed within seconds, not half a minute.
-            BEEM_WORKER_WATCHDOG_SECONDS="5",
-            BEEM_LOG_LEVEL="WARNING",
-            PYTHONUNBUFFERED="1",
+        env = soak_environment(
+            database_url=database_url, redis_port=self.redis_port, base_url=self.base_url
         )
         self.env = env
         self.redis = Process(
