@@ -74,14 +74,16 @@ def department_change_refusal(
         return None
     if rename:
         return _(
-            "Directory sync created this department from Entra ID and is active: rename it in "
-            "Entra ID (the members' department attribute), or stop the sync to rename it here."
-        )
+            "Directory sync created this department from %(directory)s and is active: rename "
+            "it in %(directory)s (the members' department attribute), or stop the sync to "
+            "rename it here."
+        ) % {"directory": sync.directory_name}
     if move and sync.departments_by_path:
         return _(
-            "Directory sync places this department by its complete path from Entra ID: move it "
-            "there (the members' department attribute), or stop the sync to move it here."
-        )
+            "Directory sync places this department by its complete path from %(directory)s: "
+            "move it there (the members' department attribute), or stop the sync to move it "
+            "here."
+        ) % {"directory": sync.directory_name}
     return None
 
 

@@ -145,11 +145,11 @@ def member_delete_refusal(*, member: Member, sync: DirectorySyncStatus) -> str |
     resources have a new owner)."""
     if member.directory_managed and sync.active:
         return _(
-            "This member is synced from Entra ID and directory sync is active: remove them from "
-            "the Beem app's users in Entra ID (or delete them there) and the next provisioning "
-            "cycle deletes them here, applying your deletion rule. Stop the sync to delete "
-            "them by hand."
-        )
+            "This member is synced from %(directory)s and directory sync is active: remove them "
+            "from the Beem app's users in %(directory)s (or delete them there) and the next "
+            "provisioning cycle deletes them here, applying your deletion rule. Stop the sync "
+            "to delete them by hand."
+        ) % {"directory": sync.directory_name}
     return None
 
 

@@ -7,7 +7,9 @@ from django.urls import reverse
 
 from directory_sync import services
 from directory_sync.models import SyncSettings
-from members.models import AuditEntry, Member
+from members import services as member_services
+from members.directory import directory_sync_status
+from members.models import AuditEntry, Department, Member
 
 from .conftest import SCIMClient, okta_connect
 from .test_views_setup import SETUP_URL, VALID
@@ -177,3 +179,17 @@ def test_members_pages_name_okta(admin_client, organization):
     assert "Managed by directory sync (Okta)" in detail and "Entra" not in detail
     listing = admin_client.get(reverse("members:member_list")).content.decode()
     assert '<span class="badge">Okta</span>' in listing and "Entra" not in listing
+
+
+def test_members_refusals_name_okta(organization):
+    okta_connect(organization)
+    sync = directory_sync_status(organization=organization)
+    member = Member.objects.create(organization=organization, directory_managed=True)
+    department = Department.objects.create(
+        organization=organization, name="Sales", directory_managed=True
+    )
+    assert "users in Okta" in member_services.member_delete_refusal(member=member, sync=sync)
+    refusal = member_services.department_change_refusal(
+        department=department, sync=sync, rename=True, move=False
+    )
+    assert "rename it in Okta" in refusal and "Entra" not in refusal
