@@ -50,6 +50,8 @@ def bench_run(tmp_path_factory):
             f"--pg-url={admin_url}",
             f"--db-name=beem_bench_smoke_{os.getpid()}",
             f"--out={out}",
+            "--profile=get,post",
+            "--profile-duration=1",
         ],
         cwd=ROOT,
         env=env,
@@ -86,6 +88,21 @@ def test_harness_runs_every_phase_and_prints_the_table(bench_run):
     assert "stopped sync:" in table and "revoked token:" in table
     assert "tokens issued/s" in table
     assert "while 6 connections send wrong secrets to /o/token/" in table
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_harness_profiles_the_named_phases_in_windows_of_their_own(bench_run):
+    done, out = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for phase in ("get", "post"):
+        summary = (out / f"profile-{phase}-{USERS}.txt").read_text()
+        assert summary.startswith("samples: "), summary[:200]
+        assert "SyncWorker.handle_request" in summary
+    assert not (out / f"profile-list-{USERS}.txt").exists()
+    results = json.loads((out / f"results-{USERS}.json").read_text())
+    # The measured window is the phase's own: the profile window's requests are not in it.
+    assert results["phases"]["get"]["duration_us"] < 3_000_000
 
 
 @pytest.mark.postgres
