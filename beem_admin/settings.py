@@ -181,8 +181,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
 # PostgreSQL: Entra's hot SCIM reads are prepared once per connection
-# (directory_sync.store.db.prepared_cursor). Off behind a pooler that cannot keep prepared
-# statements (PgBouncer in transaction mode before 1.21).
+# (directory_sync.store.db.prepared_cursor: SQL PREPARE/EXECUTE). Off behind a pooler in
+# transaction mode (PgBouncer, any version).
 BEEM_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

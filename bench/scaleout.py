@@ -11,10 +11,10 @@ The shape (all on loopback; on real hosts each box is a machine)::
         ─▶ a private redis-server (broker db 0, cache db 1; port 6390 unless told)
 
 Every Beem process reaches PostgreSQL only through PgBouncer, with
-``DATABASE_PREPARED_STATEMENTS=false`` (PgBouncer before 1.21 cannot keep prepared statements
-in transaction mode). HAProxy health-checks ``/healthz`` and retries a refused connection on
-the other group. The workers run ``bench.scaleout_worker`` (Beem's Celery app with every drain
-recorded: node, organization, start, end).
+``DATABASE_PREPARED_STATEMENTS=false`` (PgBouncer cannot carry SQL-prepared statements from one
+server connection to the next in transaction mode). HAProxy health-checks ``/healthz`` and
+retries a refused connection on the other group. The workers run ``bench.scaleout_worker``
+(Beem's Celery app with every drain recorded: node, organization, start, end).
 
 While the tenants run, the chaos SIGKILLs one worker and one web group (the whole process
 group, as a container kill does) and a supervisor starts them again after a second, as
@@ -221,21 +221,6 @@ def pgbouncer_argv(database: dict, *, port: int, pool_size: int, directory: Path
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     return [*argv, str(config)]
-
-
-def pgbouncer_version() -> tuple[int, ...]:
-    """PgBouncer's version (1.18.0 on Debian 12: no prepared statements in transaction mode,
-    which came with 1.21's max_prepared_statements)."""
-    import re
-    import subprocess
-
-    out = subprocess.run(
-        [tool("pgbouncer") or "pgbouncer", "--version"], capture_output=True, text=True
-    ).stdout
-    found = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?", out)
-    if not found:
-        raise RuntimeError(f"cannot read PgBouncer's version from {out!r}")
-    return tuple(int(part or 0) for part in found.groups())
 
 
 class ScaleStack:

@@ -1,20 +1,22 @@
 """The connection's primitives: which database, the prepared cursor, locks and settings.
 
-The private Django cursor classes (``ServerBindingCursor``, the PostgreSQL debug wrapper,
-``CursorWrapper``) are imported here and nowhere else; ``tests/directory_sync/store/
-test_db.py`` fails loudly when a Django upgrade moves them.
+The private Django cursor classes (the PostgreSQL debug wrapper, ``CursorWrapper``) are
+imported here and nowhere else; ``tests/directory_sync/store/test_db.py`` fails loudly when a
+Django upgrade moves them.
 """
 
+import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresDebugWrapper
-from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
+from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
 
 from .. import process_state
@@ -32,58 +34,110 @@ def has_row_locks() -> bool:
 # --- the prepared cursor ---------------------------------------------------------------------
 
 
-class _PreparingCursor(ServerBindingCursor):
-    """Binds on the server and prepares each statement it runs (named, once per connection).
+def _placeholders_numbered(sql: str) -> tuple[str, int]:
+    """``sql`` with Django's ``%s`` placeholders as PostgreSQL's ``$1, $2, ...`` (``%%`` as
+    ``%``), and how many there are."""
+    parts = sql.split("%")
+    text = [parts[0]]
+    count = 0
+    index = 1
+    while index < len(parts):
+        part = parts[index]
+        if part == "" and index + 1 < len(parts):  # "%%": a literal percent sign
+            text.append("%" + parts[index + 1])
+            index += 2
+            continue
+        if not part.startswith("s"):
+            raise ValueError(f"a prepared statement takes %s placeholders only: {sql[:200]!r}")
+        count += 1
+        text.append(f"${count}{part[1:]}")
+        index += 1
+    return "".join(text), count
 
-    The connection keeps Django's ``prepare_threshold`` of None (preparing off) between these
-    calls: with a threshold set, psycopg keeps books on every other query of the connection
-    too (and a ``DEALLOCATE ALL`` after any rollback).
+
+# statement text -> (name, text with $n placeholders, number of parameters); code, not state:
+# the hand-written statements are a small fixed set.
+_statements: dict[str, tuple[str, str, int]] = {}
+# Per connection, at most this many statements stay prepared (then DEALLOCATE ALL).
+PREPARED_MAX = 256
+
+
+def _statement(sql: str) -> tuple[str, str, int]:
+    found = _statements.get(sql)
+    if found is None:
+        text, count = _placeholders_numbered(sql)
+        name = "beem_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:24]
+        found = _statements[sql] = (name, text, count)
+    return found
+
+
+# psycopg connection -> the names prepared on it (a new connection starts with none).
+_prepared_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _PreparedCursor:
+    """Django's cursor, running each statement as ``EXECUTE`` of a statement it ``PREPARE``d
+    on this connection the first time.
+
+    ``EXECUTE name(values)`` is one simple-protocol statement with its values bound on the
+    client, so the SCIM bounds (``transaction_timeouts``) travel in the same query string
+    (``SET LOCAL ...; EXECUTE ...``): one round trip, and PostgreSQL plans the statement once
+    per connection instead of on every call. Opened like ``connection.cursor()`` (health check,
+    thread check, ``execute_wrapper``); with queries logged (DEBUG, tests) the statement is
+    logged with its values, as if it had been sent as it is written.
     """
 
-    def execute(self, query, params=None, **kwargs):
-        raw = self.connection
-        previous = raw.prepare_threshold
-        if previous is None:
-            raw.prepare_threshold = 0
-        try:
-            return super().execute(query, params, prepare=True, **kwargs)
-        finally:
-            raw.prepare_threshold = previous
+    def __init__(self, cursor: CursorWrapper):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence = ()) -> None:
+        name, text, count = _statement(sql)
+        raw = self._cursor.db.connection
+        prepared = _prepared_names.setdefault(raw, set())
+        if name not in prepared:
+            if len(prepared) >= PREPARED_MAX:
+                CursorWrapper.execute(self._cursor, "DEALLOCATE ALL")
+                prepared.clear()
+            # Through the execute wrappers (the SCIM bounds apply: parsing takes table locks),
+            # not logged: it is not one of the request's statements.
+            CursorWrapper.execute(self._cursor, f"PREPARE {name} AS {text}")
+            prepared.add(name)
+        execute = f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
+        if isinstance(self._cursor, PostgresDebugWrapper):
+            try:
+                logged = self._cursor.db.ops.compose_sql(sql, params)
+            except Exception:  # a value psycopg cannot quote: log the template
+                logged = sql
+            with self._cursor.debug_sql(logged, params):
+                CursorWrapper.execute(self._cursor, execute, params)
+        else:
+            self._cursor.execute(execute, params)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._cursor.close()
 
 
 def prepared_cursor():
     """A cursor whose statements PostgreSQL parses and plans once per connection.
 
-    Django binds parameters on the client and so never prepares: PostgreSQL parses and plans
-    each hot statement afresh, which costs more than executing it. Only for fixed
-    hand-written statements (each distinct text is prepared and kept); opened like
-    ``connection.cursor()`` (health check, thread check, query logging, ``execute_wrapper``).
-    ``BEEM_PREPARED_STATEMENTS`` off (``DATABASE_PREPARED_STATEMENTS=false``) or not
+    Django binds parameters on the client and so never prepares: PostgreSQL would parse and
+    plan each hot statement afresh, which costs more than executing it. Only for fixed
+    hand-written statements with ``%s`` placeholders (each distinct text is prepared and kept).
+    ``DATABASE_PREPARED_STATEMENTS=false`` (behind PgBouncer in transaction mode, where the
+    next transaction may run on a server connection that never saw the ``PREPARE``) or not
     PostgreSQL: Django's cursor.
     """
     wrapper = connections[DEFAULT_DB_ALIAS]  # once: each django.db.connection.x looks it up
+    cursor = wrapper.cursor()
     if not settings.BEEM_PREPARED_STATEMENTS or wrapper.vendor != "postgresql":
-        return wrapper.cursor()
-    wrapper.close_if_health_check_failed()
-    wrapper.ensure_connection()
-    wrapper.validate_thread_sharing()
-    cursor = _PreparingCursor(wrapper.connection)
-    if wrapper.queries_logged:
-        return _PreparedDebugWrapper(cursor, wrapper)
-    return wrapper.make_cursor(cursor)
-
-
-class _PreparedDebugWrapper(PostgresDebugWrapper):
-    """Logs (DEBUG, tests) the statement with its values, as Django does when it binds on the
-    server: psycopg keeps no query text to read back after a prepared execution."""
-
-    def execute(self, sql, params=None):
-        try:
-            logged = self.db.ops.compose_sql(sql, params)
-        except Exception:  # a value psycopg cannot quote: log the template
-            logged = sql
-        with self.debug_sql(logged, params):
-            return CursorWrapper.execute(self, sql, params)
+        return cursor
+    return _PreparedCursor(cursor)
 
 
 # --- locks and settings ----------------------------------------------------------------------
@@ -190,10 +244,8 @@ def apply_transaction_tune(*, lock_timeout: str) -> None:
         )
 
 
-# Both bounds in one statement, local to the transaction it runs in. Not prepared: Django
-# leaves psycopg's prepare_threshold at None, under which psycopg ignores ``prepare=True``, and
-# behind PgBouncer before 1.21 (DATABASE_PREPARED_STATEMENTS=false) a named statement would
-# not survive the next transaction anyway.
+# Both bounds in one statement, local to the transaction it runs in, for a transaction that
+# psycopg opens with BEGIN.
 _TIMEOUTS_SQL = (
     "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)"
 )
@@ -202,20 +254,35 @@ _TIMEOUTS_SQL = (
 class _TransactionTimeouts:
     """An execute wrapper: the first statement of each transaction carries the timeouts.
 
-    The first statement of a transaction is the one psycopg sends while the connection is idle
-    (in autocommit every statement is a transaction of its own; in ``atomic`` psycopg sends
-    ``BEGIN`` before it). It goes out in a psycopg pipeline behind ``set_config(..., true)``:
-    one round trip, one transaction. Later statements of the transaction run as they are.
+    The first statement of a transaction is the one psycopg sends while the connection is idle.
+    In autocommit it is a transaction of its own: the bounds go as ``SET LOCAL`` in front of it
+    in the same simple-protocol query string (one message, one implicit transaction; PostgreSQL
+    applies ``statement_timeout`` to each statement of such a string). In ``atomic``, psycopg
+    sends ``BEGIN`` before it: the three go out in a psycopg pipeline, ``set_config(...,
+    true)`` between them — one round trip. Later statements of the transaction run as they
+    are. (A pipeline for the one-statement case too cost 0.1 ms of CPU and about ten system
+    calls more per request: bench/RESULTS.md, 2026-12-07.)
     """
 
-    def __init__(self, wrapper, params: list[str]):
+    def __init__(self, wrapper, statement_ms: int, lock_ms: int):
         self.wrapper = wrapper
-        self.params = params
+        self.params = [f"{statement_ms}ms", f"{lock_ms}ms"]
+        # Integers only: no quoting, and no "%" for the client-side binding to read.
+        self.prefix = (
+            f"SET LOCAL statement_timeout = {int(statement_ms)}; "
+            f"SET LOCAL lock_timeout = {int(lock_ms)}; "
+        )
 
     def __call__(self, execute, sql, params, many, context):
         raw = self.wrapper.connection
         if raw.info.transaction_status != TransactionStatus.IDLE:
             return execute(sql, params, many, context)
+        cursor = context["cursor"].cursor
+        if raw.autocommit and not many and isinstance(cursor, ClientCursor):
+            result = execute(self.prefix + sql, params, many, context)
+            while cursor.nextset():  # past the two SETs' results, to the statement's own
+                pass
+            return result
         # The statement's errors surface when the pipeline syncs, after execute() returned:
         # translated here as execute() would (a DatabaseError carrying the SQLSTATE).
         with self.wrapper.wrap_database_errors, raw.pipeline():
@@ -228,9 +295,7 @@ def transaction_timeouts(statement_ms: int, lock_ms: int):
     connection runs with ``statement_timeout`` and ``lock_timeout`` set LOCAL (0: none).
     Nothing outlives the transaction that set it, behind PgBouncer in transaction mode too."""
     wrapper = connections[DEFAULT_DB_ALIAS]
-    return wrapper.execute_wrapper(
-        _TransactionTimeouts(wrapper, [f"{statement_ms}ms", f"{lock_ms}ms"])
-    )
+    return wrapper.execute_wrapper(_TransactionTimeouts(wrapper, statement_ms, lock_ms))
 
 
 def ping() -> None:

@@ -1,7 +1,6 @@
 """``directory_sync.store.db``: the private Django names the prepared cursor is built on, and
 the connection primitives on both backends."""
 
-import inspect
 import threading
 
 import pytest
@@ -11,27 +10,20 @@ from directory_sync.store import db
 
 
 def test_django_private_cursor_names_still_exist():
-    """The prepared cursor subclasses Django's private PostgreSQL cursor classes and calls
-    private methods of the connection wrapper. A Django upgrade that moves or renames any of
-    them must fail here, by name, not as a 500 on Entra's hottest reads."""
+    """The prepared cursor and the SCIM bounds rely on Django's private PostgreSQL cursor
+    classes and on psycopg's client-side binding. A Django upgrade that moves or renames any
+    of them must fail here, by name, not as a 500 on Entra's hottest reads."""
+    import psycopg
     from django.db.backends.postgresql import base
     from django.db.backends.utils import CursorWrapper
 
-    assert isinstance(base.ServerBindingCursor, type), "postgresql.base.ServerBindingCursor"
     assert issubclass(base.CursorDebugWrapper, CursorWrapper), "postgresql.base.CursorDebugWrapper"
     assert callable(getattr(base.CursorDebugWrapper, "debug_sql", None)), "debug_sql"
-    assert "prepare" in inspect.signature(base.ServerBindingCursor.execute).parameters, (
-        "psycopg's Cursor.execute(..., prepare=...)"
+    assert issubclass(base.Cursor, psycopg.ClientCursor), "base.Cursor binds on the client"
+    assert not issubclass(base.ServerSideCursor, psycopg.ClientCursor), "named cursors: DECLARE"
+    assert isinstance(type(connections[DEFAULT_DB_ALIAS]).queries_logged, property), (
+        "BaseDatabaseWrapper.queries_logged"
     )
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    for name in (
-        "close_if_health_check_failed",
-        "ensure_connection",
-        "validate_thread_sharing",
-        "make_cursor",
-    ):
-        assert callable(getattr(wrapper, name, None)), f"BaseDatabaseWrapper.{name}"
-    assert isinstance(type(wrapper).queries_logged, property), "BaseDatabaseWrapper.queries_logged"
     assert callable(getattr(base.DatabaseOperations, "compose_sql", None)), "compose_sql"
 
 
@@ -40,6 +32,90 @@ def test_prepared_cursor_answers_on_either_backend():
     with db.prepared_cursor() as cursor:
         cursor.execute("SELECT %s + 1", [41])
         assert cursor.fetchone()[0] == 42
+
+
+def test_placeholders_are_numbered_and_percent_signs_kept():
+    text, count = db._placeholders_numbered("SELECT %s, '100%%' LIKE %s, x %% 2 = %s")
+    assert (text, count) == ("SELECT $1, '100%' LIKE $2, x % 2 = $3", 3)
+    assert db._placeholders_numbered("SELECT 1") == ("SELECT 1", 0)
+    with pytest.raises(ValueError):
+        db._placeholders_numbered("SELECT %(name)s")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_statements_are_prepared_once_per_connection_and_logged_as_written(
+    require_postgres, settings
+):
+    from django.test.utils import CaptureQueriesContext
+
+    settings.BEEM_PREPARED_STATEMENTS = True
+    sql = "SELECT %s::int * 2, %s::text"
+    name = db._statement(sql)[0]
+    with CaptureQueriesContext(connection) as captured:
+        for value in (1, 2):
+            with db.prepared_cursor() as cursor:
+                cursor.execute(sql, [value, "it's"])
+                assert cursor.fetchone() == (value * 2, "it's")
+    # One logged statement per call, shown as written with its values (not EXECUTE).
+    assert [q["sql"] for q in captured.captured_queries] == [
+        "SELECT 1::int * 2, 'it''s'::text",
+        "SELECT 2::int * 2, 'it''s'::text",
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [name])
+        assert cursor.fetchone()[0] == 1
+    # A new connection has none: it prepares again.
+    connection.close()
+    with db.prepared_cursor() as cursor:
+        cursor.execute(sql, [3, "x"])
+        assert cursor.fetchone() == (6, "x")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_statements_per_connection_are_capped(require_postgres, settings, monkeypatch):
+    settings.BEEM_PREPARED_STATEMENTS = True
+    monkeypatch.setattr(db, "PREPARED_MAX", 3)
+    connection.close()
+    for n in range(7):
+        with db.prepared_cursor() as cursor:
+            cursor.execute(f"SELECT %s + {n}", [1])
+            assert cursor.fetchone()[0] == 1 + n
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert 1 <= cursor.fetchone()[0] <= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bounds_apply_to_a_statement_of_its_own_and_to_a_transaction(require_postgres):
+    """In autocommit the bounds travel in the statement's own query string; in ``atomic`` in
+    the pipeline with BEGIN. Either way they bound that transaction and nothing after it."""
+    from django.db.utils import OperationalError
+
+    def setting(cursor, name):
+        cursor.execute(f"SELECT current_setting('{name}')")
+        return cursor.fetchone()[0]
+
+    with db.transaction_timeouts(1234, 567):
+        with connection.cursor() as cursor:
+            assert setting(cursor, "statement_timeout") == "1234ms"
+            assert setting(cursor, "lock_timeout") == "567ms"
+        with db.prepared_cursor() as cursor:
+            cursor.execute("SELECT current_setting(%s)", ["statement_timeout"])
+            assert cursor.fetchone()[0] == "1234ms"
+        with transaction.atomic(), connection.cursor() as cursor:
+            assert setting(cursor, "statement_timeout") == "1234ms"
+            assert setting(cursor, "lock_timeout") == "567ms"
+    with connection.cursor() as cursor:
+        assert setting(cursor, "statement_timeout") == "0"
+        assert setting(cursor, "lock_timeout") == "0"
+    with db.transaction_timeouts(50, 0):
+        with pytest.raises(OperationalError), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(1)")
+        with pytest.raises(OperationalError), db.prepared_cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [1])
+        with connection.cursor() as cursor:  # the connection is usable afterwards
+            cursor.execute("SELECT %s", [7])
+            assert cursor.fetchone() == (7,)
 
 
 def _other_session_takes(lock_class: int, key: int) -> bool:
