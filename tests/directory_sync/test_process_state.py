@@ -15,6 +15,7 @@ from directory_sync import outbox, process_state
 # Celery's per-task logging tokens (popped when their task ends).
 STATELESS = {
     ("directory_sync.store.records", "_converters_cache"),  # per database vendor, from the models
+    ("directory_sync.store.db", "_statements"),  # statement text -> its name and $n text
     ("beem_admin.logging", "_task_tokens"),
     # The registry itself.
     ("directory_sync.process_state", "_resets"),
