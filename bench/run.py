@@ -78,7 +78,7 @@ TARGETS = {
     "patch": (800, None, 0.13),
     "group": (800, None, 0.13),
 }
-APPLY_TARGET_SECONDS = 200
+APPLY_TARGET_SECONDS = 60  # issue 16: every change applied within 60 s of the last POST
 REFUSAL_TARGET_SECONDS = 1.0
 # SCIM lookups while one client floods /o/token/ with wrong secrets (issue 13): their p99 may
 # grow at most this much over the unloaded p99. The flood uses this many connections (as seen

@@ -6,6 +6,7 @@ PostgreSQL) like ``make bench`` does, only with 200 users and one-second phases.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,12 @@ def _admin_url() -> str:
     return urllib.parse.urlunsplit(parts._replace(path="/postgres"))
 
 
+def _scratch_redis_url() -> str:
+    """The test Redis server's database 11, which inproc.py empties (not the suite's own)."""
+    parts = urllib.parse.urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    return urllib.parse.urlunsplit(parts._replace(path="/11"))
+
+
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
     admin_url = _admin_url()
@@ -35,6 +42,7 @@ def bench_run(tmp_path_factory):
     if not shutil.which("wrk"):
         pytest.skip("needs wrk (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
+    db_name = f"beem_bench_smoke_{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
@@ -48,7 +56,8 @@ def bench_run(tmp_path_factory):
             "--web-workers=2",
             "--celery-concurrency=1",
             f"--pg-url={admin_url}",
-            f"--db-name=beem_bench_smoke_{os.getpid()}",
+            f"--db-name={db_name}",
+            "--keep-db",
             f"--out={out}",
             "--profile=get,post",
             "--profile-duration=1",
@@ -59,13 +68,18 @@ def bench_run(tmp_path_factory):
         text=True,
         timeout=900,
     )
-    return done, out
+    try:
+        yield done, out, db_name
+    finally:
+        from bench.run import database_drop
+
+        database_drop(admin_url, db_name)
 
 
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_runs_every_phase_and_prints_the_table(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (out / f"table-{USERS}.md").read_text()
     assert table in done.stdout
@@ -93,7 +107,7 @@ def test_harness_runs_every_phase_and_prints_the_table(bench_run):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_profiles_the_named_phases_in_windows_of_their_own(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for phase in ("get", "post"):
         summary = (out / f"profile-{phase}-{USERS}.txt").read_text()
@@ -108,7 +122,7 @@ def test_harness_profiles_the_named_phases_in_windows_of_their_own(bench_run):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_measures_the_token_endpoint(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     token = json.loads((out / f"results-{USERS}.json").read_text())["token"]
     assert token["issued"]["requests"] > 0 and token["issued"]["non2xx"] == 0
@@ -122,7 +136,7 @@ def test_harness_measures_the_token_endpoint(bench_run):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_phases_answer_without_errors(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / f"results-{USERS}.json").read_text())
     for phase, result in report["phases"].items():
@@ -133,7 +147,7 @@ def test_harness_phases_answer_without_errors(bench_run):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_initial_sync_is_applied_to_members(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     sync = json.loads((out / f"results-{USERS}.json").read_text())["initial_sync"]
     assert sync["records"] >= INITIAL_SYNC
@@ -145,10 +159,44 @@ def test_harness_initial_sync_is_applied_to_members(bench_run):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_harness_sees_stopped_sync_and_revoked_token_refused(bench_run):
-    done, out = bench_run
+    done, out, _db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     security = json.loads((out / f"results-{USERS}.json").read_text())["security"]
     for name in ("stopped sync", "revoked token"):
         check = security[name]
         assert check["status_before"] == 200, name
         assert check["refused_within_target"] is True, (name, check)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.parametrize("phase", ["get", "post"])
+def test_in_process_bench_measures_a_phase_on_the_seeded_database(bench_run, phase):
+    """bench/inproc.py (CPU per request without a server) runs on what run.py seeded."""
+    done, out, db_name = bench_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    measured = subprocess.run(
+        [
+            sys.executable,
+            "bench/inproc.py",
+            f"--users={USERS}",
+            f"--phase={phase}",
+            "--requests=20",
+            "--warmup=5",
+            "--rounds=2",
+            f"--pg-url={_admin_url()}",
+            f"--db-name={db_name}",
+            f"--out={out}",
+            f"--redis-url={_scratch_redis_url()}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert measured.returncode == 0, measured.stdout[-3000:] + measured.stderr[-3000:]
+    assert re.search(rf"^{phase}: \d+ µs CPU, \d+ µs wall per request", measured.stdout, re.M)
