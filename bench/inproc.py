@@ -11,7 +11,10 @@ samples in ``bench/out/data-<users>``), fetches a real token from ``/o/token/`` 
 Wall-clock figures on a shared VM move by ±30 % between minutes; ``--callgrind`` runs the same
 loop under valgrind and counts the CPU instructions of the web side only (Python and the C it
 calls, not PostgreSQL), which repeat exactly for the same code and data — the figure to compare
-two versions of the code with. ``--profile`` prints a cProfile (CPU time) of the loop instead.
+two versions of the code with. The request log's rows are written once per wall-clock second,
+and valgrind runs the loop ~50× slower, so each counted request carries far more of those
+writes than in service; with ``BEEM_REQUEST_LOG=off`` the count is the request's own work.
+``--profile`` prints a cProfile (CPU time) of the loop instead.
 """
 
 from __future__ import annotations
