@@ -23,6 +23,7 @@ import argparse
 import base64
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -94,6 +95,8 @@ def requests_of(phase: str, client: Client, base: str, data: Path):
     ids = (data / "user_ids.txt").read_text().split()
     names = (data / "user_names.txt").read_text().split()
     external = (data / "external_ids.txt").read_text().split()
+    # Valid Saudi mobile numbers (prefix 55), distinct within a run; the seed uses prefix 50.
+    mobiles = itertools.count(secrets.randbelow(10**7))
 
     def one(i: int):
         if phase == "ping":
@@ -121,7 +124,7 @@ def requests_of(phase: str, client: Client, base: str, data: Path):
             "name": {"givenName": "In", "familyName": "Process"},
             "emails": [{"type": "work", "primary": True, "value": f"{user}@inproc.example.com"}],
             "phoneNumbers": [
-                {"type": "mobile", "value": f"+9665{secrets.randbelow(10**8):08d}", "primary": True}
+                {"type": "mobile", "value": f"+96655{next(mobiles) % 10**7:07d}", "primary": True}
             ],
         }
         return client.call("POST", f"{base}/Users", body=json.dumps(document).encode())
