@@ -915,6 +915,21 @@ def main(argv: list[str] | None = None) -> int:
             "BENCH_USERS": str(args.users),
             "BENCH_NONCE": str(int(time.time()) % 100000),
         }
+
+        def drive(phase: str, duration: float, nonce_offset: int = 0) -> dict:
+            """wrk on the phase's script (a nonce offset keeps a window's new names apart)."""
+            env = {**wrk_env, "BENCH_PING_PATH": PING_PATHS.get(phase, "")}
+            if nonce_offset:
+                env["BENCH_NONCE"] = str(int(time.time()) % 100000 + nonce_offset)
+            return wrk_run(
+                script=script_of(phase),
+                port=target(phase)[0],
+                env=env,
+                duration=duration,
+                connections=args.connections,
+                threads=args.threads,
+            )
+
         profiled = {p for p in args.profile.split(",") if p}
         if "all" in profiled:
             profiled = set(phases)  # the initial sync is profiled only when named
@@ -923,34 +938,16 @@ def main(argv: list[str] | None = None) -> int:
             # that one-time cost is not what the phases measure.
             sampler.label = "warmup"
             for phase in phases:
-                wrk_run(
-                    script=script_of(phase),
-                    port=target(phase)[0],
-                    env={
-                        **wrk_env,
-                        "BENCH_NONCE": str(int(time.time()) % 100000 + 50037),
-                        "BENCH_PING_PATH": PING_PATHS.get(phase, ""),
-                    },
-                    duration=args.warmup,
-                    connections=args.connections,
-                    threads=args.threads,
-                )
+                drive(phase, args.warmup, nonce_offset=50037)
             for phase in WRITE_PHASES:
                 if phase in phases:
                     wait_applied(main_org, args.settle)
             log("warmed up")
         for phase in phases:
             sampler.label = phase
-            port, pid, phase_meter = target(phase)
+            _port, pid, phase_meter = target(phase)
             cpu_before = phase_meter.snapshot()
-            result = wrk_run(
-                script=script_of(phase),
-                port=port,
-                env={**wrk_env, "BENCH_PING_PATH": PING_PATHS.get(phase, "")},
-                duration=args.duration,
-                connections=args.connections,
-                threads=args.threads,
-            )
+            result = drive(phase, args.duration)
             cpu = phase_meter.since(cpu_before)
             result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
             ours = cpu["web"] + cpu["worker"] + cpu["db"] + cpu["children"]
@@ -970,18 +967,7 @@ def main(argv: list[str] | None = None) -> int:
                 # A window of its own after the measured one: py-spy sampling four processes
                 # takes a large share of two cores, which would lower the phase's figures.
                 profile = profile_start(pid, phase, args.profile_duration)
-                wrk_run(
-                    script=script_of(phase),
-                    port=port,
-                    env={
-                        **wrk_env,
-                        "BENCH_NONCE": str(int(time.time()) % 100000 + 70001),
-                        "BENCH_PING_PATH": PING_PATHS.get(phase, ""),
-                    },
-                    duration=args.profile_duration,
-                    connections=args.connections,
-                    threads=args.threads,
-                )
+                drive(phase, args.profile_duration, nonce_offset=70001)
                 if profile:
                     profile[0].wait(timeout=args.profile_duration + 60)
                     summary = profile_summary(profile[1])

@@ -28,6 +28,15 @@ def _admin_url() -> str:
     return urllib.parse.urlunsplit(parts._replace(path="/postgres"))
 
 
+def _bench_env() -> dict[str, str]:
+    """The test's environment without the suite's own Django, Celery and database settings:
+    the bench scripts set their own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    return env
+
+
 def _scratch_redis_url() -> str:
     """The test Redis server's database 11, which inproc.py empties (not the suite's own)."""
     parts = urllib.parse.urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
@@ -43,9 +52,7 @@ def bench_run(tmp_path_factory):
         pytest.skip("needs wrk (Debian package wrk)")
     out = tmp_path_factory.mktemp("bench")
     db_name = f"beem_bench_smoke_{os.getpid()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
+    env = _bench_env()
     done = subprocess.run(
         [
             sys.executable,
@@ -175,9 +182,7 @@ def test_in_process_bench_measures_a_phase_on_the_seeded_database(bench_run, pha
     """bench/inproc.py (CPU per request without a server) runs on what run.py seeded."""
     done, out, db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
+    env = _bench_env()
     measured = subprocess.run(
         [
             sys.executable,
