@@ -5,7 +5,7 @@ view dispatch renders it as a SCIM error body). ``scimType`` values are the RFC'
 must tell an Entra administrator reading the provisioning log what to fix.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,11 +20,24 @@ from .constants import ERROR_SCHEMA
 class ScimError(django_scim_exceptions.SCIMException):
     """A SCIM error answer: HTTP status, optional scimType and a readable detail."""
 
-    def __init__(self, detail: str, *, status: int = 400, scim_type: str | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int = 400,
+        scim_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(str(detail), status=status, scim_type=scim_type)
         # SCIMException keeps the kwarg only when truthy; make the class default explicit.
         self.status = status
         self.scim_type = scim_type
+        self.headers = headers or {}
+
+    def headers_set(self, response) -> None:
+        """Put the error's HTTP headers (e.g. a 405's Allow) on its answer."""
+        for name, value in self.headers.items():
+            response[name] = value
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -80,8 +93,14 @@ def not_implemented(detail: str) -> ScimError:
     return ScimError(detail, status=501)
 
 
-def method_not_allowed(method: str, path: str) -> ScimError:
-    return ScimError(f"{method} is not supported on {path}.", status=405)
+def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> ScimError:
+    # RFC 9110 §15.5.6: a 405 carries Allow, the methods the target does support.
+    allow = ", ".join(allowed)
+    return ScimError(
+        f"{method} is not supported on {path}; it supports {allow}.",
+        status=405,
+        headers={"Allow": allow},
+    )
 
 
 def precondition_failed(resource_type: str, scim_id: str, version: int) -> ScimError:

@@ -113,6 +113,8 @@ def failure_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
     response = HttpResponse(json.dumps(body), status=error.status, content_type=SCIM_CONTENT_TYPE)
     # The request log masks this dict instead of parsing the JSON again (views.json_response).
     response.scim_body = body
+    if isinstance(error, errors.ScimError):
+        error.headers_set(response)
     if retry_detail is not None:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if not isinstance(exc, SCIMException):

@@ -173,9 +173,19 @@ class _ResourceView(ScimView):
         )
         return list_response_of_page(page, list_response(resources, total=total, start=start))
 
+    @staticmethod
+    def _allowed(uuid) -> list[str]:
+        """What the route serves: a collection is read and created, a resource read,
+        replaced, patched and deleted."""
+        return ["GET", "PUT", "PATCH", "DELETE"] if uuid else ["GET", "POST"]
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        allowed = self._allowed(kwargs.get("uuid"))
+        raise errors.method_not_allowed(request.method, request.path, allowed)
+
     def post(self, request, organization_id, uuid=None):
         if uuid:
-            raise errors.method_not_allowed("POST", request.path)
+            raise errors.method_not_allowed("POST", request.path, self._allowed(uuid))
         self.organization  # noqa: B018 - checks the token's organization before parsing
         adapter = self.adapter_class(None, request=request)
         adapter.validate_dict(self.load_body())
@@ -184,7 +194,7 @@ class _ResourceView(ScimView):
 
     def put(self, request, organization_id, uuid=None):
         if not uuid:
-            raise errors.method_not_allowed("PUT", request.path)
+            raise errors.method_not_allowed("PUT", request.path, self._allowed(uuid))
         adapter = self.adapter_class(self._get_record(uuid), request=request)
         adapter.validate_dict(self.load_body())
         adapter.save()
@@ -192,7 +202,7 @@ class _ResourceView(ScimView):
 
     def patch(self, request, organization_id, uuid=None):
         if not uuid:
-            raise errors.method_not_allowed("PATCH", request.path)
+            raise errors.method_not_allowed("PATCH", request.path, self._allowed(uuid))
         # No read first: the record service locks the record (404 when it is not live here)
         # and the adapter renders what it wrote.
         self.organization  # noqa: B018 - checks the token's organization before parsing
@@ -216,7 +226,7 @@ class _ResourceView(ScimView):
 
     def delete(self, request, organization_id, uuid=None):
         if not uuid:
-            raise errors.method_not_allowed("DELETE", request.path)
+            raise errors.method_not_allowed("DELETE", request.path, self._allowed(uuid))
         adapter = self.adapter_class(self._get_record(uuid), request=request)
         adapter.delete()
         return HttpResponse(status=204, content_type=SCIM_CONTENT_TYPE)
@@ -269,6 +279,10 @@ class _SearchView:
     GET, with its parameters read from the SearchRequest body."""
 
     http_method_names = ["post"]
+
+    @staticmethod
+    def _allowed(uuid=None) -> list[str]:
+        return ["POST"]
 
     def post(self, request, organization_id):
         self.organization  # noqa: B018 - checks the token's organization before parsing

@@ -85,7 +85,10 @@ class ScimView(scim_views.SCIMView):
         try:
             return View.dispatch(self, request, *args, **kwargs)
         except SCIMException as exc:
-            return json_response(exc.to_dict(), status=exc.status)
+            response = json_response(exc.to_dict(), status=exc.status)
+            if isinstance(exc, errors.ScimError):
+                exc.headers_set(response)
+            return response
         except Exception as exc:  # as django-scim2's dispatch
             if request.method in _WRITE_METHODS and not auth_middleware.is_read(request):
                 # The write's transaction must roll back whole: ScimErrorMiddleware answers.
@@ -93,7 +96,7 @@ class ScimView(scim_views.SCIMView):
             return failure_response(request, exc)
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        raise errors.method_not_allowed(request.method, request.path)
+        raise errors.method_not_allowed(request.method, request.path, self._allowed_methods())
 
     not_implemented_reason = "is not supported by this service."
 

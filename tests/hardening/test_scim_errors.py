@@ -60,10 +60,31 @@ def test_an_unknown_path_is_a_scim_404(tenant, debug, path):
     assert_scim_error(response, 404, f"{path} is not a SCIM endpoint.")
 
 
-def test_a_method_a_route_does_not_offer_is_a_scim_405(tenant, debug):
-    response = tenant.request("DELETE", "/ServiceProviderConfig")
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/ServiceProviderConfig", "GET"),
+        ("POST", "/Schemas", "GET"),
+        ("PUT", "/Users", "GET, POST"),
+        ("DELETE", "/Groups", "GET, POST"),
+        ("POST", "/Users/{user}", "GET, PUT, PATCH, DELETE"),
+        ("GET", "/Users/.search", "POST"),
+        ("GET", "/.search", "POST"),
+    ],
+)
+def test_a_method_a_route_does_not_offer_is_a_scim_405_with_allow(
+    tenant, debug, method, path, allow
+):
+    """RFC 9110 §15.5.6: a 405 names the methods the route does serve (Allow), and the
+    detail says them too."""
+    user = tenant.request("POST", "/Users", scim_user("allow@acme.com")).json()["id"]
+    path = path.format(user=user)
 
-    assert_scim_error(response, 405)
+    response = tenant.request(method, path, {} if method in ("POST", "PUT") else None)
+
+    body = assert_scim_error(response, 405)
+    assert response["Allow"] == allow
+    assert body["detail"].endswith(f"; it supports {allow}."), body
 
 
 def test_a_body_over_the_limit_is_a_scim_413(tenant, debug, settings):
