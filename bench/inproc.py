@@ -11,9 +11,11 @@ samples in ``bench/out/data-<users>``), fetches a real token from ``/o/token/`` 
 Wall-clock figures on a shared VM move by ±30 % between minutes; ``--callgrind`` runs the same
 loop under valgrind and counts the CPU instructions of the web side only (Python and the C it
 calls, not PostgreSQL), which repeat exactly for the same code and data — the figure to compare
-two versions of the code with. The request log's rows are written once per wall-clock second,
-and valgrind runs the loop ~50× slower, so each counted request carries far more of those
-writes than in service; with ``BEEM_REQUEST_LOG=off`` the count is the request's own work.
+two versions of the code with. In service a web process writes its buffered request-log rows
+and run counts once per wall-clock second; here they are written every ``--flush-every``
+requests instead (default 200, about one second of one web process's lookups), so every mode
+— and valgrind, which runs the loop ~50× slower — counts the same share of those writes per
+request whatever the clock says. ``BEEM_REQUEST_LOG=off`` leaves the log out altogether.
 ``--profile`` prints a cProfile (CPU time) of the loop instead.
 """
 
@@ -56,7 +58,29 @@ def environment(db_url: str, redis_url: str) -> dict[str, str]:
         "BEEM_BENCH_ENDPOINT": "1",
         "BEEM_TOKEN_RATE_LIMIT": "0",
         "BEEM_TOKEN_RATE_LIMIT_PER_ADDRESS": "0",
+        # Never due by the clock: the loop writes them every --flush-every requests.
+        "BEEM_REQUEST_LOG_FLUSH_SECONDS": str(_NEVER),
+        "BEEM_RUN_COUNT_FLUSH_SECONDS": str(_NEVER),
     }
+
+
+_NEVER = 10**9  # seconds
+
+
+def flushing(one, every: int):
+    """``one`` that also writes the buffered request-log rows and run counts after every
+    ``every``-th request (0: never), as the per-second flush of a web process would."""
+    from directory_sync import runs
+    from directory_sync.scim import request_log
+
+    def call(i: int):
+        answer = one(i)
+        if every and (i + 1) % every == 0:
+            request_log.request_log_flush()
+            runs.runs_counts_flush()
+        return answer
+
+    return call
 
 
 class Client:
@@ -171,6 +195,12 @@ def main() -> None:
         default="redis://127.0.0.1:6379/11",
         help="a Redis database this may empty (writes queue apply jobs there)",
     )
+    p.add_argument(
+        "--flush-every",
+        type=int,
+        default=200,
+        help="write the buffered request-log rows and run counts every N requests (0: never)",
+    )
     p.add_argument("--data", default=None, help="samples (default bench/out/data-<users>)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
@@ -196,9 +226,8 @@ def main() -> None:
     from bench import seed
     from directory_sync import flusher
 
-    # The background flusher thread wakes every second: under valgrind that is many times per
-    # loop, and its work would be counted against the requests. Rows flush on requests instead.
-    flusher.BACKGROUND_FLUSH = not args.under_callgrind
+    # The background flusher thread wakes by the clock; the loop flushes by request count.
+    flusher.BACKGROUND_FLUSH = False
     organization, client_id, client_secret = seed.organization_prepare(slug="bench", name="Bench")
     client = Client(get_wsgi_application())
     basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
@@ -216,7 +245,9 @@ def main() -> None:
         "CONTENT_TYPE": "application/scim+json",
     }
     data = Path(args.data or Path(args.out) / f"data-{args.users}")
-    one = requests_of(args.phase, client, f"/scim/v2/{organization}", data)
+    one = flushing(
+        requests_of(args.phase, client, f"/scim/v2/{organization}", data), args.flush_every
+    )
     try:
         for i in range(args.warmup):
             status, body = one(i)

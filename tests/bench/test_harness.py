@@ -183,6 +183,7 @@ def test_in_process_bench_measures_a_phase_on_the_seeded_database(bench_run, pha
     done, out, db_name = bench_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     env = _bench_env()
+    logged_before = _request_log_rows(db_name)
     measured = subprocess.run(
         [
             sys.executable,
@@ -192,6 +193,7 @@ def test_in_process_bench_measures_a_phase_on_the_seeded_database(bench_run, pha
             "--requests=20",
             "--warmup=5",
             "--rounds=2",
+            "--flush-every=10",
             f"--pg-url={_admin_url()}",
             f"--db-name={db_name}",
             f"--out={out}",
@@ -205,3 +207,14 @@ def test_in_process_bench_measures_a_phase_on_the_seeded_database(bench_run, pha
     )
     assert measured.returncode == 0, measured.stdout[-3000:] + measured.stderr[-3000:]
     assert re.search(rf"^{phase}: \d+ µs CPU, \d+ µs wall per request", measured.stdout, re.M)
+    # Rows are written by request count, not by the clock: the last request of each round
+    # (the 20th) flushed everything before it, the 5 warm-up requests' rows included.
+    assert _request_log_rows(db_name) - logged_before == 5 + 2 * 20
+
+
+def _request_log_rows(db_name: str) -> int:
+    import psycopg
+
+    url = urllib.parse.urlsplit(_admin_url())._replace(path=f"/{db_name}")
+    with psycopg.connect(urllib.parse.urlunsplit(url)) as conn:
+        return conn.execute("SELECT count(*) FROM directory_sync_requestlog").fetchone()[0]
