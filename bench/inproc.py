@@ -161,6 +161,7 @@ def callgrind(args: argparse.Namespace) -> None:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     out = Path(args.out) / f"callgrind-{args.phase}-{args.users}.out"
+    out.parent.mkdir(parents=True, exist_ok=True)
     argv = [a for a in sys.argv[1:] if a != "--callgrind"] + ["--under-callgrind"]
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
